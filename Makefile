@@ -1,0 +1,66 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+# Every target installs what it needs first, idempotently.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WORKERS ?= 6
+PYTEST_ARGS ?=
+
+.PHONY: run test deps assets servers lint test-unit test-integration \
+        test-integration-signalprocessing test-stress policy-test bench clean
+
+# --- set-up ---------------------------------------------------------------
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> Python virtualenv and dependencies ($(VENV))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+deps: $(VENV)/.installed
+
+assets: deps  ## kube-apiserver, etcd, OPA, helm built from the Go module proxy (cached)
+	@echo "==> Go-built binaries (cached under $${KUBERNAUT_CACHE:-~/.cache/kubernaut-py})"
+	$(PY) -m envtest assets --all
+
+servers: deps  ## PostgreSQL and Redis from Debian packages, when missing
+	@echo "==> PostgreSQL and Redis packages"
+	$(PY) -m localservers install
+
+# --- the two commands -----------------------------------------------------
+
+run: assets servers
+	$(PY) -m demo
+
+test: assets servers lint policy-test
+	@echo "==> All tests: unit and integration, in parallel ($(WORKERS) workers)"
+	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+
+# --- parts of the test run ------------------------------------------------
+
+lint: deps
+	@echo "==> ruff and mypy"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+policy-test: assets
+	@echo "==> Rego unit tests (opa test)"
+	$$($(PY) -m envtest assets --tool opa --print-path) test -v policies/
+
+test-unit: deps
+	$(PY) -m pytest test/unit $(PYTEST_ARGS)
+
+test-integration: assets servers
+	$(PY) -m pytest -n $(WORKERS) test/integration $(PYTEST_ARGS)
+
+test-integration-signalprocessing: assets servers
+	$(PY) -m pytest -n $(WORKERS) test/integration/signalprocessing $(PYTEST_ARGS)
+
+test-stress: assets servers  ## 20 full runs in random order; stops at the first failure
+	$(PY) -m bench.stress --runs 20 --workers $(WORKERS)
+
+clean:
+	rm -rf $(VENV) .run

@@ -1,0 +1,62 @@
+"""Cleans up after a control-plane owner that died without stopping it.
+
+The owner starts this process first and keeps a pipe to its standard input
+open; it writes `pid N` and `dir PATH` lines as it creates servers and temp
+directories. When the pipe closes (normal stop, crash or SIGKILL of the owner),
+the reaper kills any listed process still alive and removes the listed
+directories. After a normal stop there is nothing left for it to do. It runs in
+its own session so that the Ctrl-C which interrupts the owner does not kill it
+before it has cleaned up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _terminate(pids: list[int], grace_seconds: float = 5.0) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pids: list[int] = []
+    directories: list[str] = []
+    for line in sys.stdin:
+        kind, _, value = line.strip().partition(" ")
+        if kind == "pid":
+            pids.append(int(value))
+        elif kind == "dir":
+            directories.append(value)
+        elif kind == "keep":
+            directories = [d for d in directories if d != value]
+    _terminate([pid for pid in pids if _alive(pid)])
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
