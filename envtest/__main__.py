@@ -35,8 +35,9 @@ def _up(arguments: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    plane = ControlPlane(crd_dirs=arguments.crds, kubeconfig=arguments.kubeconfig.resolve(),
-                         apiserver_port=arguments.port)
+    plane = ControlPlane(
+        crd_dirs=arguments.crds, kubeconfig=arguments.kubeconfig.resolve(), apiserver_port=arguments.port
+    )
     with plane:
         print(
             f"control plane ready in {plane.started_in:.1f}s at {plane.server_url}; "

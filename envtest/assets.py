@@ -21,8 +21,8 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 from pathlib import Path
+from typing import Final
 
 from envtest import versions
 
@@ -66,14 +66,11 @@ def _go_env() -> dict[str, str]:
 def _run(tool: str, step: str, argv: Sequence[str], cwd: Path) -> str:
     _progress(f"{tool}: {step} ...")
     started = time.monotonic()
-    result = subprocess.run(
-        argv, cwd=cwd, env=_go_env(), capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(argv, cwd=cwd, env=_go_env(), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
         raise AssetBuildError(
-            f"building {tool} failed at step '{step}' ({' '.join(argv)}), "
-            f"exit {result.returncode}:\n{tail}"
+            f"building {tool} failed at step '{step}' ({' '.join(argv)}), exit {result.returncode}:\n{tail}"
         )
     _progress(f"{tool}: {step} done in {time.monotonic() - started:.0f}s")
     return result.stdout
@@ -98,7 +95,10 @@ class Tool:
         try:
             answer = subprocess.run(
                 [str(self.path), *self.version_argv],
-                capture_output=True, text=True, timeout=30, check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
             return False
@@ -142,7 +142,8 @@ def _kubernetes_replaces(workdir: Path) -> tuple[str, str]:
     """Returns (go line, replace block) derived from k8s.io/kubernetes's own go.mod."""
     info = json.loads(
         _run(
-            "kube-apiserver", "fetch k8s.io/kubernetes go.mod",
+            "kube-apiserver",
+            "fetch k8s.io/kubernetes go.mod",
             ["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{versions.KUBERNETES}"],
             workdir,
         )
@@ -171,21 +172,41 @@ def _build_kube_apiserver(tool: Tool) -> None:
             f"-X {package}.gitMinor={minor}",
             f"-X {package}.gitTreeState=clean",
         ]
-    _run(tool.name, "resolve modules (downloads ~2 min cold)",
-         ["go", "get", f"k8s.io/kubernetes/cmd/kube-apiserver@{version}"], workdir)
-    _run(tool.name, "compile (~3.5 min cold on 2 cores)",
-         ["go", "build", "-trimpath", "-tags", "selinux,notest,grpcnotrace",
-          "-ldflags", "-s -w " + " ".join(stamp), "-o", "out", "k8s.io/kubernetes/cmd/kube-apiserver"],
-         workdir)
+    _run(
+        tool.name,
+        "resolve modules (downloads ~2 min cold)",
+        ["go", "get", f"k8s.io/kubernetes/cmd/kube-apiserver@{version}"],
+        workdir,
+    )
+    _run(
+        tool.name,
+        "compile (~3.5 min cold on 2 cores)",
+        [
+            "go",
+            "build",
+            "-trimpath",
+            "-tags",
+            "selinux,notest,grpcnotrace",
+            "-ldflags",
+            "-s -w " + " ".join(stamp),
+            "-o",
+            "out",
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+        ],
+        workdir,
+    )
     _install(tool, workdir / "out")
 
 
 def _build_plain(tool: Tool, module: str, package: str, ldflags: str = "") -> None:
     workdir = _wrapper_module(tool, _go_line_of_toolchain())
     _run(tool.name, "resolve modules", ["go", "get", f"{module}@v{tool.version}"], workdir)
-    _run(tool.name, "compile",
-         ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), "-o", "out", package],
-         workdir)
+    _run(
+        tool.name,
+        "compile",
+        ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), "-o", "out", package],
+        workdir,
+    )
     _install(tool, workdir / "out")
 
 
@@ -195,11 +216,19 @@ def _build(tool: Tool) -> None:
     elif tool is ETCD:
         _build_plain(tool, "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3")
     elif tool is OPA:
-        _build_plain(tool, "github.com/open-policy-agent/opa", "github.com/open-policy-agent/opa",
-                     f"-X github.com/open-policy-agent/opa/v1/version.Version={tool.version}")
+        _build_plain(
+            tool,
+            "github.com/open-policy-agent/opa",
+            "github.com/open-policy-agent/opa",
+            f"-X github.com/open-policy-agent/opa/v1/version.Version={tool.version}",
+        )
     elif tool is HELM:
-        _build_plain(tool, "helm.sh/helm/v3", "helm.sh/helm/v3/cmd/helm",
-                     f"-X helm.sh/helm/v3/internal/version.version=v{tool.version}")
+        _build_plain(
+            tool,
+            "helm.sh/helm/v3",
+            "helm.sh/helm/v3/cmd/helm",
+            f"-X helm.sh/helm/v3/internal/version.version=v{tool.version}",
+        )
     else:
         raise AssetBuildError(f"no recipe for {tool.name}")
 
@@ -210,8 +239,9 @@ ALL_TOOLS: Final = (ETCD, KUBE_APISERVER, OPA, HELM)
 def ensure(tools: Sequence[Tool] = ALL_TOOLS) -> None:
     """Builds whichever of `tools` is missing from the cache; reuses the rest."""
     if shutil.which("go") is None:
-        raise AssetBuildError("the 'go' command is not on PATH; it is needed to build " +
-                              ", ".join(t.name for t in tools))
+        raise AssetBuildError(
+            "the 'go' command is not on PATH; it is needed to build " + ", ".join(t.name for t in tools)
+        )
     for tool in tools:
         if tool.is_cached():
             _progress(f"{tool.name} {tool.version}: cached at {tool.path}")

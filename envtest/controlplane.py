@@ -113,11 +113,21 @@ def _write_kubeconfig(path: Path, server: str, certs: ControlPlaneCerts) -> None
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "envtest", "cluster": {
-            "server": server, "certificate-authority-data": inline(certs.serving_ca)}}],
-        "users": [{"name": "envtest", "user": {
-            "client-certificate-data": inline(certs.admin_cert),
-            "client-key-data": inline(certs.admin_key)}}],
+        "clusters": [
+            {
+                "name": "envtest",
+                "cluster": {"server": server, "certificate-authority-data": inline(certs.serving_ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": "envtest",
+                "user": {
+                    "client-certificate-data": inline(certs.admin_cert),
+                    "client-key-data": inline(certs.admin_key),
+                },
+            }
+        ],
         "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest"}}],
         "current-context": "envtest",
     }
@@ -146,6 +156,14 @@ class ControlPlane:
     _workdir: Path | None = field(default=None, init=False)
     _servers: list[_Server] = field(default_factory=list, init=False)
     _reaper: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.process.pid for server in self._servers]
+
+    @property
+    def workdir(self) -> Path | None:
+        return self._workdir
 
     @property
     def uses_existing_cluster(self) -> bool:
@@ -208,7 +226,10 @@ class ControlPlane:
         log = self._workdir / f"{name}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
             )
         self._tell_reaper(f"pid {process.pid}")
@@ -219,37 +240,60 @@ class ControlPlane:
     def _start_etcd(self, binary: Path) -> str:
         assert self._workdir is not None
         client_url = f"http://127.0.0.1:{free_port()}"
-        server = self._spawn("etcd", [
-            str(binary),
-            "--data-dir", str(self._workdir / "etcd"),
-            "--listen-client-urls", client_url,
-            "--advertise-client-urls", client_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{free_port()}",
-            "--unsafe-no-fsync",
-            "--log-level", "warn",
-        ])
+        server = self._spawn(
+            "etcd",
+            [
+                str(binary),
+                "--data-dir",
+                str(self._workdir / "etcd"),
+                "--listen-client-urls",
+                client_url,
+                "--advertise-client-urls",
+                client_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{free_port()}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
         self._wait(server, lambda: _http_ok(f"{client_url}/health"), "did not become healthy")
         return client_url
 
     def _start_apiserver(self, binary: Path, etcd_url: str, certs: ControlPlaneCerts) -> None:
         port = self.apiserver_port or free_port()
         self.server_url = f"https://127.0.0.1:{port}"
-        server = self._spawn("kube-apiserver", [
-            str(binary),
-            "--etcd-servers", etcd_url,
-            "--cert-dir", str(certs.cert_dir),
-            "--secure-port", str(port),
-            "--bind-address", "127.0.0.1",
-            "--advertise-address", "127.0.0.1",
-            "--service-cluster-ip-range", "10.0.0.0/24",
-            "--authorization-mode", "RBAC",
-            "--client-ca-file", str(certs.client_ca),
-            "--service-account-issuer", "https://kubernetes.default.svc",
-            "--service-account-key-file", str(certs.service_account_pub),
-            "--service-account-signing-key-file", str(certs.service_account_key),
-            "--disable-admission-plugins", "ServiceAccount",
-            "--allow-privileged=true",
-        ])
+        server = self._spawn(
+            "kube-apiserver",
+            [
+                str(binary),
+                "--etcd-servers",
+                etcd_url,
+                "--cert-dir",
+                str(certs.cert_dir),
+                "--secure-port",
+                str(port),
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                "--authorization-mode",
+                "RBAC",
+                "--client-ca-file",
+                str(certs.client_ca),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--service-account-key-file",
+                str(certs.service_account_pub),
+                "--service-account-signing-key-file",
+                str(certs.service_account_key),
+                "--disable-admission-plugins",
+                "ServiceAccount",
+                "--allow-privileged=true",
+            ],
+        )
         context = ssl.create_default_context(cafile=str(certs.serving_ca))
         context.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
         # Anonymous requests get 403 while RBAC bootstraps, so readiness is asked as admin.

@@ -80,8 +80,7 @@ def _apply(api: client.ApiextensionsV1Api, crd: Crd) -> None:
             raise CrdFileError(f"{crd.source}: rejected by the API server: {error.body}") from error
         current = api.read_custom_resource_definition(crd.name)
         manifest = dict(crd.manifest)
-        manifest["metadata"] = {**manifest["metadata"],
-                                "resourceVersion": current.metadata.resource_version}
+        manifest["metadata"] = {**manifest["metadata"], "resourceVersion": current.metadata.resource_version}
         api.replace_custom_resource_definition(crd.name, manifest)
 
 

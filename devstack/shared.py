@@ -1,0 +1,119 @@
+"""One stack shared by every process of a test run: first in starts it, last out stops it.
+
+Membership is a count in a file guarded by a file lock. The supervisor runs
+in its own session (so no worker's exit or Ctrl-C kills it mid-run) and
+watches the run's main process, so it also goes away if the count is never
+brought back to zero.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from filelock import FileLock
+
+from devstack.state import StackState
+
+_START_TIMEOUT_SECONDS = 180.0
+
+
+class StackStartError(RuntimeError):
+    """The supervisor exited or timed out before publishing its state; the message has its log."""
+
+
+class SharedStack:
+    def __init__(self, directory: Path, components: tuple[str, ...], watch_pid: int) -> None:
+        self._directory = directory
+        self._components = components
+        self._watch_pid = watch_pid
+        self._lock = FileLock(str(directory / "stack.lock"))
+        self._state_path = directory / "stack.json"
+        self._members_path = directory / "stack.members"
+        self._log_path = directory / "stack.log"
+
+    def __enter__(self) -> StackState:
+        with self._lock:
+            if not self._state_path.exists():
+                self._start_supervisor()
+            members = self._members() + 1
+            self._members_path.write_text(str(members))
+            return StackState.read(self._state_path)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with self._lock:
+            members = self._members() - 1
+            self._members_path.write_text(str(max(members, 0)))
+            if members <= 0 and self._state_path.exists():
+                state = StackState.read(self._state_path)
+                self._state_path.unlink()
+                _stop(state.supervisor_pid)
+
+    def _members(self) -> int:
+        try:
+            return int(self._members_path.read_text() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def _start_supervisor(self) -> None:
+        with self._log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.supervisor",
+                    "--state",
+                    str(self._state_path),
+                    "--components",
+                    ",".join(self._components),
+                    "--watch-pid",
+                    str(self._watch_pid),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+        while not self._state_path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:
+                    process.kill()
+                tail = "\n".join(self._log_path.read_text(errors="replace").splitlines()[-30:])
+                raise StackStartError(f"the test stack did not start (log {self._log_path}):\n{tail}")
+            time.sleep(0.1)
+
+
+def _has_exited(pid: int) -> bool:
+    try:
+        # The process that started the supervisor must reap it, or it stays a zombie.
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _stop(pid: int, grace_seconds: float = 30.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while not _has_exited(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.05)

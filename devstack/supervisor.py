@@ -1,0 +1,142 @@
+"""Starts the stack's servers, publishes their state file, and stops them all on request.
+
+Servers start concurrently (the control plane and PostgreSQL each take a few
+seconds). Every server process dies with the supervisor (PR_SET_PDEATHSIG),
+and the supervisor itself stops when the process it watches is gone, so a
+killed test run cannot leave servers behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+
+from devstack.state import StackState
+from envtest import ControlPlane
+
+COMPONENTS = ("controlplane",)
+_WATCH_INTERVAL_SECONDS = 0.5
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _timed(times: dict[str, float], name: str) -> Iterator[None]:
+    began = time.monotonic()
+    yield
+    times[name] = round(time.monotonic() - began, 2)
+
+
+def _start_control_plane(stack: ExitStack, workdir: Path, crds: Path, times: dict[str, float]) -> str:
+    with _timed(times, "controlplane"):
+        plane = stack.enter_context(ControlPlane(crd_dirs=[crds], kubeconfig=workdir / "kubeconfig"))
+    return str(plane.kubeconfig)
+
+
+def _start_datastorage(stack: ExitStack, workdir: Path, times: dict[str, float]) -> dict[str, str]:
+    from datastorage.process import DataStorageProcess
+    from localservers import PostgresServer, RedisServer
+
+    with _timed(times, "postgres+redis"), ThreadPoolExecutor(2) as pool:
+        postgres_future = pool.submit(stack.enter_context, PostgresServer(base_dir=workdir / "postgres"))
+        redis_future = pool.submit(stack.enter_context, RedisServer(base_dir=workdir / "redis"))
+        postgres, redis = postgres_future.result(), redis_future.result()
+    with _timed(times, "datastorage"):
+        service = stack.enter_context(
+            DataStorageProcess(
+                database_url=postgres.url, redis_url=redis.url, log_path=workdir / "datastorage.log"
+            )
+        )
+    return {"database_url": postgres.url, "redis_url": redis.url, "datastorage_url": service.url}
+
+
+def run_stack(
+    components: tuple[str, ...],
+    state_path: Path,
+    crds: Path,
+    should_stop: Callable[[], bool],
+) -> None:
+    """Starts `components`, writes the state file, and blocks until `should_stop()`."""
+    workdir = Path(tempfile.mkdtemp(prefix="devstack-"))
+    times: dict[str, float] = {}
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        # PR_SET_PDEATHSIG fires when the *thread* that forked a server exits, so
+        # the threads that start servers must outlive them: the pool is entered
+        # first and therefore shut down last.
+        pool = stack.enter_context(ThreadPoolExecutor(2))
+        plane = (
+            pool.submit(_start_control_plane, stack, workdir, crds, times)
+            if "controlplane" in components
+            else None
+        )
+        storage = (
+            pool.submit(_start_datastorage, stack, workdir, times) if "datastorage" in components else None
+        )
+        kubeconfig = plane.result() if plane else ""
+        addresses = storage.result() if storage else {}
+        StackState(
+            supervisor_pid=os.getpid(),
+            kubeconfig=kubeconfig,
+            logs=str(workdir),
+            start_seconds=times,
+            **addresses,
+        ).write(state_path)
+        while not should_stop():
+            time.sleep(_WATCH_INTERVAL_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.supervisor", description=__doc__)
+    parser.add_argument("--state", type=Path, required=True, help="where to write the state JSON")
+    parser.add_argument("--components", default=",".join(COMPONENTS))
+    parser.add_argument("--crds", type=Path, default=Path(__file__).resolve().parent.parent / "crds")
+    parser.add_argument("--watch-pid", type=int, help="stop when this process is gone")
+    arguments = parser.parse_args(argv)
+    components = tuple(c for c in arguments.components.split(",") if c)
+    unknown = set(components) - set(COMPONENTS)
+    if unknown:
+        parser.error(f"unknown components {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    def should_stop() -> bool:
+        watched_gone = arguments.watch_pid is not None and not _is_alive(arguments.watch_pid)
+        return stopping.is_set() or watched_gone
+
+    try:
+        run_stack(components, arguments.state, arguments.crds, should_stop)
+    except Exception as error:
+        print(f"error: stack failed to start: {error}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

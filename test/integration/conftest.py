@@ -1,0 +1,62 @@
+"""Session layer of the integration suite: one shared stack for every worker, a namespace per test.
+
+The stack (control plane, and PostgreSQL, Redis and DataStorage) is started
+by the first worker to need it and stopped by the last one done
+(devstack.shared). Everything a worker shares with others comes from the
+stack's state file; each worker builds its own clients from it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from devstack.shared import SharedStack
+from devstack.state import StackState
+from devstack.supervisor import COMPONENTS
+
+
+def _run_directory(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    # Under xdist every worker's basetemp sits in one per-run directory; without
+    # xdist the basetemp itself is per run.
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[StackState]:
+    main_pid = os.getpid() if worker_id == "master" else os.getppid()
+    with SharedStack(_run_directory(tmp_path_factory, worker_id), COMPONENTS, main_pid) as state:
+        yield state
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(stack: StackState) -> Path:
+    return Path(stack.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient, worker_id: str) -> Iterator[str]:
+    """A fresh namespace per test. Deletion is requested, never awaited: nothing finalises it here."""
+    name = f"it-{worker_id}-{secrets.token_hex(4)}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise

@@ -1,0 +1,81 @@
+"""Builders for the objects the suite creates: SignalProcessings and their targets."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import secrets
+from typing import Any
+
+GROUP = "kubernaut.ai"
+VERSION = "v1alpha1"
+SP_PLURAL = "signalprocessings"
+RR_PLURAL = "remediationrequests"
+
+
+def unique_rr_name() -> str:
+    """RemediationRequest names are the audit correlation IDs, so each test gets its own."""
+    return f"rr-{secrets.token_hex(6)}"
+
+
+def fingerprint(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def signal_processing(
+    namespace: str,
+    *,
+    rr_name: str | None = None,
+    severity: str = "critical",
+    target_kind: str = "Pod",
+    target_name: str = "app",
+    target_namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+    source: str = "prometheus",
+) -> dict[str, Any]:
+    rr = rr_name or unique_rr_name()
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SignalProcessing",
+        "metadata": {"name": f"sp-{rr}", "namespace": namespace},
+        "spec": {
+            "remediationRequestRef": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "RemediationRequest",
+                "name": rr,
+                "namespace": namespace,
+            },
+            "signal": {
+                "fingerprint": fingerprint(rr),
+                "name": "HighMemoryUsage",
+                "severity": severity,
+                "type": "prometheus",
+                "source": source,
+                "targetType": "kubernetes",
+                "targetResource": {
+                    "kind": target_kind,
+                    "name": target_name,
+                    "namespace": namespace if target_namespace is None else target_namespace,
+                },
+                "labels": labels or {},
+                "receivedTime": "2026-01-01T00:00:00Z",
+            },
+        },
+    }
+
+
+def with_change(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy with the dotted `path` set to `value`; the value `DELETE` removes the key."""
+    changed = copy.deepcopy(manifest)
+    *parents, leaf = path.split(".")
+    node = changed
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return changed
+
+
+DELETE: Any = object()
