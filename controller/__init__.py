@@ -1,0 +1,1 @@
+"""The SignalProcessing operator: kopf handlers, the processing pipeline and its stages."""

@@ -1,0 +1,1 @@
+"""Policies against the real engines: an OPA server per worker and regorus in-process."""

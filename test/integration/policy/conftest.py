@@ -1,0 +1,51 @@
+"""OPA for the policy tests: one server per xdist worker, started from the main thread.
+
+Tests that change the shipped modules (`environment.rego`, …) use their own
+`fresh_opa_server`; tests on the shared one use unique packages, because OPA
+merges every module that declares the same package.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.opa_server import OpaServer
+from controller.policies import PolicySet, read_policy_set
+from envtest import assets
+
+POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
+
+
+@pytest.fixture(scope="session")
+def opa_binary() -> Path:
+    path = Path(assets.OPA.path)
+    if not path.is_file():
+        pytest.fail(f"OPA binary missing at {path}; build it with `make assets`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def opa_server(opa_binary: Path) -> Iterator[OpaServer]:
+    with OpaServer(opa_binary) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_opa_server(opa_binary: Path) -> Iterator[OpaServer]:
+    with OpaServer(opa_binary) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shipped() -> PolicySet:
+    return read_policy_set(POLICY_DIR)
+
+
+@pytest.fixture
+def package() -> str:
+    """A package (and module id) no other test on the shared OPA server uses."""
+    return f"t{secrets.token_hex(6)}"

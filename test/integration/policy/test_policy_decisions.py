@@ -1,0 +1,199 @@
+"""The shipped policies decide the same on OPA and on regorus, and decide what the spec says.
+
+Inputs are built by `classify`'s input builders, so these are the documents
+the controller really sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+
+from controller.classify import (
+    DeploymentFacts,
+    KubernetesFacts,
+    NamespaceFacts,
+    PodFacts,
+    SignalFacts,
+    business_input,
+    customlabels_input,
+    environment_input,
+    priority_input,
+)
+from controller.opa_server import OpaServer
+from controller.policies import Policy, PolicySet
+from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+
+
+@dataclass(frozen=True)
+class Case:
+    policy: Policy
+    input: Mapping[str, object]
+    expected: object
+
+
+def ns(labels: Mapping[str, str] | None = None, name: str = "payments") -> NamespaceFacts:
+    return NamespaceFacts(name, dict(labels or {}))
+
+
+ALERT = SignalFacts("critical", "prometheus", "prometheus-alert")
+
+
+def env(namespace: NamespaceFacts | None, expected: tuple[str, str], signal: SignalFacts = ALERT) -> Case:
+    environment, source = expected
+    return Case(
+        Policy.ENVIRONMENT,
+        environment_input(namespace, signal),
+        {"environment": environment, "source": source},
+    )
+
+
+def prio(severity: str, environment: str, expected: tuple[str, str], tier: str | None = None) -> Case:
+    namespace = ns({"tier": tier} if tier is not None else {})
+    deployment = DeploymentFacts("api", labels={"tier": "critical"})  # deployment labels never escalate
+    priority, name = expected
+    return Case(
+        Policy.PRIORITY,
+        priority_input(SignalFacts(severity, "prometheus"), environment, namespace, deployment),
+        {"priority": priority, "policy_name": name},
+    )
+
+
+def biz(
+    environment: str, expected: tuple[str, str], unit: str = "", labels: Mapping[str, str] | None = None
+) -> Case:
+    criticality, sla = expected
+    return Case(
+        Policy.BUSINESS,
+        business_input(environment, ns(labels), DeploymentFacts("api")),
+        {"business_unit": unit, "service_owner": "", "criticality": criticality, "sla": sla},
+    )
+
+
+def labels(kubernetes: KubernetesFacts, expected: Mapping[str, list[str]]) -> Case:
+    return Case(Policy.CUSTOMLABELS, customlabels_input(kubernetes, ALERT), expected)
+
+
+UNKNOWN = ("unknown", "default")
+
+CASES = {
+    # environment
+    "env-label": env(ns({"kubernaut.ai/environment": "production"}), ("production", "namespace-labels")),
+    "env-label-lowered": env(ns({"kubernaut.ai/environment": "Staging"}), ("staging", "namespace-labels")),
+    "env-label-any-value": env(ns({"kubernaut.ai/environment": "UAT"}), ("uat", "namespace-labels")),
+    "env-label-non-ascii": env(
+        ns({"kubernaut.ai/environment": "PRODUÇÃO-Ä"}), ("produção-ä", "namespace-labels")
+    ),
+    "env-no-label": env(ns({"team": "payments"}), UNKNOWN),
+    "env-empty-label": env(ns({"kubernaut.ai/environment": ""}), UNKNOWN),
+    "env-no-name-inference": env(ns(name="prod-payments"), UNKNOWN),
+    "env-node-target": env(None, UNKNOWN),
+    "env-signal-labels-untrusted": env(
+        ns(),
+        UNKNOWN,
+        SignalFacts("critical", "prometheus", labels={"kubernaut.ai/environment": "production"}),
+    ),
+    # priority: the matrix
+    "prio-critical-production": prio("critical", "production", ("P0", "critical-production")),
+    "prio-critical-staging": prio("critical", "staging", ("P1", "critical-staging")),
+    "prio-warning-production": prio("warning", "production", ("P1", "warning-production")),
+    "prio-warning-staging": prio("warning", "staging", ("P2", "warning-staging")),
+    "prio-info-production": prio("info", "production", ("P2", "info-production")),
+    "prio-critical-development": prio("critical", "development", ("P2", "critical-development")),
+    "prio-critical-test": prio("critical", "test", ("P2", "critical-test")),
+    "prio-warning-development": prio("warning", "development", ("P3", "warning-development")),
+    "prio-warning-test": prio("warning", "test", ("P3", "warning-test")),
+    "prio-info-staging": prio("info", "staging", ("P3", "info-staging")),
+    "prio-info-development": prio("info", "development", ("P3", "info-development")),
+    "prio-info-test": prio("info", "test", ("P3", "info-test")),
+    "prio-case-insensitive": prio("CRITICAL", "Production", ("P0", "critical-production")),
+    "prio-default": prio("warning", "unknown", ("P2", "default-catch-all")),
+    "prio-tier-critical": prio("critical", "unknown", ("P0", "critical-tier-label"), tier="critical"),
+    "prio-tier-high": prio("critical", "unknown", ("P1", "critical-tier-high"), tier="high"),
+    "prio-tier-warning-ignored": prio("warning", "unknown", ("P2", "default-catch-all"), tier="critical"),
+    # priority: inputs on which the original policy failed with eval_conflict_error
+    "conflict-production-tier-critical": prio(
+        "critical", "production", ("P0", "critical-production"), tier="critical"
+    ),
+    "conflict-production-tier-high": prio(
+        "critical", "production", ("P0", "critical-production"), tier="high"
+    ),
+    "conflict-staging-tier-critical": prio(
+        "critical", "staging", ("P0", "critical-tier-label"), tier="critical"
+    ),
+    "conflict-staging-tier-high": prio("critical", "staging", ("P1", "critical-staging"), tier="high"),
+    "conflict-development-tier-critical": prio(
+        "critical", "development", ("P0", "critical-tier-label"), tier="critical"
+    ),
+    "conflict-development-tier-high": prio(
+        "critical", "development", ("P1", "critical-tier-high"), tier="high"
+    ),
+    "conflict-test-tier-critical": prio("critical", "test", ("P0", "critical-tier-label"), tier="critical"),
+    "conflict-test-tier-high": prio("critical", "test", ("P1", "critical-tier-high"), tier="high"),
+    # business
+    "biz-production": biz("production", ("high", "gold")),
+    "biz-prod": biz("prod", ("high", "gold")),
+    "biz-staging": biz("staging", ("medium", "silver")),
+    "biz-stage": biz("stage", ("medium", "silver")),
+    "biz-development": biz("development", ("low", "bronze")),
+    "biz-dev": biz("dev", ("low", "bronze")),
+    "biz-test": biz("test", ("medium", "bronze")),
+    "biz-unknown": biz("unknown", ("medium", "bronze")),
+    "biz-case-insensitive": biz("Production", ("high", "gold")),
+    "biz-team-label": biz(
+        "staging", ("medium", "silver"), unit="payments", labels={"kubernaut.ai/team": "payments"}
+    ),
+    # custom labels
+    "labels-prefixed": labels(
+        KubernetesFacts(
+            ns({"kubernaut.ai/team": "payments", "kubernaut.ai/region": "eu-west-1", "app": "x"})
+        ),
+        {"team": ["payments"], "region": ["eu-west-1"]},
+    ),
+    "labels-none": labels(KubernetesFacts(ns({"app": "checkout"})), {}),
+    "labels-bare-prefix": labels(KubernetesFacts(ns({"kubernaut.ai/": "x"})), {}),
+    "labels-unicode": labels(KubernetesFacts(ns({"kubernaut.ai/owner": "Zoë 🇫🇷"})), {"owner": ["Zoë 🇫🇷"]}),
+    "labels-pod-target": labels(
+        KubernetesFacts(ns({"kubernaut.ai/stage": "prod"}), pod=PodFacts("api-0", "Running", {"app": "api"})),
+        {"stage": ["prod"]},
+    ),
+    "labels-deployment-target": labels(
+        KubernetesFacts(
+            ns({"kubernaut.ai/cost-center": "cc-1"}), deployment=DeploymentFacts("api", replicas=3)
+        ),
+        {"cost-center": ["cc-1"]},
+    ),
+    "labels-node-target": labels(KubernetesFacts(None), {}),
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engines(opa_server: OpaServer, shipped: PolicySet) -> AsyncIterator[dict[str, PolicyEngine]]:
+    loaded: dict[str, PolicyEngine] = {"opa": OpaServerEngine(opa_server.url), "embedded": EmbeddedEngine()}
+    try:
+        for engine in loaded.values():
+            for policy in Policy:
+                await engine.load(policy.module_id, shipped[policy].source)
+        yield loaded
+    finally:
+        for engine in loaded.values():
+            await engine.close()
+
+
+def test_the_table_covers_every_policy() -> None:
+    assert len(CASES) >= 40
+    assert {case.policy for case in CASES.values()} == set(Policy)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+async def test_both_engines_decide_as_expected(engines: dict[str, PolicyEngine], case: Case) -> None:
+    decisions = {
+        name: await engine.evaluate(case.policy.package, case.policy.rule, case.input)
+        for name, engine in engines.items()
+    }
+    assert decisions["opa"] == decisions["embedded"], "the engines disagree"
+    assert decisions["opa"] == case.expected
