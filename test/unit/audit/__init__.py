@@ -1,0 +1,1 @@
+"""Tests of the audit events and of their delivery to DataStorage."""
