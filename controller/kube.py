@@ -1,0 +1,349 @@
+"""Reading the Kubernetes API: the one place the enrichment stage talks to the cluster.
+
+Enrichment only ever GETs one object or LISTs one kind in one namespace. This module does exactly
+that over one shared ``aiohttp`` session, with the kubeconfig's (or the service account's)
+credentials, and nothing else: no watches, no writes, no caching, no retries. Deciding what an
+answer means (degraded, permanent, transient) is the caller's business; this module only sorts
+failures into a small error hierarchy so that no aiohttp type leaks out. The original exception is
+chained as ``__cause__``.
+
+The kubernetes client package is used only to *load credentials* (it knows every kubeconfig
+variant and the in-cluster token rotation); requests never go through it, because it is
+synchronous.
+
+Everything else reads through the ``Reader`` protocol, which lets unit tests substitute an
+in-memory fake for ``ClusterReader``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import json
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Protocol, TypeAlias, TypedDict, cast
+from urllib.parse import quote
+
+import aiohttp
+import yarl
+
+RawObject: TypeAlias = dict[str, Any]
+
+DEFAULT_TIMEOUT: Final = 10.0  # seconds per request, the original enricher's budget for a whole enrichment
+# Lists are paged so a namespace with thousands of objects cannot produce one unbounded response.
+_PAGE_SIZE: Final = 500
+# Enough of an error body to explain the failure, never a whole HTML page from a proxy.
+_MAX_ERROR_TEXT: Final = 512
+# The API server's own "try again" answers, plus the gateway and timeout ones a proxy in front may give.
+_TRANSIENT_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """The API server refused a read, or answered something unusable."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(ApiError):
+    """The object, or the kind itself, does not exist (HTTP 404)."""
+
+
+class Forbidden(ApiError):
+    """The credentials may not read this (HTTP 403)."""
+
+
+class TransientApiError(ApiError):
+    """The read may succeed if retried: timeout, connection error, 429, 5xx."""
+
+
+class RawStatus(TypedDict, total=False):
+    """The `Status` body the API server sends with an error."""
+
+    kind: str
+    status: str
+    message: str
+    reason: str
+    code: int
+
+
+class RawOwnerReference(TypedDict, total=False):
+    apiVersion: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool
+
+
+class RawMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    ownerReferences: list[RawOwnerReference]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: group, version, plural, and whether it is namespaced."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, *, namespace: str | None, name: str | None = None) -> str:
+        """The URL path of one object (with a name) or of a collection (without)."""
+        root = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        scope = f"/namespaces/{quote(namespace, safe='')}" if namespace else ""
+        item = f"/{quote(name, safe='')}" if name is not None else ""
+        return f"{root}{scope}/{self.plural}{item}"
+
+
+NAMESPACES: Final = Resource("", "v1", "namespaces", namespaced=False)
+NODES: Final = Resource("", "v1", "nodes", namespaced=False)
+PODS: Final = Resource("", "v1", "pods")
+SERVICES: Final = Resource("", "v1", "services")
+DEPLOYMENTS: Final = Resource("apps", "v1", "deployments")
+STATEFULSETS: Final = Resource("apps", "v1", "statefulsets")
+DAEMONSETS: Final = Resource("apps", "v1", "daemonsets")
+REPLICASETS: Final = Resource("apps", "v1", "replicasets")
+JOBS: Final = Resource("batch", "v1", "jobs")
+CRONJOBS: Final = Resource("batch", "v1", "cronjobs")
+PODDISRUPTIONBUDGETS: Final = Resource("policy", "v1", "poddisruptionbudgets")
+HORIZONTALPODAUTOSCALERS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+NETWORKPOLICIES: Final = Resource("networking.k8s.io", "v1", "networkpolicies")
+REMEDIATIONREQUESTS: Final = Resource("kubernaut.ai", "v1alpha1", "remediationrequests")
+
+_RESOURCES_BY_KIND: Final[dict[str, Resource]] = {
+    "Namespace": NAMESPACES,
+    "Node": NODES,
+    "Pod": PODS,
+    "Service": SERVICES,
+    "Deployment": DEPLOYMENTS,
+    "StatefulSet": STATEFULSETS,
+    "DaemonSet": DAEMONSETS,
+    "ReplicaSet": REPLICASETS,
+    "Job": JOBS,
+    "CronJob": CRONJOBS,
+}
+
+# Kinds we never read but may meet as owners; an owner of these kinds has no namespace.
+_OTHER_CLUSTER_SCOPED_KINDS: Final = frozenset(
+    {"PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass", "CustomResourceDefinition"}
+)
+
+
+def resource_for_kind(kind: str, api_version: str | None = None) -> Resource | None:
+    """The resource we read for `kind` (case-sensitive), or None for a kind we do not read.
+
+    With `api_version` (an ownerReference's), a kind of the same name in another group (say, a
+    custom `Deployment`) is not mistaken for the built-in one.
+    """
+    resource = _RESOURCES_BY_KIND.get(kind)
+    if resource is None or api_version is None:
+        return resource
+    group = api_version.rpartition("/")[0]
+    return resource if group == resource.group else None
+
+
+def is_cluster_scoped(kind: str) -> bool:
+    """True for the kinds known to live outside namespaces; unknown kinds are taken as namespaced."""
+    resource = _RESOURCES_BY_KIND.get(kind)
+    return (resource is not None and not resource.namespaced) or kind in _OTHER_CLUSTER_SCOPED_KINDS
+
+
+class Reader(Protocol):
+    """What enrichment needs from the API. `ClusterReader` is the real one."""
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> RawObject | None:
+        """One object, or None when it does not exist (404, or an empty name)."""
+        ...
+
+    async def list(self, resource: Resource, *, namespace: str) -> builtins.list[RawObject]:
+        """All objects of a namespaced kind in one namespace; never cluster-wide."""
+        ...
+
+
+def _no_authorization() -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach and authenticate to one API server."""
+
+    host: str
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify_tls: bool = True
+    tls_server_name: str | None = None
+    # Called per request rather than read once: in-cluster and exec-plugin tokens rotate.
+    authorization: Callable[[], str | None] = field(default=_no_authorization, compare=False)
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, *, context: str | None = None) -> Credentials:
+        """From a kubeconfig file (`$KUBECONFIG` or ~/.kube/config when `path` is None)."""
+        from kubernetes import client, config
+
+        load: Callable[..., None] = config.load_kube_config  # untyped upstream
+        configuration = client.Configuration()
+        load(config_file=path, context=context, client_configuration=configuration, persist_config=False)
+        return cls._from_configuration(configuration)
+
+    @classmethod
+    def in_cluster(cls) -> Credentials:
+        """From the pod's service account (token, CA and the KUBERNETES_SERVICE_* variables)."""
+        from kubernetes import client, config
+
+        load: Callable[..., None] = config.load_incluster_config  # untyped upstream
+        configuration = client.Configuration()
+        load(client_configuration=configuration)
+        return cls._from_configuration(configuration)
+
+    @classmethod
+    def _from_configuration(cls, configuration: Any) -> Credentials:
+        def authorization() -> str | None:
+            header: str | None = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+            return header
+
+        return cls(
+            host=str(configuration.host).rstrip("/"),
+            ca_file=configuration.ssl_ca_cert,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+            verify_tls=bool(configuration.verify_ssl),
+            tls_server_name=getattr(configuration, "tls_server_name", None),
+            authorization=authorization,
+        )
+
+
+def _ssl_context(credentials: Credentials) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=credentials.ca_file)
+    if credentials.cert_file:
+        context.load_cert_chain(credentials.cert_file, credentials.key_file)
+    if not credentials.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _error_for(status: int, body: str) -> ApiError:
+    reason, message = "", body[:_MAX_ERROR_TEXT]
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("kind") == "Status":
+        status_body = cast(RawStatus, parsed)
+        reason = str(status_body.get("reason", ""))
+        message = str(status_body.get("message", ""))[:_MAX_ERROR_TEXT]
+    text = f"HTTP {status}{f' {reason}' if reason else ''}: {message}"
+    if status == 404:
+        return NotFound(text, status=status, reason=reason)
+    if status == 403:
+        return Forbidden(text, status=status, reason=reason)
+    if status in _TRANSIENT_STATUSES:
+        return TransientApiError(text, status=status, reason=reason)
+    return ApiError(text, status=status, reason=reason)
+
+
+class ClusterReader:
+    """A `Reader` over HTTP. Open it once per process and `close()` it (or use `async with`).
+
+    `calls` counts requests per verb ("get", "list"; every page of a list counts), failed ones
+    included, so a benchmark can report API reads per SignalProcessing.
+    """
+
+    def __init__(self, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._credentials = credentials
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = _ssl_context(credentials) if credentials.host.startswith("https:") else None
+        self._session: aiohttp.ClientSession | None = None
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    async def __aenter__(self) -> ClusterReader:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> RawObject | None:
+        _check_scope(resource, namespace)
+        if not name:
+            # An empty name would address the collection, not an object.
+            return None
+        try:
+            return await self._request("get", resource.path(namespace=namespace, name=name), {})
+        except NotFound:
+            return None
+
+    async def list(self, resource: Resource, *, namespace: str) -> builtins.list[RawObject]:
+        if not resource.namespaced or not namespace:
+            raise ValueError(f"{resource.plural}: only namespaced lists in a named namespace are allowed")
+        path = resource.path(namespace=namespace)
+        items: builtins.list[RawObject] = []
+        params = {"limit": str(_PAGE_SIZE)}
+        while True:
+            page = await self._request("list", path, params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = {"limit": str(_PAGE_SIZE), "continue": token}
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl else aiohttp.TCPConnector()
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    async def _request(self, verb: str, path: str, params: dict[str, str]) -> RawObject:
+        self.calls[verb] += 1
+        headers = {"Accept": "application/json"}
+        authorization = self._credentials.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        # Built by hand, not via `base_url`: a host may carry a path prefix (an API proxy).
+        url = yarl.URL(self._credentials.host + path, encoded=True)
+        session = self._open_session()
+        try:
+            async with session.get(
+                url, params=params, headers=headers, server_hostname=self._credentials.tls_server_name
+            ) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise _error_for(response.status, body.decode(errors="replace"))
+        except TimeoutError as e:
+            raise TransientApiError(f"{verb} {path}: timed out") from e
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise TransientApiError(f"{verb} {path}: {e}") from e
+        except aiohttp.ClientError as e:
+            raise ApiError(f"{verb} {path}: {e}") from e
+        try:
+            decoded = json.loads(body)
+        except ValueError as e:
+            raise ApiError(f"{verb} {path}: the response is not JSON") from e
+        if not isinstance(decoded, dict):
+            raise ApiError(f"{verb} {path}: the response is not a JSON object")
+        return decoded
+
+
+def _check_scope(resource: Resource, namespace: str | None) -> None:
+    if resource.namespaced and not namespace:
+        raise ValueError(f"{resource.plural} are namespaced: a namespace is required")
+    if not resource.namespaced and namespace:
+        raise ValueError(f"{resource.plural} are cluster-scoped: no namespace is allowed")

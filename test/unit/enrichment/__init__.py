@@ -1,0 +1,1 @@
+"""Tests of the enrichment stage: context transforms, reads, owner chain, detection, caches, recovery."""
