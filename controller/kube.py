@@ -1,8 +1,9 @@
-"""Reading the Kubernetes API: the one place the enrichment stage talks to the cluster.
+"""The Kubernetes API edge: the one place the controller talks to the cluster.
 
 Enrichment only ever GETs one object or LISTs one kind in one namespace. This module does exactly
 that over one shared ``aiohttp`` session, with the kubeconfig's (or the service account's)
-credentials, and nothing else: no watches, no writes, no caching, no retries. Deciding what an
+credentials, and nothing else: no watches, no caching, no retries. The only writes are the SignalProcessing
+status patch and Event creation. Deciding what an
 answer means (degraded, permanent, transient) is the caller's business; this module only sorts
 failures into a small error hierarchy so that no aiohttp type leaks out. The original exception is
 chained as ``__cause__``.
@@ -56,6 +57,10 @@ class NotFound(ApiError):
 
 class Forbidden(ApiError):
     """The credentials may not read this (HTTP 403)."""
+
+
+class Conflict(ApiError):
+    """The object changed since it was read (HTTP 409): a conditional write lost the race."""
 
 
 class TransientApiError(ApiError):
@@ -249,6 +254,8 @@ def _error_for(status: int, body: str) -> ApiError:
         return NotFound(text, status=status, reason=reason)
     if status == 403:
         return Forbidden(text, status=status, reason=reason)
+    if status == 409:
+        return Conflict(text, status=status, reason=reason)
     if status in _TRANSIENT_STATUSES:
         return TransientApiError(text, status=status, reason=reason)
     return ApiError(text, status=status, reason=reason)
@@ -305,15 +312,46 @@ class ClusterReader:
                 return items
             params = {"limit": str(_PAGE_SIZE), "continue": token}
 
+    async def patch_status(
+        self, resource: Resource, name: str, *, namespace: str, patch: RawObject
+    ) -> RawObject:
+        """A JSON merge patch of the status subresource; returns the object as written.
+
+        A patch that carries `metadata.resourceVersion` is conditional: the API server refuses it
+        with `Conflict` when the object has changed since that version.
+        """
+        path = resource.path(namespace=namespace, name=name) + "/status"
+        return await self._request(
+            "patch", path, {}, method="PATCH", body=patch, content_type="application/merge-patch+json"
+        )
+
+    async def create(self, resource: Resource, *, namespace: str, body: RawObject) -> RawObject:
+        return await self._request(
+            "create", resource.path(namespace=namespace), {}, method="POST", body=body,
+            content_type="application/json",
+        )
+
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl else aiohttp.TCPConnector()
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
-    async def _request(self, verb: str, path: str, params: dict[str, str]) -> RawObject:
+    async def _request(
+        self,
+        verb: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        method: str = "GET",
+        body: RawObject | None = None,
+        content_type: str = "",
+    ) -> RawObject:
         self.calls[verb] += 1
         headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        data = json.dumps(body).encode() if body is not None else None
         authorization = self._credentials.authorization()
         if authorization:
             headers["Authorization"] = authorization
@@ -321,12 +359,13 @@ class ClusterReader:
         url = yarl.URL(self._credentials.host + path, encoded=True)
         session = self._open_session()
         try:
-            async with session.get(
-                url, params=params, headers=headers, server_hostname=self._credentials.tls_server_name
+            async with session.request(
+                method, url, params=params, headers=headers, data=data,
+                server_hostname=self._credentials.tls_server_name,
             ) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise _error_for(response.status, body.decode(errors="replace"))
+                answer = await response.read()
+                if response.status not in (200, 201):
+                    raise _error_for(response.status, answer.decode(errors="replace"))
         except TimeoutError as e:
             raise TransientApiError(f"{verb} {path}: timed out") from e
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
@@ -334,7 +373,7 @@ class ClusterReader:
         except aiohttp.ClientError as e:
             raise ApiError(f"{verb} {path}: {e}") from e
         try:
-            decoded = json.loads(body)
+            decoded = json.loads(answer)
         except ValueError as e:
             raise ApiError(f"{verb} {path}: the response is not JSON") from e
         if not isinstance(decoded, dict):

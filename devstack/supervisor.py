@@ -26,7 +26,7 @@ from types import FrameType
 from devstack.state import StackState
 from envtest import ControlPlane
 
-COMPONENTS = ("controlplane",)
+COMPONENTS = ("controlplane", "datastorage")
 _WATCH_INTERVAL_SECONDS = 0.5
 
 
@@ -57,10 +57,10 @@ def _start_datastorage(stack: ExitStack, workdir: Path, times: dict[str, float])
     from datastorage.process import DataStorageProcess
     from localservers import PostgresServer, RedisServer
 
-    with _timed(times, "postgres+redis"), ThreadPoolExecutor(2) as pool:
-        postgres_future = pool.submit(stack.enter_context, PostgresServer(base_dir=workdir / "postgres"))
-        redis_future = pool.submit(stack.enter_context, RedisServer(base_dir=workdir / "redis"))
-        postgres, redis = postgres_future.result(), redis_future.result()
+    # Started from this (long-lived) thread: see the note on PR_SET_PDEATHSIG in run_stack.
+    with _timed(times, "postgres+redis"):
+        redis = stack.enter_context(RedisServer(base_dir=workdir / "redis"))
+        postgres = stack.enter_context(PostgresServer(base_dir=workdir / "postgres"))
     with _timed(times, "datastorage"):
         service = stack.enter_context(
             DataStorageProcess(

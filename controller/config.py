@@ -1,0 +1,113 @@
+"""Controller configuration: one optional YAML file, overridden by environment variables.
+
+Every setting is validated at start; a bad one stops the controller with a
+message naming the setting (the YAML key or the environment variable).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_storage_url: str
+    policy_dir: Path
+    kubeconfig: str | None = None
+    opa_url: str | None = None
+    watch_namespaces: tuple[str, ...] = ()  # names or globs; empty means every namespace
+    deadline_seconds: float = 300.0
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 300.0
+    audit_batch_size: int = 100
+    audit_flush_interval: float = 1.0
+    metrics_port: int = 9090
+    health_port: int = 8081
+    peering: str | None = None  # a kopf peering name: one active controller among replicas
+
+    def watches(self, namespace: str) -> bool:
+        return not self.watch_namespaces or any(
+            fnmatch.fnmatchcase(namespace, pattern) for pattern in self.watch_namespaces
+        )
+
+
+# YAML key -> (field, environment variable)
+_FIELDS = {
+    "dataStorageUrl": ("data_storage_url", "DATA_STORAGE_URL"),
+    "policyDir": ("policy_dir", "POLICY_DIR"),
+    "kubeconfig": ("kubeconfig", "KUBECONFIG"),
+    "opaUrl": ("opa_url", "OPA_URL"),
+    "watchNamespaces": ("watch_namespaces", "WATCH_NAMESPACES"),
+    "deadlineSeconds": ("deadline_seconds", "SP_DEADLINE_SECONDS"),
+    "backoffBaseSeconds": ("backoff_base_seconds", "SP_BACKOFF_BASE_SECONDS"),
+    "backoffCapSeconds": ("backoff_cap_seconds", "SP_BACKOFF_CAP_SECONDS"),
+    "auditBatchSize": ("audit_batch_size", "AUDIT_BATCH_SIZE"),
+    "auditFlushInterval": ("audit_flush_interval", "AUDIT_FLUSH_INTERVAL"),
+    "metricsPort": ("metrics_port", "METRICS_PORT"),
+    "healthPort": ("health_port", "HEALTH_PORT"),
+    "peering": ("peering", "PEERING"),
+}
+
+
+def _convert(key: str, value: Any) -> Any:
+    name = _FIELDS[key][0]
+    try:
+        if name == "watch_namespaces":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(item.strip() for item in items if str(item).strip())
+        if name == "policy_dir":
+            return Path(value)
+        if name in ("audit_batch_size", "metrics_port", "health_port"):
+            number = int(value)
+            if number < 0 or (name == "audit_batch_size" and number < 1):
+                raise ValueError(f"{number} is out of range")
+            return number
+        if name.endswith("_seconds") or name == "audit_flush_interval":
+            seconds = float(value)
+            if seconds <= 0:
+                raise ValueError(f"{seconds} must be positive")
+            return seconds
+        return str(value) if value not in (None, "") else None
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"setting {key} ({_FIELDS[key][1]}): invalid value {value!r}: {error}") from error
+
+
+def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"config file {config_file}: {error}") from error
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_file}: expected a mapping of settings")
+        unknown = sorted(set(loaded) - set(_FIELDS))
+        if unknown:
+            raise ConfigError(
+                f"config file {config_file}: unknown settings {unknown}; known: {sorted(_FIELDS)}"
+            )
+        raw.update(loaded)
+    for key, (_, variable) in _FIELDS.items():
+        if environ.get(variable):
+            raw[key] = environ[variable]
+    values = {_FIELDS[key][0]: _convert(key, value) for key, value in raw.items()}
+    if not values.get("data_storage_url"):
+        raise ConfigError(
+            "setting dataStorageUrl (DATA_STORAGE_URL) is required: audit events must go somewhere"
+        )
+    values.setdefault("policy_dir", Path("policies"))
+    if not values["policy_dir"].is_dir():
+        raise ConfigError(f"setting policyDir (POLICY_DIR): {values['policy_dir']} is not a directory")
+    return Settings(**values)

@@ -1,0 +1,52 @@
+"""The kopf handlers: thin, they hand each SignalProcessing to the reconciler.
+
+Only event handlers are used: kopf's create/update handlers would store
+their progress in annotations, which costs an extra write per SP; the
+pipeline keeps its own progress in the status instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kopf
+
+from controller.config import Settings
+from controller.runtime import Runtime, start_runtime
+
+# kopf waits this long for more events of one object before handling them;
+# its 0.1 s default would add 0.1 s to every SP for nothing.
+_BATCH_WINDOW_SECONDS = 0.005
+
+
+@kopf.on.startup()
+async def controller_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.batching.batch_window = _BATCH_WINDOW_SECONDS
+    settings.posting.enabled = False  # the pipeline posts its own Events; kopf's would duplicate them
+    settings.watching.server_timeout = 300
+    config: Settings = memo["settings"]
+    memo["runtime"] = await start_runtime(config)
+
+
+@kopf.on.cleanup()
+async def controller_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.close()
+
+
+@kopf.on.event("kubernaut.ai", "v1alpha1", "signalprocessings")
+async def signalprocessing_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    if type == "DELETED":
+        runtime.reconciler.forget(body["metadata"]["uid"])
+        return
+    await runtime.reconciler.on_event(copy.deepcopy(dict(body)))
+
+
+@kopf.on.probe(id="policies")
+def policies_probe(memo: kopf.Memo, **_: Any) -> dict[str, str]:
+    runtime: Runtime = memo["runtime"]
+    active = runtime.policies.current
+    return {policy.value: digest for policy, digest in active.hashes.items()} if active else {}

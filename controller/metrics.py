@@ -1,0 +1,81 @@
+"""The controller's Prometheus metrics, on a registry of its own.
+
+A registry per controller (not the process-global one) lets several
+controllers live in one process, as the integration suite's workers do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_PHASE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+@dataclass(frozen=True)
+class ControllerMetrics:
+    registry: CollectorRegistry
+    processing_total: Counter
+    processing_duration: Histogram
+    enrichment_total: Counter
+    enrichment_duration: Histogram
+    enrichment_errors: Counter
+    policy_reloads: Counter
+    policy_hash: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> ControllerMetrics:
+        registry = registry or CollectorRegistry()
+        return cls(
+            registry=registry,
+            processing_total=Counter(
+                "signalprocessing_processing_total",
+                "Phase steps by phase and result",
+                ["phase", "result"],
+                registry=registry,
+            ),
+            processing_duration=Histogram(
+                "signalprocessing_processing_duration_seconds",
+                "Time spent per phase; phase=completed is create-to-terminal",
+                ["phase"],
+                buckets=_PHASE_BUCKETS,
+                registry=registry,
+            ),
+            enrichment_total=Counter(
+                "signalprocessing_enrichment_total",
+                "Enrichments by result (success, degraded, failure)",
+                ["result"],
+                registry=registry,
+            ),
+            enrichment_duration=Histogram(
+                "signalprocessing_enrichment_duration_seconds",
+                "Time to read the Kubernetes context",
+                ["resource_kind"],
+                buckets=_PHASE_BUCKETS,
+                registry=registry,
+            ),
+            enrichment_errors=Counter(
+                "signalprocessing_enrichment_errors_total",
+                "Enrichment errors by type",
+                ["error_type"],
+                registry=registry,
+            ),
+            policy_reloads=Counter(
+                "signalprocessing_policy_reloads_total",
+                "Policy reloads by result (activated, rejected)",
+                ["result"],
+                registry=registry,
+            ),
+            policy_hash=Gauge(
+                "signalprocessing_policy_hash_info",
+                "1 for the SHA-256 of each active policy",
+                ["policy", "sha256"],
+                registry=registry,
+            ),
+        )
+
+    def show_active_hashes(self, hashes: dict[str, str]) -> None:
+        self.policy_hash.clear()
+        for policy, digest in hashes.items():
+            self.policy_hash.labels(policy=policy, sha256=digest).set(1)

@@ -1,0 +1,107 @@
+"""Decides when a SignalProcessing is processed: once per change, never concurrently, retried on time.
+
+kopf delivers every watch event, including the echoes of the controller's own
+status writes. The pipeline already ran those phases, so an event whose phase
+is behind what this process wrote is stale and skipped. An SP that failed
+transiently waits for its retry timer, not for the next event. The first time
+this process meets an SP (after a start or a restart) it re-sends the audit
+trail the SP's status implies; the event ids make the repeat harmless, and an
+event lost in a crash between a status write and its delivery is not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Final
+
+from controller import kube
+from controller.audit import AuditClient
+from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
+from controller.status import Phase, is_terminal, phase_of
+from controller.trail import audit_trail
+
+_REMEMBERED: Final = 50_000  # SPs whose progress is kept; older ones only cost a trail re-send
+
+logger = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(self, pipeline: Pipeline, audit: AuditClient) -> None:
+        self._pipeline = pipeline
+        self._audit = audit
+        self._progress: OrderedDict[str, Phase] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_event(self, sp: Mapping[str, Any]) -> None:
+        uid = sp["metadata"]["uid"]
+        if uid in self._retries:
+            return  # a retry is scheduled; this is the echo of recording the failure
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        async with lock:
+            await self._process(sp)
+
+    def forget(self, uid: str) -> None:
+        self._progress.pop(uid, None)
+        self._locks.pop(uid, None)
+        timer = self._retries.pop(uid, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def close(self) -> None:
+        for timer in self._retries.values():
+            timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _process(self, sp: Mapping[str, Any]) -> None:
+        uid = sp["metadata"]["uid"]
+        phase = phase_of(sp.get("status"))
+        known = self._progress.get(uid)
+        if known is None:
+            for event in audit_trail(sp):
+                self._audit.emit(event)
+        elif phase.order < known.order or is_terminal(known):
+            return
+        if is_terminal(phase):
+            self._remember(uid, phase)
+            return
+        try:
+            final = await self._pipeline.advance(sp)
+        except RetryLater as retry:
+            logger.info("%s/%s: %s", sp["metadata"]["namespace"], sp["metadata"]["name"], retry)
+            self._schedule_retry(sp, retry.delay)
+            return
+        self._remember(uid, phase_of(final.get("status")))
+        self._locks.pop(uid, None)
+
+    def _remember(self, uid: str, phase: Phase) -> None:
+        self._progress[uid] = phase
+        self._progress.move_to_end(uid)
+        while len(self._progress) > _REMEMBERED:
+            self._progress.popitem(last=False)
+
+    def _schedule_retry(self, sp: Mapping[str, Any], delay: float) -> None:
+        metadata = sp["metadata"]
+        uid, name, namespace = metadata["uid"], metadata["name"], metadata["namespace"]
+
+        def fire() -> None:
+            self._retries.pop(uid, None)
+            task = asyncio.get_running_loop().create_task(self._retry(name, namespace))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._retries[uid] = asyncio.get_running_loop().call_later(delay, fire)
+
+    async def _retry(self, name: str, namespace: str) -> None:
+        try:
+            fresh = await self._pipeline.api.get(SIGNALPROCESSINGS, name, namespace=namespace)
+        except kube.ApiError as error:
+            logger.warning("retry of %s/%s could not read it: %s", namespace, name, error)
+            return
+        if fresh is not None:
+            await self.on_event(fresh)

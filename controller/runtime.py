@@ -1,0 +1,101 @@
+"""Builds everything one controller needs from its settings, and closes it all again.
+
+This is the composition root: API client, caches, policy engine and active
+policies, audit client, Event recorder, metrics, pipeline and reconciler. The
+kopf handlers only call `start_runtime` and `Runtime.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from controller import classify, kube
+from controller.audit import AuditClient
+from controller.config import Settings
+from controller.enrich import EnrichmentCaches
+from controller.events import EventRecorder
+from controller.metrics import ControllerMetrics
+from controller.pipeline import Backoff, Pipeline
+from controller.policies import ActivePolicies
+from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.reconciler import Reconciler
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    api: kube.ClusterReader
+    engine: PolicyEngine
+    policies: ActivePolicies
+    audit: AuditClient
+    events: EventRecorder
+    metrics: ControllerMetrics
+    reconciler: Reconciler
+    metrics_server: Any
+
+    async def close(self) -> None:
+        await self.reconciler.close()
+        await self.events.close()
+        undelivered = await self.audit.close()
+        if undelivered:
+            logger.error("%d audit events were not delivered before shutdown", undelivered)
+        await self.engine.close()
+        await self.api.close()
+        self.metrics_server.shutdown()
+
+
+async def start_runtime(settings: Settings) -> Runtime:
+    credentials = (
+        kube.Credentials.from_kubeconfig(settings.kubeconfig)
+        if settings.kubeconfig
+        else kube.Credentials.in_cluster()
+    )
+    api = kube.ClusterReader(credentials)
+    metrics = ControllerMetrics.create()
+    engine: PolicyEngine = OpaServerEngine(settings.opa_url) if settings.opa_url else EmbeddedEngine()
+    policies = ActivePolicies(engine, classify.smoke_check)
+    active = await policies.start(settings.policy_dir)
+    metrics.show_active_hashes({policy.value: digest for policy, digest in active.hashes.items()})
+    audit = AuditClient(
+        settings.data_storage_url,
+        batch_size=settings.audit_batch_size,
+        flush_interval=settings.audit_flush_interval,
+        registry=metrics.registry,
+    )
+    await audit.start()
+    events = EventRecorder(api, metrics.registry)
+    events.start()
+    pipeline = Pipeline(
+        api=api,
+        caches=EnrichmentCaches.create(),
+        policies=policies,
+        audit=audit,
+        events=events,
+        metrics=metrics,
+        deadline=timedelta(seconds=settings.deadline_seconds),
+        backoff=Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds),
+        clock=utc_now,
+    )
+    server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
+    return Runtime(
+        settings=settings,
+        api=api,
+        engine=engine,
+        policies=policies,
+        audit=audit,
+        events=events,
+        metrics=metrics,
+        reconciler=Reconciler(pipeline, audit),
+        metrics_server=server,
+    )
