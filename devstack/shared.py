@@ -93,17 +93,18 @@ class SharedStack:
 
 def _has_exited(pid: int) -> bool:
     try:
-        # The process that started the supervisor must reap it, or it stays a zombie.
+        # The worker that started the supervisor must reap it, or it stays a zombie.
         reaped, _ = os.waitpid(pid, os.WNOHANG)
         if reaped == pid:
             return True
     except ChildProcessError:
         pass
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        # Another worker's exited child is a zombie until that worker reaps it; it counts as gone.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
         return True
-    return False
+    return state in ("Z", "X")
 
 
 def _stop(pid: int, grace_seconds: float = 30.0) -> None:

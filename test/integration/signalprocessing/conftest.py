@@ -1,0 +1,130 @@
+"""Worker layer: each xdist worker runs its own controller, OPA and policy directory.
+
+The controller watches only `sp-<worker>-*` namespaces, so workers never see
+each other's SignalProcessings, and each test gets a fresh namespace inside
+that pattern. Backoff is shortened so transient-error specs finish in
+seconds; everything else is the controller's real configuration.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from controller.opa_server import OpaServer
+from devstack.controller_process import ControllerProcess
+from devstack.state import StackState
+from envtest import assets
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="session")
+def worker_opa() -> Iterator[OpaServer]:
+    with OpaServer(assets.OPA.path) as opa:
+        yield opa
+
+
+@pytest.fixture(scope="session")
+def worker_policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the shipped policies, which hot-reload specs may rewrite."""
+    directory = tmp_path_factory.mktemp("policies")
+    for policy in (REPOSITORY / "policies").glob("*.rego"):
+        if not policy.name.endswith("_test.rego"):
+            shutil.copy(policy, directory / policy.name)
+    return directory
+
+
+def controller_settings(
+    stack: StackState, *, namespaces: str, policy_dir: Path, opa_url: str | None, **overrides: str
+) -> dict[str, str]:
+    settings = {
+        "KUBECONFIG": stack.kubeconfig,
+        "DATA_STORAGE_URL": stack.datastorage_url,
+        "POLICY_DIR": str(policy_dir),
+        "WATCH_NAMESPACES": namespaces,
+        "SP_BACKOFF_BASE_SECONDS": "0.5",
+        "SP_BACKOFF_CAP_SECONDS": "2",
+        "AUDIT_FLUSH_INTERVAL": "0.2",
+    }
+    if opa_url:
+        settings["OPA_URL"] = opa_url
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def namespace_prefix(worker_id: str) -> str:
+    return f"sp-{worker_id}-"
+
+
+@pytest.fixture(scope="session")
+def operator(
+    stack: StackState,
+    worker_opa: OpaServer,
+    worker_policy_dir: Path,
+    namespace_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ControllerProcess]:
+    settings = controller_settings(
+        stack, namespaces=f"{namespace_prefix}*", policy_dir=worker_policy_dir, opa_url=worker_opa.url
+    )
+    log = tmp_path_factory.mktemp("controller") / "controller.log"
+    with ControllerProcess(settings=settings, log_path=log) as process:
+        yield process
+
+
+NamespaceFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_namespace(api_client: client.ApiClient, namespace_prefix: str) -> Iterator[NamespaceFactory]:
+    """Creates namespaces the worker's controller watches; deletion is requested, never awaited."""
+    core = client.CoreV1Api(api_client)
+    created: list[str] = []
+
+    def make(labels: dict[str, str] | None = None, *, prefix: str | None = None) -> str:
+        name = f"{prefix or namespace_prefix}{secrets.token_hex(4)}"
+        core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        try:
+            core.delete_namespace(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+@pytest.fixture
+def sp_namespace(make_namespace: NamespaceFactory, operator: ControllerProcess) -> str:
+    """A watched namespace labelled production, with the worker's controller running."""
+    return make_namespace({"kubernaut.ai/environment": "production"})
+
+
+@pytest.fixture
+def custom_objects(api_client: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def core(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+def pod(
+    name: str, *, labels: dict[str, str] | None = None, owner: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": labels or {"app": name}}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    return {"metadata": metadata, "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]}}

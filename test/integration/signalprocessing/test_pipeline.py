@@ -1,0 +1,100 @@
+"""The pipeline end to end: one SP from creation to its terminal phase, status and audit trail."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from devstack.state import StackState
+from test.integration.manifests import signal_processing, unique_rr_name
+from test.integration.polling import eventually
+from test.integration.signalprocessing.conftest import pod
+from test.integration.signalprocessing.support import (
+    audit_events,
+    count_types,
+    create_sp,
+    wait_for_audit_types,
+    wait_for_phase,
+)
+
+SUCCESS_TRAIL = {
+    "signalprocessing.enrichment.completed": 1,
+    "signalprocessing.phase.transition": 4,
+    "signalprocessing.signal.processed": 1,
+    "signalprocessing.classification.decision": 1,
+    "signalprocessing.business.classified": 1,
+}
+
+
+@pytest.mark.br("BR-SP-090")
+def test_pod_signal_completes_with_exactly_one_audit_trail(
+    stack: StackState, custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
+) -> None:
+    core.create_namespaced_pod(sp_namespace, pod("api"))
+    rr = unique_rr_name()
+    created = create_sp(custom_objects, signal_processing(sp_namespace, rr_name=rr, target_name="api"))
+
+    done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"])
+
+    status = done["status"]
+    assert status["phase"] == "Completed"
+    assert status["environmentClassification"]["environment"] == "production"
+    assert status["priorityAssignment"]["priority"] == "P0"
+    assert status["kubernetesContext"]["pod"]["labels"] == {"app": "api"}
+    assert [c["type"] for c in status["conditions"] if c["status"] == "True"] == [
+        "EnrichmentComplete",
+        "ClassificationComplete",
+        "CategorizationComplete",
+        "ProcessingComplete",
+    ]
+    assert set(status["policyHashes"]) == {"environment", "priority", "business", "customlabels"}
+    wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
+    transitions = [
+        (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
+        for e in audit_events(stack.datastorage_url, rr, event_type="signalprocessing.phase.transition")
+    ]
+    assert sorted(transitions) == sorted(
+        [
+            ("Pending", "Enriching"),
+            ("Enriching", "Classifying"),
+            ("Classifying", "Categorizing"),
+            ("Categorizing", "Completed"),
+        ]
+    )
+    assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
+
+
+@pytest.mark.br("BR-SP-001")
+def test_missing_target_namespace_fails_with_error_occurred(
+    stack: StackState, custom_objects: client.CustomObjectsApi, sp_namespace: str
+) -> None:
+    rr = unique_rr_name()
+    created = create_sp(
+        custom_objects,
+        signal_processing(sp_namespace, rr_name=rr, target_namespace="no-such-namespace-anywhere"),
+    )
+
+    failed = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"])
+
+    status = failed["status"]
+    assert status["phase"] == "Failed"
+    assert status["failedPhase"] == "Enriching"
+    enrichment = next(c for c in status["conditions"] if c["type"] == "EnrichmentComplete")
+    assert (enrichment["status"], enrichment["reason"]) == ("False", "EnrichmentFailed")
+    events = wait_for_audit_types(stack.datastorage_url, rr, {"signalprocessing.error.occurred": 1})
+    error = next(e for e in events if e["event_type"] == "signalprocessing.error.occurred")
+    assert error["event_outcome"] == "failure"
+    assert error["event_data"]["phase"] == "Enriching"
+    assert "no-such-namespace-anywhere" in error["event_data"]["error"]
+    eventually(
+        lambda: (
+            ("Enriching", "Failed")
+            in [
+                (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
+                for e in audit_events(
+                    stack.datastorage_url, rr, event_type="signalprocessing.phase.transition"
+                )
+            ]
+        ),
+        message="phase.transition Enriching -> Failed was not audited",
+    )
