@@ -22,7 +22,7 @@ def _failure(message: str, timeout: float, last: object) -> ConditionNotMet:
     return ConditionNotMet(f"{message} (not met within {timeout:.1f}s; last observed: {last!r})")
 
 
-def eventually(probe: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05, message: str) -> T:
+def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, message: str) -> T:
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -39,7 +39,7 @@ def eventually(probe: Callable[[], T], *, timeout: float = 30.0, interval: float
 
 
 async def eventually_async(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.05, message: str
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, interval: float = 0.05, message: str
 ) -> T:
     deadline = time.monotonic() + timeout
     last: object = None
