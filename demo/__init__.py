@@ -1,0 +1,1 @@
+"""`make run`: the whole system on this machine, with a few demo SignalProcessings to watch."""
