@@ -1,7 +1,7 @@
 """Cleans up after a control-plane owner that died without stopping it.
 
 The owner starts this process first and keeps a pipe to its standard input
-open; it writes `pid N` and `dir PATH` lines as it creates servers and temp
+open; it writes `pid N` and `dir PATH` lines (PATH may also be a file) as it creates servers and temp
 directories. When the pipe closes (normal stop, crash or SIGKILL of the owner),
 the reaper kills any listed process still alive and removes the listed
 directories. After a normal stop there is nothing left for it to do. It runs in
@@ -17,16 +17,16 @@ import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 
 def _alive(pid: int) -> bool:
+    # An orphaned server is a zombie until init reaps it: that counts as gone.
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state not in ("Z", "X")
 
 
 def _terminate(pids: list[int], grace_seconds: float = 5.0) -> None:
@@ -54,8 +54,11 @@ def main() -> None:
         elif kind == "keep":
             directories = [d for d in directories if d != value]
     _terminate([pid for pid in pids if _alive(pid)])
-    for directory in directories:
-        shutil.rmtree(directory, ignore_errors=True)
+    for path in map(Path, directories):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,11 @@ class ControlPlane:
         else:
             self._start_servers()
         assert self.kubeconfig is not None
-        install_crds(self.kubeconfig, crds, timeout=self.start_timeout)
+        try:
+            install_crds(self.kubeconfig, crds, timeout=self.start_timeout)
+        except BaseException:
+            self.stop()  # start() failed, so no __exit__ will stop what it started
+            raise
         self.started_in = time.monotonic() - began
         return self.kubeconfig
 
@@ -310,21 +314,29 @@ class ControlPlane:
         deadline = time.monotonic() + self.start_timeout
         while True:
             if server.process.poll() is not None:
+                self._keep_logs()  # before the message names the log: the temp dir is about to go
                 raise server.failure(f"exited with code {server.process.returncode} during start")
             if is_ready():
                 return
             if time.monotonic() > deadline:
-                raise server.failure(f"{what} within {self.start_timeout:.0f}s")
+                self._keep_logs()
+                raise server.failure(f"{what} within {self.start_timeout:g}s")
             time.sleep(0.05)
 
+    def _keep_logs(self) -> None:
+        """Copies the server logs that are still in the temp dir out of it, before it is removed."""
+        if self._workdir is None:
+            return
+        in_workdir = [s for s in self._servers if s.log.parent == self._workdir and s.log.exists()]
+        if not in_workdir:
+            return
+        kept = Path(tempfile.mkdtemp(prefix="envtest-failed-logs-"))
+        for server in in_workdir:
+            shutil.copy2(server.log, kept / server.log.name)
+            server.log = kept / server.log.name
+
     def _keep_logs_and_stop(self) -> None:
-        """Moves the server logs out of the temp dir before it is removed."""
-        if self._workdir is not None:
-            kept = Path(tempfile.mkdtemp(prefix="envtest-failed-logs-"))
-            for server in self._servers:
-                if server.log.exists():
-                    shutil.copy2(server.log, kept / server.log.name)
-                    server.log = kept / server.log.name
+        self._keep_logs()
         self.stop()
 
     def stop(self) -> None:

@@ -72,16 +72,25 @@ def load_crds(directories: Iterable[Path]) -> list[Crd]:
     return crds
 
 
-def _apply(api: client.ApiextensionsV1Api, crd: Crd) -> None:
+def _apply(api: client.ApiextensionsV1Api, crd: Crd, attempts: int = 5) -> None:
     try:
         api.create_custom_resource_definition(crd.manifest)
+        return
     except ApiException as error:
         if error.status != 409:
             raise CrdFileError(f"{crd.source}: rejected by the API server: {error.body}") from error
+    # It exists: replace it. Another writer (kubectl apply, a second test run) may change it
+    # between the read and the replace; that conflict (409) is retried with a fresh read.
+    for attempt in range(1, attempts + 1):
         current = api.read_custom_resource_definition(crd.name)
         manifest = dict(crd.manifest)
         manifest["metadata"] = {**manifest["metadata"], "resourceVersion": current.metadata.resource_version}
-        api.replace_custom_resource_definition(crd.name, manifest)
+        try:
+            api.replace_custom_resource_definition(crd.name, manifest)
+            return
+        except ApiException as error:
+            if error.status != 409 or attempt == attempts:
+                raise CrdFileError(f"{crd.source}: rejected by the API server: {error.body}") from error
 
 
 def _is_served(api_client: client.ApiClient, crd: Crd) -> bool:
