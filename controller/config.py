@@ -35,6 +35,8 @@ class Settings:
     metrics_port: int = 9090
     health_port: int = 8081
     peering: str | None = None  # a kopf peering name: one active controller among replicas
+    peering_priority: int | None = None  # the highest live one is active; None: random per process
+    peering_lifetime: int = 60  # seconds a silent peer still counts as alive: the takeover time after a crash
 
     def watches(self, namespace: str) -> bool:
         return not self.watch_namespaces or any(
@@ -57,6 +59,8 @@ _FIELDS = {
     "metricsPort": ("metrics_port", "METRICS_PORT"),
     "healthPort": ("health_port", "HEALTH_PORT"),
     "peering": ("peering", "PEERING"),
+    "peeringPriority": ("peering_priority", "PEERING_PRIORITY"),
+    "peeringLifetime": ("peering_lifetime", "PEERING_LIFETIME"),
 }
 
 
@@ -73,6 +77,13 @@ def _convert(key: str, value: Any) -> Any:
             if number < 0 or (name == "audit_batch_size" and number < 1):
                 raise ValueError(f"{number} is out of range")
             return number
+        if name == "peering_priority":
+            return int(value)
+        if name == "peering_lifetime":
+            lifetime = int(value)
+            if lifetime < 1:
+                raise ValueError(f"{lifetime} must be at least 1")
+            return lifetime
         if name.endswith("_seconds") or name == "audit_flush_interval":
             seconds = float(value)
             if seconds <= 0:

@@ -1,0 +1,141 @@
+"""Running helm and kubectl against the suite's control plane, and logging in as a chart's ServiceAccount.
+
+Both binaries run as child processes with an explicit `--kubeconfig`, so
+nothing here depends on the caller's environment. Failures raise with the
+command's output, which is what a reader of a failed spec needs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from envtest import assets
+
+REPOSITORY = Path(__file__).resolve().parents[3]
+CHARTS = REPOSITORY / "deploy" / "helm"
+SIGNALPROCESSING_CHART = CHARTS / "signalprocessing"
+DATASTORAGE_CHART = CHARTS / "datastorage"
+KUBECTL = "/usr/bin/kubectl"
+# Enough for helm's own API round trips on a loaded 2-core machine; no spec waits for pods.
+_COMMAND_TIMEOUT_SECONDS = 120
+
+
+def run(command: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(command), capture_output=True, text=True, timeout=_COMMAND_TIMEOUT_SECONDS, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def helm(
+    *arguments: str, kubeconfig: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    config = ["--kubeconfig", kubeconfig] if kubeconfig else []
+    return run([str(assets.HELM.path), *arguments, *config], check=check)
+
+
+def kubectl(*arguments: str, kubeconfig: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run([KUBECTL, "--kubeconfig", kubeconfig, *arguments], check=check)
+
+
+def render(chart: Path, *values: str, namespace: str = "rendered") -> list[dict[str, Any]]:
+    """`helm template` of the chart with `--set` values: the manifests it would install."""
+    sets = [argument for value in values for argument in ("--set", value)]
+    output = helm("template", "release", str(chart), "--namespace", namespace, *sets).stdout
+    return [document for document in yaml.safe_load_all(output) if document]
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    namespace: str
+    chart: Path
+    kubeconfig: str
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """The objects helm installed for this release, as it recorded them."""
+        output = helm("get", "manifest", self.name, "-n", self.namespace, kubeconfig=self.kubeconfig).stdout
+        return [document for document in yaml.safe_load_all(output) if document]
+
+    def uninstall(self) -> None:
+        helm(
+            "uninstall",
+            self.name,
+            "-n",
+            self.namespace,
+            "--wait",
+            "--timeout",
+            "60s",
+            kubeconfig=self.kubeconfig,
+        )
+
+
+def install(chart: Path, *, kubeconfig: str, values: Sequence[str] = ()) -> Release:
+    """`helm install` into a fresh namespace; the release and namespace names are unique per call."""
+    release = Release(unique_name("rel"), unique_name("dep"), chart, kubeconfig)
+    sets = [argument for value in values for argument in ("--set", value)]
+    helm(
+        "install",
+        release.name,
+        str(chart),
+        "--namespace",
+        release.namespace,
+        "--create-namespace",
+        *sets,
+        kubeconfig=kubeconfig,
+    )
+    return release
+
+
+def service_account_kubeconfig(
+    admin_kubeconfig: str, *, namespace: str, service_account: str, path: Path
+) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount, with a token from the TokenRequest API."""
+    token = kubectl(
+        "create", "token", service_account, "-n", namespace, "--duration", "1h", kubeconfig=admin_kubeconfig
+    ).stdout.strip()
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    user = f"system:serviceaccount:{namespace}:{service_account}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": user}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def can_i(kubeconfig: str, user: str, verb: str, resource: str, namespace: str | None = None) -> bool:
+    """`kubectl auth can-i --as=<user>`: the API server's own answer.
+
+    `resource/sub` asks about a subresource (`signalprocessings.kubernaut.ai/status`).
+    """
+    scope = ["-n", namespace] if namespace else []
+    resource, _, subresource = resource.partition("/")
+    sub = ["--subresource", subresource] if subresource else []
+    result = kubectl(
+        "auth", "can-i", "--as", user, verb, resource, *sub, *scope, kubeconfig=kubeconfig, check=False
+    )
+    answer = result.stdout.strip()
+    if answer not in ("yes", "no"):
+        raise AssertionError(f"kubectl auth can-i {verb} {resource}: {result.stdout}{result.stderr}")
+    return answer == "yes"
