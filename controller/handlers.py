@@ -8,9 +8,11 @@ pipeline keeps its own progress in the status instead.
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any
 
 import kopf
+from kopf._cogs.configs.configuration import PeeringSettings  # not re-exported by kopf
 
 from controller.config import Settings
 from controller.runtime import Runtime, start_runtime
@@ -26,7 +28,24 @@ async def controller_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, *
     settings.posting.enabled = False  # the pipeline posts its own Events; kopf's would duplicate them
     settings.watching.server_timeout = 300
     config: Settings = memo["settings"]
+    if config.peering:
+        configure_peering(settings.peering, config)
     memo["runtime"] = await start_runtime(config)
+
+
+def configure_peering(peering: PeeringSettings, config: Settings) -> None:
+    """One cluster-wide peering object for every replica, whatever namespaces they serve.
+
+    kopf's default for a namespaced operator is a KopfPeering in each served
+    namespace, which nobody can pre-create for namespaces matched by a glob.
+    Replicas of equal priority would all pause, so each one gets its own
+    (random unless configured); the highest live one works, the others wait.
+    """
+    peering.clusterwide = True
+    peering.priority = (
+        config.peering_priority if config.peering_priority is not None else secrets.randbelow(2**31)
+    )
+    peering.lifetime = config.peering_lifetime
 
 
 @kopf.on.cleanup()
@@ -46,7 +65,7 @@ async def signalprocessing_event(type: str, body: kopf.Body, memo: kopf.Memo, **
 
 
 @kopf.on.probe(id="policies")
-def policies_probe(memo: kopf.Memo, **_: Any) -> dict[str, str]:
+def policies_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """The active hash of each policy and the last reload and rejection (kopf caches probes for 10 s)."""
     runtime: Runtime = memo["runtime"]
-    active = runtime.policies.current
-    return {policy.value: digest for policy, digest in active.hashes.items()} if active else {}
+    return runtime.policy_watcher.probe_detail()

@@ -63,7 +63,7 @@ class ControllerMetrics:
             ),
             policy_reloads=Counter(
                 "signalprocessing_policy_reloads_total",
-                "Policy reloads by result (activated, rejected)",
+                "Policy reloads by result (activated, unchanged, rejected, missing, restored)",
                 ["result"],
                 registry=registry,
             ),
@@ -76,6 +76,11 @@ class ControllerMetrics:
         )
 
     def show_active_hashes(self, hashes: dict[str, str]) -> None:
-        self.policy_hash.clear()
+        """Show `hashes` as the active ones; new samples first, so no scrape sees a policy without one."""
         for policy, digest in hashes.items():
             self.policy_hash.labels(policy=policy, sha256=digest).set(1)
+        for family in self.policy_hash.collect():
+            for sample in family.samples:
+                policy, digest = sample.labels["policy"], sample.labels["sha256"]
+                if hashes.get(policy) != digest:
+                    self.policy_hash.remove(policy, digest)

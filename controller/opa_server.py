@@ -64,7 +64,7 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 class OpaServer:
-    """`opa run --server` on 127.0.0.1:<free port>; use as a context manager or start()/stop().
+    """`opa run --server` on 127.0.0.1:<free port, or `port`>; use as a context manager or start()/stop().
 
     The parent-death signal fires when the *thread* that started the server
     ends, so start it from a long-lived thread (the main thread, a pytest
@@ -72,10 +72,16 @@ class OpaServer:
     """
 
     def __init__(
-        self, binary: str | os.PathLike[str], *, host: str = "127.0.0.1", startup_timeout: float = 30.0
+        self,
+        binary: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout: float = 30.0,
     ) -> None:
         self._binary = Path(binary)
         self._host = host
+        self._port = port  # None: a free one; a fixed one, e.g. to restart OPA where a controller expects it
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -86,6 +92,10 @@ class OpaServer:
         if self._url is None:
             raise OpaServerError("OPA server is not running")
         return self._url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     @property
     def pid(self) -> int:
@@ -99,6 +109,11 @@ class OpaServer:
         if not self._binary.is_file():
             raise OpaServerError(f"OPA binary not found at {self._binary} (run `make assets`)")
         deadline = time.monotonic() + self._startup_timeout
+        if self._port is not None:
+            refused = self._try_start(self._port, deadline)
+            if refused:
+                raise OpaServerError(f"OPA could not bind port {self._port}:\n{refused}")
+            return self
         refused = ""
         for _ in range(_PORT_ATTEMPTS):
             refused = self._try_start(_free_port(self._host), deadline)

@@ -348,6 +348,13 @@ class ActivePolicies:
             self._in_sync = False
             logger.error("policy rollback failed, evaluations wait for a resync: %s", error)
 
+    async def restore(self) -> None:
+        """Load the active set into the engine again, for an engine that lost its modules (OPA restarted).
+
+        If that fails, evaluations keep trying it first (and fail as unavailable until it works)."""
+        self._in_sync = False
+        await self._resync()
+
     async def _resync(self) -> None:
         async with self._lock.writing():
             if self._in_sync:

@@ -8,13 +8,14 @@ kopf handlers only call `start_runtime` and `Runtime.close`.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import start_http_server
 
-from controller import classify, kube
+from controller import classify, hotreload, kube
 from controller.audit import AuditClient
 from controller.config import Settings
 from controller.enrich import EnrichmentCaches
@@ -43,8 +44,10 @@ class Runtime:
     metrics: ControllerMetrics
     reconciler: Reconciler
     metrics_server: Any
+    policy_watcher: hotreload.PolicyWatcher
 
     async def close(self) -> None:
+        await self.policy_watcher.close()
         await self.reconciler.close()
         await self.events.close()
         undelivered = await self.audit.close()
@@ -87,6 +90,15 @@ async def start_runtime(settings: Settings) -> Runtime:
         backoff=Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds),
         clock=utc_now,
     )
+    pod = hotreload.controller_pod_from_env(os.environ)
+    watcher = hotreload.PolicyWatcher(
+        settings.policy_dir,
+        policies,
+        metrics,
+        engine=engine,
+        notifier=hotreload.PodEventNotifier(api, events, pod) if pod else None,
+    )
+    await watcher.start()
     server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
     return Runtime(
         settings=settings,
@@ -98,4 +110,5 @@ async def start_runtime(settings: Settings) -> Runtime:
         metrics=metrics,
         reconciler=Reconciler(pipeline, audit),
         metrics_server=server,
+        policy_watcher=watcher,
     )

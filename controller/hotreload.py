@@ -1,0 +1,422 @@
+"""Policy hot reload: watch the policy directory, debounce, reload, and say what happened.
+
+Policies are mounted from ConfigMaps, where the kubelet never writes a
+visible file: it writes a new timestamped directory `..2026_11_24_...`,
+points a `..data_tmp` link at it and renames that over `..data`; the visible
+`environment.rego` is a link `..data/environment.rego`. A watch on a file
+would keep following the old inode, so the *directory* is watched (watchdog,
+on its own thread) and any event that touches a policy file name or a `..`
+entry counts. In-place writes and atomic renames (editors, `kubectl cp`,
+tests) are caught the same way.
+
+Events are handed to the asyncio loop with `call_soon_threadsafe` and
+debounced: the reload runs `DEBOUNCE_SECONDS` after the *last* event of a
+burst, never two at once, and an event during a reload causes one more
+reload after it. The reload itself is `ActivePolicies.reload`: read all four
+files, hash, skip when unchanged, load, smoke-evaluate, swap. A half-written
+file fails to parse and is rejected; the write's next event reloads again.
+
+What each reload leaves behind:
+- activated: `signalprocessing_policy_hash_info{policy,sha256}` shows the new
+  hashes (the wait handle for tests and operators), counter result=activated;
+- unchanged: counter result=unchanged, nothing else;
+- rejected (bad text): the last good set stays active, counter result=rejected,
+  an error log with the engine's `file:line` message, a Warning Event
+  `PolicyReloadRejected`, and the probe detail names the error;
+- missing (a policy file deleted): the same, with result=missing and Event
+  reason `PolicyFileMissing`.
+
+Where the Events go: an Event needs an involvedObject, and a policy is no
+Kubernetes object of ours, so they are attached to the controller's own Pod,
+named by the `POD_NAME` and `POD_NAMESPACE` environment variables (set from
+the downward API). Without them there is no Pod to attach to and the
+rejection is logged and counted only.
+
+OPA restarts: an OPA sidecar that restarts comes back empty, and every rule
+would be "undefined". Every `ENGINE_CHECK_SECONDS` the watcher lists OPA's
+modules (`GET /v1/policies`, a few KB) and, if any of the four is gone, loads
+the active set into it again (counter result=restored). The embedded engine
+lives in this process and cannot lose its modules.
+
+Boundary: files, timing and reporting; what a valid policy is and how it is
+swapped in is `policies.ActivePolicies`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import aiohttp
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from controller import kube
+from controller.events import EventRecorder
+from controller.metrics import ControllerMetrics
+from controller.policies import ActivePolicies, Policy, ReloadOutcome, ReloadStatus
+from controller.policy_engine import OpaServerEngine, PolicyEngine, PolicyError
+
+logger = logging.getLogger(__name__)
+
+# The kubelet's swap and an editor's save each produce a handful of events within a few
+# milliseconds; 200 ms after the last one the burst is over in practice.
+DEBOUNCE_SECONDS: Final = 0.2
+# How often OPA is asked whether it still holds the modules; a restart is repaired within this.
+ENGINE_CHECK_SECONDS: Final = 2.0
+# The kubelet's `..data` link and its timestamped generation directories.
+CONFIGMAP_DATA_LINK: Final = "..data"
+POLICY_FILE_NAMES: Final = frozenset(policy.file_name for policy in Policy)
+# Events that may change what a read sees. Opening and closing without writing are left out:
+# the reload itself reads the files and would otherwise trigger the next reload.
+_CHANGE_EVENT_TYPES: Final = frozenset({"created", "modified", "deleted", "moved", "closed"})
+
+
+class ReloadResult:
+    """The `result` label values of `signalprocessing_policy_reloads_total`."""
+
+    ACTIVATED: Final = "activated"
+    UNCHANGED: Final = "unchanged"
+    REJECTED: Final = "rejected"
+    MISSING: Final = "missing"
+    RESTORED: Final = "restored"
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure decisions: which events count, where to read one consistent generation, which Pod
+
+
+def is_policy_change(path: str | bytes) -> bool:
+    """True for an event on a policy file or on a kubelet entry (`..data`, `..data_tmp`, `..2026_...`)."""
+    name = os.path.basename(os.fsdecode(path).rstrip("/"))
+    return name in POLICY_FILE_NAMES or (name.startswith("..") and name not in ("..", "."))
+
+
+def policy_source_dir(directory: str | os.PathLike[str]) -> Path:
+    """Where to read the four files from, so that one reload sees one ConfigMap generation.
+
+    In the kubelet layout (`..data` is a link and every policy file is a link
+    through it) this is the generation directory `..data` points to now;
+    reading it cannot mix files of two generations. Anything else is read
+    as it is.
+    """
+    root = Path(directory)
+    data = root / CONFIGMAP_DATA_LINK
+    if not data.is_symlink():
+        return root
+    for name in POLICY_FILE_NAMES:
+        link = root / name
+        if not link.is_symlink() or Path(os.readlink(link)).parts[:1] != (CONFIGMAP_DATA_LINK,):
+            return root
+    return root / os.readlink(data)
+
+
+def missing_policy_files(directory: str | os.PathLike[str]) -> list[str]:
+    """The policy file names that do not exist (a dangling link counts as missing)."""
+    return sorted(name for name in POLICY_FILE_NAMES if not (Path(directory) / name).exists())
+
+
+@dataclass(frozen=True)
+class ControllerPod:
+    """The Pod this controller runs in: where reload Events are attached."""
+
+    namespace: str
+    name: str
+
+
+def controller_pod_from_env(environ: Mapping[str, str]) -> ControllerPod | None:
+    """`POD_NAMESPACE`/`POD_NAME` (downward API); None unless both are set."""
+    namespace, name = environ.get("POD_NAMESPACE", "").strip(), environ.get("POD_NAME", "").strip()
+    return ControllerPod(namespace, name) if namespace and name else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Debouncing
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], Cancellable]
+
+
+class Debouncer:
+    """Runs `action` once, `delay` seconds after the last `poke`; never two runs at once.
+
+    A poke while the action runs is not lost: when its delay is over, one
+    more run follows the current one. `call_later` is the loop's unless
+    given (tests pass a fake clock). Call `poke` on the loop's thread.
+    """
+
+    def __init__(
+        self, delay: float, action: Callable[[], Awaitable[object]], *, call_later: CallLater | None = None
+    ) -> None:
+        self._delay = delay
+        self._action = action
+        self._call_later = call_later
+        self._timer: Cancellable | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._again = False
+
+    @property
+    def pending(self) -> bool:
+        """A run is scheduled, running, or owed."""
+        return self._timer is not None or self._again or self.running
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None and not self._running.done()
+
+    def poke(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        self._timer = call_later(self._delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self.running:
+            self._again = True
+            return
+        self._running = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._action()
+            except Exception:
+                logger.exception("debounced action failed")
+            if not self._again:
+                return
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._again = False
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+
+
+# --------------------------------------------------------------------------------------------------
+# Reporting a rejection
+
+
+class PodEventNotifier:
+    """Posts Warning Events about policy reloads on the controller's own Pod."""
+
+    def __init__(self, api: kube.ClusterReader, events: EventRecorder, pod: ControllerPod) -> None:
+        self._api = api
+        self._events = events
+        self._pod = pod
+        self._uid: str | None = None
+
+    async def warn(self, reason: str, message: str) -> None:
+        if self._uid is None:
+            try:
+                found = await self._api.get(kube.PODS, self._pod.name, namespace=self._pod.namespace)
+            except kube.ApiError as error:
+                logger.warning("cannot read Pod %s/%s for Event %s: %s", *self._pod_key(), reason, error)
+                return
+            if found is None:
+                logger.warning("Pod %s/%s not found; Event %s not posted", *self._pod_key(), reason)
+                return
+            self._uid = str(found["metadata"]["uid"])
+        involved = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self._pod.name, "namespace": self._pod.namespace, "uid": self._uid},
+        }
+        self._events.record(involved, kind="Warning", reason=reason, message=message, now=datetime.now(UTC))
+
+    def _pod_key(self) -> tuple[str, str]:
+        return self._pod.namespace, self._pod.name
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """The last reload attempt, for the probe detail."""
+
+    result: str
+    at: datetime
+    changed: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_raw(self) -> dict[str, Any]:
+        raw: dict[str, Any] = {
+            "result": self.result,
+            "at": self.at.isoformat(),
+            "changed": list(self.changed),
+        }
+        if self.error is not None:
+            raw["error"] = self.error
+        return raw
+
+
+# --------------------------------------------------------------------------------------------------
+# The watcher
+
+
+class _DirectoryEvents(FileSystemEventHandler):
+    """Runs on watchdog's observer thread: filters, then hands over to the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, notify: Callable[[], None]) -> None:
+        super().__init__()
+        self._loop = loop
+        self._notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in _CHANGE_EVENT_TYPES:
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        if any(is_policy_change(path) for path in paths if path):
+            with contextlib.suppress(RuntimeError):  # the loop is closing; nobody is left to reload
+                self._loop.call_soon_threadsafe(self._notify)
+
+
+class PolicyWatcher:
+    """Keeps the active policies in step with a directory, and the engine in step with them."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        policies: ActivePolicies,
+        metrics: ControllerMetrics,
+        *,
+        engine: PolicyEngine | None = None,
+        notifier: PodEventNotifier | None = None,
+        debounce: float = DEBOUNCE_SECONDS,
+        engine_check_interval: float = ENGINE_CHECK_SECONDS,
+    ) -> None:
+        self._directory = Path(directory)
+        self._policies = policies
+        self._metrics = metrics
+        self._engine = engine
+        self._notifier = notifier
+        self._engine_check_interval = engine_check_interval
+        self._debouncer = Debouncer(debounce, self.reload)
+        self._observer: Any = None
+        self._engine_check: asyncio.Task[None] | None = None
+        self._last: ReloadReport | None = None
+        self._last_rejection: ReloadReport | None = None
+
+    @property
+    def last_reload(self) -> ReloadReport | None:
+        return self._last
+
+    async def start(self) -> None:
+        """Watch the directory (and OPA's modules); also reload once, for changes made since start-up."""
+        loop = asyncio.get_running_loop()
+        observer = Observer()
+        observer.schedule(_DirectoryEvents(loop, self._debouncer.poke), str(self._directory), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+        self._debouncer.poke()
+        if isinstance(self._engine, OpaServerEngine):
+            self._engine_check = asyncio.create_task(self._check_engine_forever(self._engine.url))
+        logger.info("watching %s for policy changes", self._directory)
+
+    async def close(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join)
+        if self._engine_check is not None:
+            self._engine_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._engine_check
+        await self._debouncer.close()
+
+    async def reload(self) -> ReloadOutcome:
+        """One reload from the directory, reported; normally called by the debouncer."""
+        source = policy_source_dir(self._directory)
+        outcome = await self._policies.reload(source)
+        await self._report(outcome, source)
+        return outcome
+
+    def probe_detail(self) -> dict[str, Any]:
+        """The active hashes and the last reload (and last rejection, if any) for the health probe."""
+        active = self._policies.current
+        detail: dict[str, Any] = {
+            "active": {policy.value: digest for policy, digest in active.hashes.items()} if active else {}
+        }
+        if self._last is not None:
+            detail["lastReload"] = self._last.to_raw()
+        if self._last_rejection is not None:
+            detail["lastRejection"] = self._last_rejection.to_raw()
+        return detail
+
+    async def _report(self, outcome: ReloadOutcome, source: Path) -> None:
+        now = datetime.now(UTC)
+        changed = tuple(policy.value for policy in outcome.changed)
+        if outcome.status is ReloadStatus.ACTIVATED:
+            result = ReloadResult.ACTIVATED
+            assert outcome.active is not None  # an activation always has an active set
+            self._metrics.show_active_hashes(
+                {policy.value: digest for policy, digest in outcome.active.hashes.items()}
+            )
+        elif outcome.status is ReloadStatus.UNCHANGED:
+            result = ReloadResult.UNCHANGED
+        else:
+            # A read failure rejects before any text is compared, so nothing is "changed".
+            missing = missing_policy_files(source) if not outcome.changed else []
+            result = ReloadResult.MISSING if missing else ReloadResult.REJECTED
+        self._metrics.policy_reloads.labels(result=result).inc()
+        self._last = ReloadReport(result, now, changed, outcome.error)
+        if result in (ReloadResult.ACTIVATED, ReloadResult.UNCHANGED):
+            return
+        self._last_rejection = self._last
+        if result == ReloadResult.MISSING:
+            reason = "PolicyFileMissing"
+            message = (
+                f"policy file(s) {', '.join(missing)} missing in {self._directory}; keeping the last good"
+            )
+        else:
+            reason = "PolicyReloadRejected"
+            message = f"policy reload rejected, keeping the last good: {outcome.error}"
+        logger.error("%s", message)
+        if self._notifier is not None:
+            await self._notifier.warn(reason, message)
+
+    async def _check_engine_forever(self, url: str) -> None:
+        timeout = aiohttp.ClientTimeout(total=max(1.0, self._engine_check_interval))
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                await asyncio.sleep(self._engine_check_interval)
+                await self.check_engine(session, url)
+
+    async def check_engine(self, session: aiohttp.ClientSession, url: str) -> bool:
+        """Load the active set into OPA again if it lost a module; True if it did."""
+        try:
+            async with session.get(f"{url}/v1/policies") as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            logger.debug("OPA at %s did not list its policies: %r", url, error)
+            return False
+        modules = body.get("result") if isinstance(body, dict) else None
+        if not isinstance(modules, list):
+            return False
+        loaded = {module.get("id") for module in modules if isinstance(module, dict)}
+        lost = sorted(policy.module_id for policy in Policy if policy.module_id not in loaded)
+        if not lost or self._policies.current is None:
+            return False
+        logger.warning("OPA at %s lost %s (restarted?); loading the active policies again", url, lost)
+        try:
+            await self._policies.restore()
+        except PolicyError as error:
+            logger.warning("could not load the active policies into OPA at %s: %s", url, error)
+            return False
+        self._metrics.policy_reloads.labels(result=ReloadResult.RESTORED).inc()
+        return True

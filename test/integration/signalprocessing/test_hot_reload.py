@@ -1,0 +1,451 @@
+"""Policy hot reload (BR-SP-072) against a running controller: what a change to the policy directory does.
+
+Each spec runs its own controller, OPA and copy of the policies, watching a
+namespace prefix outside the worker's glob, so specs rewrite policies in
+parallel with everything else and nobody else sees it. Each waits for the
+reported hash (`signalprocessing_policy_hash_info`) or a reload counter to
+change, never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.opa_server import OpaServer
+from controller.policies import Policy
+from devstack.controller_process import ControllerProcess
+from devstack.state import StackState
+from envtest import assets
+from test.integration.manifests import signal_processing, unique_rr_name
+from test.integration.polling import eventually
+from test.integration.signalprocessing.conftest import (
+    REPOSITORY,
+    NamespaceFactory,
+    controller_settings,
+    pod,
+)
+from test.integration.signalprocessing.support import (
+    audit_events,
+    create_sp,
+    metric_value,
+    wait_for_audit_types,
+    wait_for_phase,
+)
+
+HASH_METRIC = "signalprocessing_policy_hash_info"
+RELOADS_METRIC = "signalprocessing_policy_reloads_total"
+PRODUCTION = {"kubernaut.ai/environment": "production"}
+GENERATION_ONE = "..2026_11_24_10_00_00.000000001"
+
+
+def labels_policy(labels: dict[str, list[str]]) -> str:
+    """A custom-labels policy that answers `labels` for every signal."""
+    return f"package signalprocessing.labels\n\nlabels := {json.dumps(labels)}\n"
+
+
+# A missing closing bracket: OPA refuses it at upload with customlabels.rego:<line>.
+BROKEN_LABELS_POLICY = 'package signalprocessing.labels\n\nlabels := {"stage": ["broken"]\n'
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class ReloadingController:
+    """A controller of its own over `policy_dir`, and what it reports."""
+
+    process: ControllerProcess
+    opa: OpaServer
+    policy_dir: Path
+    make_namespace: Callable[[], str]
+
+    def write(self, policy: Policy, text: str) -> str:
+        """An in-place rewrite (truncate, then write), as `kubectl cp` or an editor without backups does."""
+        (self.policy_dir / policy.file_name).write_text(text)
+        return sha256(text)
+
+    def is_active(self, policy: Policy, digest: str) -> bool:
+        return metric_value(self.process.metrics_url, HASH_METRIC, policy=policy.value, sha256=digest) == 1
+
+    def wait_until_active(self, policy: Policy, digest: str, timeout: float = 15.0) -> None:
+        eventually(
+            lambda: self.is_active(policy, digest),
+            timeout=timeout,
+            message=f"{policy.file_name} with hash {digest[:16]} never became active",
+        )
+
+    def reloads(self, result: str) -> float:
+        return metric_value(self.process.metrics_url, RELOADS_METRIC, result=result)
+
+    def wait_for_reloads(self, result: str, at_least: float) -> None:
+        eventually(
+            lambda: self.reloads(result) >= at_least,
+            timeout=15.0,
+            message=f"no policy reload with result={result} (wanted {at_least})",
+        )
+
+    def all_reloads(self) -> float:
+        with urllib.request.urlopen(self.process.metrics_url, timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == RELOADS_METRIC
+        )
+
+    def classify(
+        self, custom_objects: client.CustomObjectsApi, namespace: str, rr: str = ""
+    ) -> dict[str, Any]:
+        """Creates an SP (its Pod absent: degraded enrichment) and returns its status once Completed."""
+        manifest = signal_processing(namespace, rr_name=rr or unique_rr_name())
+        created = create_sp(custom_objects, manifest)
+        done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"])
+        assert done["status"]["phase"] == "Completed", done["status"]
+        return dict(done["status"])
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace")
+
+
+def custom_labels(status: dict[str, Any]) -> dict[str, list[str]]:
+    return dict(status["kubernetesContext"].get("customLabels") or {})
+
+
+def copy_shipped_policies(directory: Path) -> None:
+    directory.mkdir(parents=True)
+    for policy in Policy:
+        shutil.copy(REPOSITORY / "policies" / policy.file_name, directory / policy.file_name)
+
+
+def kubelet_layout(root: Path) -> None:
+    """The shipped policies mounted as the kubelet mounts a ConfigMap: `..data` and links through it."""
+    copy_shipped_policies(root / GENERATION_ONE)
+    (root / "..data").symlink_to(GENERATION_ONE)
+    for policy in Policy:
+        (root / policy.file_name).symlink_to(Path("..data") / policy.file_name)
+
+
+def swap_configmap(root: Path, generation: str, changes: dict[Policy, str]) -> None:
+    """What the kubelet does on a ConfigMap update: new generation, `..data` renamed over, old one removed."""
+    old = os.readlink(root / "..data")
+    shutil.copytree(root / old, root / generation)
+    for policy, text in changes.items():
+        (root / generation / policy.file_name).write_text(text)
+    (root / "..data_tmp").symlink_to(generation)
+    os.replace(root / "..data_tmp", root / "..data")
+    shutil.rmtree(root / old)
+
+
+StartController = Callable[..., ReloadingController]
+
+
+@pytest.fixture
+def start_controller(
+    stack: StackState, make_namespace: NamespaceFactory, worker_id: str, tmp_path: Path
+) -> Iterator[StartController]:
+    """Starts one controller (own OPA, own policy copy, own namespace prefix) per call; stops them after."""
+    running: list[ReloadingController] = []
+
+    def start(*, layout: str = "plain", **environment: str) -> ReloadingController:
+        policy_dir = tmp_path / f"policies-{len(running)}"
+        if layout == "kubelet":
+            policy_dir.mkdir()
+            kubelet_layout(policy_dir)
+        else:
+            copy_shipped_policies(policy_dir)
+        opa = OpaServer(assets.OPA.path).start()
+        prefix = f"spx-{worker_id}-{secrets.token_hex(3)}-"
+        settings = controller_settings(
+            stack, namespaces=f"{prefix}*", policy_dir=policy_dir, opa_url=opa.url, **environment
+        )
+        process = ControllerProcess(settings=settings, log_path=tmp_path / f"controller-{len(running)}.log")
+        controller = ReloadingController(
+            process, opa, policy_dir, lambda: make_namespace(PRODUCTION, prefix=prefix)
+        )
+        running.append(controller)
+        process.start()
+        # The watcher reloads once at start (changes made while it started); let that pass first,
+        # so every reload a spec counts is its own.
+        controller.wait_for_reloads("unchanged", 1)
+        return controller
+
+    yield start
+    for controller in running:
+        controller.process.stop()
+        controller.opa.stop()  # the one running now: a spec may have replaced it
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_changed_policy_file_is_detected(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    controller.wait_until_active(
+        Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"version": ["v1"]}))
+    )
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"version": ["v1"]}
+
+    v2 = controller.write(Policy.CUSTOMLABELS, labels_policy({"version": ["v2"]}))
+    controller.wait_until_active(Policy.CUSTOMLABELS, v2)
+
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"version": ["v2"]}
+    assert controller.reloads("activated") == 2
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_valid_update_applies_to_new_sps_and_leaves_finished_ones_alone(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    controller.wait_until_active(
+        Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"status": ["alpha"]}))
+    )
+    before = controller.classify(custom_objects, namespace, rr := unique_rr_name())
+
+    controller.wait_until_active(
+        Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"status": ["beta"]}))
+    )
+    after = controller.classify(custom_objects, namespace)
+
+    assert custom_labels(before) == {"status": ["alpha"]}
+    assert custom_labels(after) == {"status": ["beta"]}
+    still = wait_for_phase(custom_objects, namespace, f"sp-{rr}")
+    assert custom_labels(still["status"]) == {"status": ["alpha"]}
+
+
+@pytest.mark.br("BR-SP-072")
+def test_an_invalid_update_keeps_the_old_policy_and_says_so(
+    start_controller: StartController,
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+) -> None:
+    core.create_namespaced_pod(namespace, pod("signalprocessing-controller"))
+    controller = start_controller(POD_NAME="signalprocessing-controller", POD_NAMESPACE=namespace)
+    watched = controller.make_namespace()
+    prod = controller.write(Policy.CUSTOMLABELS, labels_policy({"stage": ["prod"]}))
+    controller.wait_until_active(Policy.CUSTOMLABELS, prod)
+    assert custom_labels(controller.classify(custom_objects, watched)) == {"stage": ["prod"]}
+
+    controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
+    controller.wait_for_reloads("rejected", 1)
+
+    assert controller.is_active(Policy.CUSTOMLABELS, prod)
+    assert not controller.is_active(Policy.CUSTOMLABELS, sha256(BROKEN_LABELS_POLICY))
+    assert custom_labels(controller.classify(custom_objects, watched)) == {"stage": ["prod"]}
+    assert re.search(r"policy reload rejected.*customlabels\.rego:\d+", controller.log())
+
+    def rejection_event() -> Any:
+        events = core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=signalprocessing-controller"
+        ).items
+        return next((e for e in events if e.reason == "PolicyReloadRejected"), None)
+
+    event = eventually(rejection_event, timeout=10, message="no PolicyReloadRejected Event on the Pod")
+    assert event.type == "Warning"
+    assert event.involved_object.kind == "Pod"
+    assert "customlabels.rego" in event.message
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_valid_policy_after_an_invalid_one_is_picked_up(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
+    controller.wait_for_reloads("rejected", 1)
+
+    fixed = controller.write(Policy.CUSTOMLABELS, labels_policy({"fixed": ["yes"]}))
+    controller.wait_until_active(Policy.CUSTOMLABELS, fixed)
+
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"fixed": ["yes"]}
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_configmap_symlink_swap_is_picked_up(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller(layout="kubelet")
+    namespace = controller.make_namespace()
+    shipped = controller.classify(custom_objects, namespace)
+    text = labels_policy({"mounted": ["configmap"]})
+
+    swap_configmap(controller.policy_dir, "..2026_11_24_10_05_00.000000002", {Policy.CUSTOMLABELS: text})
+    controller.wait_until_active(Policy.CUSTOMLABELS, sha256(text))
+
+    assert custom_labels(shipped) == {"environment": ["production"]}
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"mounted": ["configmap"]}
+    assert controller.reloads("rejected") == controller.reloads("missing") == 0
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_burst_of_writes_ends_on_the_last_content_in_few_reloads(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    before = controller.all_reloads()
+
+    texts = [labels_policy({"burst": [f"write-{n}"]}) for n in range(20)]
+    for text in texts:
+        controller.write(Policy.CUSTOMLABELS, text)
+    controller.wait_until_active(Policy.CUSTOMLABELS, sha256(texts[-1]))
+
+    reloads = controller.all_reloads() - before
+    assert 1 <= reloads <= 5, f"{reloads} reloads for one burst of 20 writes"
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"burst": ["write-19"]}
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_deleted_policy_keeps_the_last_good_until_it_is_recreated(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    kept = controller.write(Policy.CUSTOMLABELS, labels_policy({"kept": ["yes"]}))
+    controller.wait_until_active(Policy.CUSTOMLABELS, kept)
+
+    (controller.policy_dir / Policy.CUSTOMLABELS.file_name).unlink()
+    controller.wait_for_reloads("missing", 1)
+
+    assert controller.is_active(Policy.CUSTOMLABELS, kept)
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"kept": ["yes"]}
+    assert "customlabels.rego missing" in controller.log()
+
+    recreated = controller.write(Policy.CUSTOMLABELS, labels_policy({"recreated": ["yes"]}))
+    controller.wait_until_active(Policy.CUSTOMLABELS, recreated)
+    assert custom_labels(controller.classify(custom_objects, namespace)) == {"recreated": ["yes"]}
+
+
+RELOADED_POLICIES = {
+    Policy.ENVIRONMENT: (
+        'package signalprocessing.environment\n\nresult := {"environment": "staging", "source": "reloaded"}\n'
+    ),
+    Policy.PRIORITY: (
+        'package signalprocessing.priority\n\nresult := {"priority": "P3", "policy_name": "reloaded"}\n'
+    ),
+    Policy.BUSINESS: (
+        "package signalprocessing.business\n\n"
+        'result := {"business_unit": "reloaded-unit", "service_owner": "reloaded-owner", '
+        '"criticality": "low", "sla": "platinum"}\n'
+    ),
+    Policy.CUSTOMLABELS: labels_policy({"reloaded": ["yes"]}),
+}
+
+
+@pytest.mark.br("BR-SP-072")
+def test_each_of_the_four_policies_reloads(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    for policy, text in RELOADED_POLICIES.items():
+        controller.wait_until_active(policy, controller.write(policy, text))
+
+    status = controller.classify(custom_objects, namespace)
+
+    assert (
+        status["environmentClassification"]["environment"],
+        status["environmentClassification"]["source"],
+    ) == (
+        "staging",
+        "reloaded",
+    )
+    assert (status["priorityAssignment"]["priority"], status["priorityAssignment"]["policyName"]) == (
+        "P3",
+        "reloaded",
+    )
+    business = status["businessClassification"]
+    assert (
+        business["businessUnit"],
+        business["serviceOwner"],
+        business["criticality"],
+        business["slaRequirement"],
+    ) == (
+        "reloaded-unit",
+        "reloaded-owner",
+        "low",
+        "platinum",
+    )
+    assert custom_labels(status) == {"reloaded": ["yes"]}
+    assert status["policyHashes"] == {
+        policy.value: sha256(text) for policy, text in RELOADED_POLICIES.items()
+    }
+    assert controller.reloads("activated") == 4
+
+
+@pytest.mark.br("BR-SP-072")
+def test_sps_before_and_after_a_reload_record_the_hash_that_decided_them(
+    stack: StackState, start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    shipped = (REPOSITORY / "policies" / "priority.rego").read_text()
+    before = controller.classify(custom_objects, namespace, rr_before := unique_rr_name())
+
+    reloaded = controller.write(Policy.PRIORITY, RELOADED_POLICIES[Policy.PRIORITY])
+    controller.wait_until_active(Policy.PRIORITY, reloaded)
+    after = controller.classify(custom_objects, namespace, rr_after := unique_rr_name())
+
+    assert (before["priorityAssignment"]["priority"], before["priorityAssignment"]["policyHash"]) == (
+        "P0",
+        sha256(shipped),
+    )
+    assert (after["priorityAssignment"]["priority"], after["priorityAssignment"]["policyHash"]) == (
+        "P3",
+        reloaded,
+    )
+    assert before["policyHashes"]["priority"] == sha256(shipped)
+    assert after["policyHashes"]["priority"] == reloaded
+    assert before["policyHashes"]["environment"] == after["policyHashes"]["environment"]
+    for rr, digest in ((rr_before, sha256(shipped)), (rr_after, reloaded)):
+        wait_for_audit_types(stack.datastorage_url, rr, {"signalprocessing.classification.decision": 1})
+        (decision,) = audit_events(
+            stack.datastorage_url, rr, event_type="signalprocessing.classification.decision"
+        )
+        assert decision["event_data"]["policy_hashes"]["priority"] == digest
+
+
+def opa_modules(url: str) -> set[str]:
+    with urllib.request.urlopen(f"{url}/v1/policies", timeout=5) as answer:
+        return {module["id"] for module in json.load(answer)["result"]}
+
+
+@pytest.mark.br("BR-SP-072")
+def test_a_restarted_opa_gets_the_active_policies_again(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    controller = start_controller()
+    namespace = controller.make_namespace()
+    active = controller.write(Policy.CUSTOMLABELS, labels_policy({"survives": ["restart"]}))
+    controller.wait_until_active(Policy.CUSTOMLABELS, active)
+    port = controller.opa.port
+
+    controller.opa.stop()
+    controller.opa = OpaServer(assets.OPA.path, port=port).start()
+    controller.wait_for_reloads("restored", 1)
+
+    assert opa_modules(controller.opa.url) == {policy.module_id for policy in Policy}
+    status = controller.classify(custom_objects, namespace)
+    assert custom_labels(status) == {"survives": ["restart"]}
+    assert status["environmentClassification"]["environment"] == "production"
+    assert status["priorityAssignment"]["priority"] == "P0"

@@ -1,0 +1,107 @@
+"""Which directory events count, where one ConfigMap generation is read from, and which Pod gets Events."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from controller.hotreload import (
+    ControllerPod,
+    controller_pod_from_env,
+    is_policy_change,
+    missing_policy_files,
+    policy_source_dir,
+)
+from controller.policies import Policy
+
+
+@pytest.mark.parametrize(
+    ("path", "counts"),
+    [
+        pytest.param("/etc/policies/environment.rego", True, id="policy-file"),
+        pytest.param("/etc/policies/customlabels.rego", True, id="another-policy-file"),
+        pytest.param("/etc/policies/..data", True, id="kubelet-data-link"),
+        pytest.param("/etc/policies/..data_tmp", True, id="kubelet-temporary-link"),
+        pytest.param("/etc/policies/..2026_11_24_10_00_00.123456789", True, id="kubelet-generation"),
+        pytest.param(b"/etc/policies/priority.rego", True, id="bytes-path"),
+        pytest.param("/etc/policies/priority_test.rego", False, id="rego-test-file"),
+        pytest.param("/etc/policies/.priority.rego.swp", False, id="editor-swap-file"),
+        pytest.param("/etc/policies/README.md", False, id="other-file"),
+        pytest.param("/etc/policies", False, id="the-directory-itself"),
+        pytest.param("/etc/policies/..", False, id="parent-entry"),
+    ],
+)
+def test_which_events_trigger_a_reload(path: str, counts: bool) -> None:
+    assert is_policy_change(path) is counts
+
+
+def write_generation(root: Path, name: str, marker: str) -> Path:
+    generation = root / name
+    generation.mkdir()
+    for policy in Policy:
+        (generation / policy.file_name).write_text(f"package {policy.package}\n# {marker}\n")
+    return generation
+
+
+def kubelet_layout(root: Path, generation: str = "..2026_11_24_10_00_00.1") -> Path:
+    write_generation(root, generation, "first")
+    (root / "..data").symlink_to(generation)
+    for policy in Policy:
+        (root / policy.file_name).symlink_to(Path("..data") / policy.file_name)
+    return root
+
+
+def test_a_plain_directory_is_read_as_it_is(tmp_path: Path) -> None:
+    write_generation(tmp_path, "plain", "x")
+    assert policy_source_dir(tmp_path / "plain") == tmp_path / "plain"
+
+
+def test_the_kubelet_layout_is_read_from_the_generation_data_points_to(tmp_path: Path) -> None:
+    kubelet_layout(tmp_path)
+    assert policy_source_dir(tmp_path).resolve() == (tmp_path / "..2026_11_24_10_00_00.1").resolve()
+
+
+def test_after_a_swap_the_new_generation_is_read(tmp_path: Path) -> None:
+    kubelet_layout(tmp_path)
+    write_generation(tmp_path, "..2026_11_24_10_05_00.2", "second")
+    (tmp_path / "..data_tmp").symlink_to("..2026_11_24_10_05_00.2")
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+
+    source = policy_source_dir(tmp_path)
+
+    assert source.name == "..2026_11_24_10_05_00.2"
+    assert "second" in (source / "priority.rego").read_text()
+
+
+def test_a_policy_file_that_bypasses_data_makes_the_directory_the_source(tmp_path: Path) -> None:
+    kubelet_layout(tmp_path)
+    (tmp_path / "priority.rego").unlink()
+    (tmp_path / "priority.rego").write_text("package signalprocessing.priority\n")
+    assert policy_source_dir(tmp_path) == tmp_path
+
+
+def test_a_missing_file_or_a_dangling_link_is_missing(tmp_path: Path) -> None:
+    kubelet_layout(tmp_path)
+    (tmp_path / "..2026_11_24_10_00_00.1" / "business.rego").unlink()  # the link now dangles
+    (tmp_path / "environment.rego").unlink()
+    assert missing_policy_files(tmp_path) == ["business.rego", "environment.rego"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "pod"),
+    [
+        pytest.param(
+            {"POD_NAME": "sp-0", "POD_NAMESPACE": "kubernaut"}, ControllerPod("kubernaut", "sp-0"), id="both"
+        ),
+        pytest.param({"POD_NAME": "sp-0"}, None, id="no-namespace"),
+        pytest.param({"POD_NAMESPACE": "kubernaut"}, None, id="no-name"),
+        pytest.param({"POD_NAME": " ", "POD_NAMESPACE": "kubernaut"}, None, id="blank-name"),
+        pytest.param({}, None, id="neither"),
+    ],
+)
+def test_events_go_to_the_controller_pod_named_by_the_downward_api(
+    environ: dict[str, str], pod: ControllerPod | None
+) -> None:
+    assert controller_pod_from_env(environ) == pod
