@@ -1,0 +1,425 @@
+"""Rego decisions: the shipped policies through the real controller, custom ones through the engines.
+
+Where the behaviour is what an SP ends up with (environment, priority,
+business classification, custom labels), the spec creates SignalProcessings
+in the worker controller's namespaces and reads their status. Where it is
+about the policy machinery (loading, sanitising what a custom policy
+returns, bounding an evaluation in time), the spec loads its own policies
+into an OPA server of this module's own: the worker's OPA serves the
+worker's controller, so loading other texts into it would change that
+controller's decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from controller import classify
+from controller.classify import KubernetesFacts, NamespaceFacts, SignalFacts
+from controller.opa_server import OpaServer
+from controller.policies import ActivePolicies, Policy, ReloadStatus
+from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyEvaluationError
+from devstack.controller_process import ControllerProcess
+from envtest import assets
+from test.integration.manifests import signal_processing, unique_rr_name
+from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
+from test.integration.signalprocessing.support import create_sp, wait_for_phase
+
+SHIPPED_POLICIES = REPOSITORY / "policies"
+ENVIRONMENT_LABEL = "kubernaut.ai/environment"
+ALERT = SignalFacts("critical", "prometheus", "prometheus-alert")
+
+
+# --- through the worker's controller ------------------------------------------------------------
+
+
+def process(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    namespace: str,
+    *,
+    severity: str = "critical",
+) -> dict[str, Any]:
+    """Creates a Pod and an SP about it in `namespace`; returns the status once the SP is Completed."""
+    core.create_namespaced_pod(namespace, pod("app"))
+    created = create_sp(
+        custom_objects, signal_processing(namespace, rr_name=unique_rr_name(), severity=severity)
+    )
+    done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"])
+    status: dict[str, Any] = done["status"]
+    assert status["phase"] == "Completed", status.get("error") or status.get("conditions")
+    return status
+
+
+@pytest.mark.br("BR-SP-051")
+@pytest.mark.parametrize(
+    ("label", "environment"),
+    [("production", "production"), ("Staging", "staging"), ("DEVELOPMENT", "development")],
+)
+def test_environment_is_the_namespace_label_lower_cased(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+    label: str,
+    environment: str,
+) -> None:
+    namespace = make_namespace({ENVIRONMENT_LABEL: label})
+
+    status = process(custom_objects, core, namespace)
+
+    classification = status["environmentClassification"]
+    assert (classification["environment"], classification["source"]) == (environment, "namespace-labels")
+
+
+@pytest.mark.br("BR-SP-053")
+def test_unlabelled_namespace_completes_as_unknown_environment_with_default_priority(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+) -> None:
+    namespace = make_namespace()
+
+    status = process(custom_objects, core, namespace)
+
+    assert status["environmentClassification"]["environment"] == "unknown"
+    assert status["environmentClassification"]["source"] == "default"
+    assert (status["priorityAssignment"]["priority"], status["priorityAssignment"]["policyName"]) == (
+        "P2",
+        "default-catch-all",
+    )
+
+
+@pytest.mark.br("BR-SP-070")
+@pytest.mark.parametrize(
+    ("environment", "severity", "tier", "priority", "policy_name"),
+    [
+        pytest.param("production", "critical", None, "P0", "critical-production", id="production-critical"),
+        pytest.param("staging", "warning", None, "P2", "warning-staging", id="staging-warning"),
+        pytest.param("development", "warning", None, "P3", "warning-development", id="development-warning"),
+        # These inputs made two rules of the original policy fire at once (an eval conflict).
+        pytest.param(
+            "production", "critical", "critical", "P0", "critical-production", id="conflict-tier-critical"
+        ),
+        pytest.param("staging", "critical", "high", "P1", "critical-staging", id="conflict-tier-high"),
+    ],
+)
+def test_priority_matrix_decides_the_completed_sp(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+    environment: str,
+    severity: str,
+    tier: str | None,
+    priority: str,
+    policy_name: str,
+) -> None:
+    labels = {ENVIRONMENT_LABEL: environment, **({"tier": tier} if tier else {})}
+    namespace = make_namespace(labels)
+
+    status = process(custom_objects, core, namespace, severity=severity)
+
+    assignment = status["priorityAssignment"]
+    assert (assignment["priority"], assignment["policyName"], assignment["source"]) == (
+        priority,
+        policy_name,
+        "rego-policy",
+    )
+
+
+@pytest.mark.br("BR-SP-070")
+def test_ten_concurrent_sps_are_all_classified(
+    custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
+) -> None:
+    core.create_namespaced_pod(sp_namespace, pod("app"))
+    names = [
+        create_sp(custom_objects, signal_processing(sp_namespace, rr_name=unique_rr_name()))["metadata"][
+            "name"
+        ]
+        for _ in range(10)
+    ]
+
+    finished = [wait_for_phase(custom_objects, sp_namespace, name)["status"] for name in names]
+
+    assert [s["phase"] for s in finished] == ["Completed"] * 10
+    assert {
+        (s["environmentClassification"]["environment"], s["priorityAssignment"]["priority"]) for s in finished
+    } == {("production", "P0")}
+
+
+@pytest.mark.br("BR-SP-081")
+@pytest.mark.parametrize(
+    ("labels", "criticality", "sla"),
+    [
+        pytest.param({ENVIRONMENT_LABEL: "production"}, "high", "gold", id="production"),
+        pytest.param({ENVIRONMENT_LABEL: "staging"}, "medium", "silver", id="staging"),
+        pytest.param({ENVIRONMENT_LABEL: "development"}, "low", "bronze", id="development"),
+        pytest.param({}, "medium", "bronze", id="unknown"),
+    ],
+)
+def test_business_defaults_follow_the_environment(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+    labels: dict[str, str],
+    criticality: str,
+    sla: str,
+) -> None:
+    namespace = make_namespace(labels)
+
+    status = process(custom_objects, core, namespace)
+
+    business = status["businessClassification"]
+    assert (business["businessUnit"], business["serviceOwner"]) == ("unknown", "unknown")
+    assert (business["criticality"], business["slaRequirement"]) == (criticality, sla)
+
+
+@pytest.mark.br("BR-SP-002")
+def test_declared_business_labels_take_precedence_over_the_policy(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+) -> None:
+    namespace = make_namespace(
+        {
+            ENVIRONMENT_LABEL: "production",
+            "kubernaut.ai/team": "platform",
+            "kubernaut.ai/business-unit": "payments",
+            "kubernaut.ai/service-owner": "checkout-team",
+            "kubernaut.ai/criticality": "Critical",
+            "kubernaut.ai/sla-tier": "silver",
+        }
+    )
+
+    status = process(custom_objects, core, namespace)
+
+    business = status["businessClassification"]
+    assert {k: business[k] for k in ("businessUnit", "serviceOwner", "criticality", "slaRequirement")} == {
+        "businessUnit": "payments",
+        "serviceOwner": "checkout-team",
+        "criticality": "critical",
+        "slaRequirement": "silver",
+    }
+
+
+@pytest.mark.br("BR-SP-102")
+def test_custom_labels_are_extracted_from_kubernaut_namespace_labels(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+) -> None:
+    namespace = make_namespace(
+        {
+            ENVIRONMENT_LABEL: "production",
+            "kubernaut.ai/team": "platform",
+            "kubernaut.ai/tier": "backend",
+            "kubernaut.ai/cost-center": "cc-42",
+            "app.example/ignored": "yes",
+        }
+    )
+
+    status = process(custom_objects, core, namespace)
+
+    assert status["kubernetesContext"]["customLabels"] == {
+        "cost-center": ["cc-42"],
+        "environment": ["production"],
+        "team": ["platform"],
+        "tier": ["backend"],
+    }
+
+
+@pytest.mark.br("BR-SP-102")
+def test_custom_labels_keep_the_first_ten_keys_in_sorted_order(
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    make_namespace: NamespaceFactory,
+    operator: ControllerProcess,
+) -> None:
+    namespace = make_namespace({f"kubernaut.ai/k{i:02d}": f"v{i}" for i in range(12)})
+
+    status = process(custom_objects, core, namespace)
+
+    assert status["kubernetesContext"]["customLabels"] == {f"k{i:02d}": [f"v{i}"] for i in range(10)}
+
+
+# --- custom policies on this module's own engines ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_opa() -> Iterator[OpaServer]:
+    """An OPA no controller uses, so specs may load any policy into it."""
+    with OpaServer(assets.OPA.path) as opa:
+        yield opa
+
+
+@pytest.fixture(params=["opa", "embedded"])
+async def engine(request: pytest.FixtureRequest, private_opa: OpaServer) -> AsyncIterator[PolicyEngine]:
+    opened: PolicyEngine = OpaServerEngine(private_opa.url) if request.param == "opa" else EmbeddedEngine()
+    yield opened
+    await opened.close()
+
+
+def policy_dir(tmp_path: Path, **replacements: str) -> Path:
+    """A copy of the shipped policies, with some files' texts replaced (keyed by policy name)."""
+    directory = tmp_path / "policies"
+    directory.mkdir(exist_ok=True)
+    for policy in Policy:
+        source = replacements.get(policy.value) or (SHIPPED_POLICIES / policy.file_name).read_text()
+        (directory / policy.file_name).write_text(source)
+    return directory
+
+
+def labels_policy(produced: dict[str, Any]) -> str:
+    return f"package signalprocessing.labels\n\nlabels := {json.dumps(produced)}\n"
+
+
+async def started(engine: PolicyEngine, directory: Path) -> ActivePolicies:
+    policies = ActivePolicies(engine, classify.smoke_check)
+    await policies.start(directory)
+    return policies
+
+
+@pytest.mark.br("BR-SP-102")
+async def test_custom_labels_from_a_policy_are_sanitised(engine: PolicyEngine, tmp_path: Path) -> None:
+    accented = "a" * 99 + "e\u0301"  # the cut at 100 would split the accent from its letter
+    produced: dict[str, Any] = {
+        "a" + "k" * 69: ["long-key"],
+        "b-long-value": ["x" * 200],
+        "c-many-values": [f"v{i}" for i in range(7)],
+        "d-accented": [accented],
+        "e-not-strings": [1, 2],
+        **{f"key{i:02d}": [f"v{i}"] for i in range(11)},
+        "kubernaut.ai/severity": ["critical"],
+        "system/owner": ["root"],
+    }
+    policies = await started(engine, policy_dir(tmp_path, customlabels=labels_policy(produced)))
+
+    custom = await classify.extract_custom_labels(
+        policies, KubernetesFacts(NamespaceFacts("payments")), ALERT
+    )
+
+    assert custom.source == "policy"
+    assert dict(custom.labels) == {
+        "a" + "k" * 62: ("long-key",),
+        "b-long-value": ("x" * 100,),
+        "c-many-values": tuple(f"v{i}" for i in range(5)),
+        "d-accented": ("a" * 99,),
+        **{f"key{i:02d}": (f"v{i}",) for i in range(6)},
+    }
+    assert custom.reserved_dropped == ("kubernaut.ai/severity", "system/owner")
+
+
+@pytest.mark.br("BR-SP-102")
+async def test_empty_custom_labels_fall_back_to_namespace_labels(
+    engine: PolicyEngine, tmp_path: Path
+) -> None:
+    policies = await started(engine, policy_dir(tmp_path, customlabels=labels_policy({"system/only": ["x"]})))
+    namespace = NamespaceFacts(
+        "payments",
+        {
+            "kubernaut.ai/team": "payments",
+            "kubernaut.ai/cost-center": "cc-7",
+            "kubernaut.ai/region": "eu-west-1",
+            "kubernaut.ai/other": "ignored",
+        },
+    )
+
+    custom = await classify.extract_custom_labels(policies, KubernetesFacts(namespace), ALERT)
+
+    assert custom.source == "namespace-fallback"
+    assert dict(custom.labels) == {"team": ("payments",), "cost": ("cc-7",), "region": ("eu-west-1",)}
+
+
+BROKEN_PRIORITY = """package signalprocessing.priority
+
+default result := {"priority": "P2", "policy_name": "default"}
+
+result := value if {
+	value := input.signal[
+}
+"""
+
+
+@pytest.mark.br("BR-SP-072")
+async def test_a_policy_that_fails_to_load_is_refused_with_file_and_line(
+    engine: PolicyEngine, tmp_path: Path
+) -> None:
+    directory = policy_dir(tmp_path)
+    policies = await started(engine, directory)
+    good = policies.current
+    (directory / "priority.rego").write_text(BROKEN_PRIORITY)
+
+    outcome = await policies.reload(directory)
+
+    assert outcome.status is ReloadStatus.REJECTED
+    assert outcome.error is not None and re.search(r"priority\.rego:\d+", outcome.error), outcome.error
+    assert policies.current is good
+    assignment = await classify.assign_priority(
+        policies, ALERT, "production", NamespaceFacts("payments"), None
+    )
+    assert assignment.priority == "P0"
+
+
+SLOW_LABELS = """package signalprocessing.labels
+
+labels := {"slow": ["done"]} if {
+	every i in numbers.range(1, 2000) {
+		every j in numbers.range(1, 2000) {
+			i + j > 1
+		}
+	}
+}
+"""
+
+
+@pytest.mark.br("BR-SP-102")
+async def test_a_policy_evaluation_is_bounded_in_time(private_opa: OpaServer) -> None:
+    bound = 0.5
+    engine = OpaServerEngine(private_opa.url, timeout=bound)
+    try:
+        await engine.load(Policy.CUSTOMLABELS.module_id, SLOW_LABELS)
+        began = time.monotonic()
+        with pytest.raises(PolicyEvaluationError, match=r"within 0\.5 s"):
+            await engine.evaluate(Policy.CUSTOMLABELS.package, Policy.CUSTOMLABELS.rule, {})
+        elapsed = time.monotonic() - began
+    finally:
+        await engine.close()
+
+    assert elapsed < bound + 1.0
+
+
+@pytest.mark.br("BR-SP-102")
+async def test_a_policy_too_slow_for_an_ordinary_input_is_never_activated(
+    private_opa: OpaServer, tmp_path: Path
+) -> None:
+    engine = OpaServerEngine(private_opa.url, timeout=0.5)
+    directory = policy_dir(tmp_path)
+    try:
+        policies = await started(engine, directory)
+        good = policies.current
+        (directory / "customlabels.rego").write_text(SLOW_LABELS)
+
+        outcome = await asyncio.wait_for(policies.reload(directory), timeout=5)
+
+        assert outcome.status is ReloadStatus.REJECTED
+        assert outcome.changed == (Policy.CUSTOMLABELS,)
+        assert policies.current is good
+        namespace = NamespaceFacts("payments", {"kubernaut.ai/team": "payments"})
+        custom = await classify.extract_custom_labels(policies, KubernetesFacts(namespace), ALERT)
+        assert dict(custom.labels) == {"team": ("payments",)}
+    finally:
+        await engine.close()
