@@ -180,7 +180,8 @@ class Pipeline:
         for event in new_events(before, after):
             self.audit.emit(event)
         reached = phase_of(after.get("status"))
-        self.metrics.processing_total.labels(phase=phase.value.lower() or "new", result="success").inc()
+        if reached is not Phase.FAILED:  # a failed step was already counted as a failure by _fail
+            self.metrics.processing_total.labels(phase=phase.value.lower() or "new", result="success").inc()
         if reached is not Phase.PENDING:
             self.events.record(
                 after,
@@ -270,12 +271,12 @@ class Pipeline:
             context = await read_kubernetes_context(self.api, target, self.caches)
         except NamespaceMissing as missing:
             self.metrics.enrichment_total.labels(result="failure").inc()
-            self.metrics.enrichment_errors.labels(error_type="namespace_missing").inc()
+            self.metrics.enrichment_errors.labels(error_type="not_found").inc()
             raise PermanentFailure(
                 "EnrichmentFailed", f"target namespace {missing.namespace!r} does not exist"
             ) from missing
         except kube.TransientApiError:
-            self.metrics.enrichment_errors.labels(error_type="transient").inc()
+            self.metrics.enrichment_errors.labels(error_type="api_error").inc()
             raise
         context = replace(
             context, detected_labels=await read_detected_labels(self.api, target, context, self.caches)
@@ -288,7 +289,7 @@ class Pipeline:
             sp_namespace=sp["metadata"]["namespace"],
             now=now,
         )
-        self.metrics.enrichment_duration.labels(resource_kind=target.kind).observe(
+        self.metrics.enrichment_duration.labels(resource_kind=target.kind.lower()).observe(
             (self.clock() - began).total_seconds()
         )
         self.metrics.enrichment_total.labels(result="degraded" if context.degraded_mode else "success").inc()
