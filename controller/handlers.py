@@ -7,7 +7,6 @@ pipeline keeps its own progress in the status instead.
 
 from __future__ import annotations
 
-import copy
 import secrets
 from typing import Any
 
@@ -56,12 +55,14 @@ async def controller_cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event("kubernaut.ai", "v1alpha1", "signalprocessings")
-async def signalprocessing_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def signalprocessing_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
-    if type == "DELETED":
-        runtime.reconciler.forget(body["metadata"]["uid"])
+    # The raw object as the watch delivered it; the pipeline reads it and never changes it.
+    sp = event["object"]
+    if event["type"] == "DELETED":
+        runtime.reconciler.forget(sp["metadata"]["uid"])
         return
-    await runtime.reconciler.on_event(copy.deepcopy(dict(body)))
+    await runtime.reconciler.on_event(sp)
 
 
 @kopf.on.probe(id="policies")
