@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     memo = kopf.Memo(settings=settings)
-    namespaces = list(settings.watch_namespaces)
+    namespaces = list(settings.kopf_namespaces)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

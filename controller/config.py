@@ -38,6 +38,19 @@ class Settings:
     peering_priority: int | None = None  # the highest live one is active; None: random per process
     peering_lifetime: int = 60  # seconds a silent peer still counts as alive: the takeover time after a crash
 
+    @property
+    def kopf_namespaces(self) -> tuple[str, ...]:
+        """The namespaces kopf itself watches: exact names only; none (cluster-wide) with any glob.
+
+        For globs kopf lists the namespaces and only then starts a namespace watch
+        whose own initial listing it ignores, so a namespace created in between is
+        never watched. With a glob the controller therefore watches cluster-wide
+        and the SignalProcessing handler filters by `watches`.
+        """
+        if any(any(char in pattern for char in "*?[") for pattern in self.watch_namespaces):
+            return ()
+        return self.watch_namespaces
+
     def watches(self, namespace: str) -> bool:
         return not self.watch_namespaces or any(
             fnmatch.fnmatchcase(namespace, pattern) for pattern in self.watch_namespaces

@@ -59,6 +59,8 @@ async def signalprocessing_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any
     runtime: Runtime = memo["runtime"]
     # The raw object as the watch delivered it; the pipeline reads it and never changes it.
     sp = event["object"]
+    if not runtime.settings.watches(sp["metadata"]["namespace"]):
+        return
     if event["type"] == "DELETED":
         runtime.reconciler.forget(sp["metadata"]["uid"])
         return
