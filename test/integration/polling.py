@@ -6,9 +6,8 @@ AssertionError) and fails with the caller's message and the last observation.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,7 +21,9 @@ def _failure(message: str, timeout: float, last: object) -> ConditionNotMet:
     return ConditionNotMet(f"{message} (not met within {timeout:.1f}s; last observed: {last!r})")
 
 
-def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, message: str) -> T:
+def eventually(
+    probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.05, message: str
+) -> T:
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -36,21 +37,3 @@ def eventually(probe: Callable[[], T | None], *, timeout: float = 30.0, interval
         if time.monotonic() > deadline:
             raise _failure(message, timeout, last)
         time.sleep(interval)
-
-
-async def eventually_async(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, interval: float = 0.05, message: str
-) -> T:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = await probe()
-            if value:
-                return value
-            last = value
-        except AssertionError as error:
-            last = error
-        if time.monotonic() > deadline:
-            raise _failure(message, timeout, last)
-        await asyncio.sleep(interval)
