@@ -1,0 +1,192 @@
+"""`/api/v1/audit/events`: write one event, write a batch atomically, and query stored events.
+
+The handlers apply the rules that need a clock or a database (timestamp
+window, parent event exists), convert requests into `AuditRecord`s and hand
+them to `AuditIngest`, which stores or queues them. 201 means stored, 202
+queued in the DLQ. Errors are raised as domain errors; `problems.py` answers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+
+from datastorage.api.dependencies import ServiceDep
+from datastorage.errors import InvalidInput, StorageUnavailable
+from datastorage.ingest import Outcome
+from datastorage.repository import EventFilter
+from datastorage.schemas import (
+    NO_NUL_PATTERN,
+    AuditEventAccepted,
+    AuditEventRequest,
+    AuditEventResponse,
+    AuditEventsQueryResponse,
+    BatchAuditEventAccepted,
+    BatchAuditEventResponse,
+    EventOutcome,
+)
+from datastorage.timestamps import check_event_time, format_timestamp, parse_time_bound
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+DEFAULT_LIMIT: Final = 100
+MAX_LIMIT: Final = 1000
+_MAX_OFFSET: Final = 2**63 - 1  # PostgreSQL's OFFSET is a bigint
+
+
+@router.post(
+    "/events",
+    operation_id="createAuditEvent",
+    status_code=201,
+    response_model=AuditEventResponse,
+    responses={
+        202: {"model": AuditEventAccepted, "description": "PostgreSQL unavailable; queued in the DLQ"}
+    },
+)
+async def create_audit_event(event: AuditEventRequest, service: ServiceDep) -> JSONResponse:
+    """Stores one event (201), or queues it when PostgreSQL is unavailable (202)."""
+    _check_time(event, service.clock(), index=None)
+    record = event.to_record()
+    if record.parent_event_id is not None:
+        try:
+            parent_exists = await service.store.exists(record.parent_event_id)
+        except StorageUnavailable:
+            parent_exists = True  # cannot tell now; the event will be queued anyway
+        if not parent_exists:
+            raise InvalidInput("parent event does not exist", field_errors={"parent_event_id": "not found"})
+    outcome = await service.ingest.accept([record], table_label="audit_events")
+    if outcome is Outcome.STORED:
+        body = {
+            "event_id": str(record.event_id),
+            "event_timestamp": format_timestamp(record.event_timestamp),
+            "message": "Audit event created successfully",
+        }
+        return JSONResponse(body, status_code=201)
+    queued = {
+        "status": "accepted",
+        "message": "audit event queued for async processing",
+        "event_id": str(record.event_id),
+        "event_timestamp": format_timestamp(record.event_timestamp),
+    }
+    return JSONResponse(queued, status_code=202)
+
+
+@router.post(
+    "/events/batch",
+    operation_id="createAuditEventsBatch",
+    status_code=201,
+    response_model=BatchAuditEventResponse,
+    responses={
+        202: {"model": BatchAuditEventAccepted, "description": "PostgreSQL unavailable; queued in the DLQ"}
+    },
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"minItems": 1}}}}},
+)
+async def create_audit_events_batch(
+    events: Annotated[list[AuditEventRequest], Body(description="a non-empty JSON array of audit events")],
+    service: ServiceDep,
+) -> JSONResponse:
+    """Stores all events or none (201), or queues all when PostgreSQL is unavailable (202)."""
+    if not events:
+        raise InvalidInput("batch cannot be empty")
+    now = service.clock()
+    for index, event in enumerate(events):
+        _check_time(event, now, index=index)
+    records = [event.to_record() for event in events]
+    outcome = await service.ingest.accept(records, table_label="audit_events_batch")
+    event_ids = [str(record.event_id) for record in records]
+    if outcome is Outcome.STORED:
+        body = {"event_ids": event_ids, "message": f"{len(records)} audit events created successfully"}
+        return JSONResponse(body, status_code=201)
+    queued = {
+        "status": "accepted",
+        "message": f"{len(records)} audit events queued for async processing",
+        "event_ids": event_ids,
+    }
+    return JSONResponse(queued, status_code=202)
+
+
+@router.get("/events", operation_id="queryAuditEvents", response_model=AuditEventsQueryResponse)
+async def query_audit_events(
+    service: ServiceDep,
+    event_type: Annotated[str | None, Query(max_length=100, pattern=NO_NUL_PATTERN)] = None,
+    event_category: Annotated[str | None, Query(max_length=50, pattern=NO_NUL_PATTERN)] = None,
+    event_outcome: EventOutcome | None = None,
+    severity: Annotated[str | None, Query(max_length=20, pattern=NO_NUL_PATTERN)] = None,
+    correlation_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL_PATTERN)] = None,
+    since: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339, YYYY-MM-DD, or a duration back: 24h, 7d")
+    ] = None,
+    until: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339, YYYY-MM-DD, or a duration back: 24h, 7d")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET)] = 0,
+) -> JSONResponse:
+    """Stored events matching every given filter, newest first, one page at a time."""
+    now = service.clock()
+    event_filter = EventFilter(
+        event_type=event_type,
+        event_category=event_category,
+        event_outcome=event_outcome,
+        severity=severity,
+        correlation_id=correlation_id,
+        since=_time_bound("since", since, now),
+        until=_time_bound("until", until, now),
+    )
+    if event_filter.since and event_filter.until and event_filter.since > event_filter.until:
+        raise InvalidInput("since is after until", field_errors={"since": "after until"})
+    rows, total = await service.store.find_page(event_filter, limit=limit, offset=offset)
+    body = {
+        "data": [_event_json(row) for row in rows],
+        "pagination": {
+            "limit": limit,
+            "offset": offset,
+            "total": total,
+            "has_more": offset + len(rows) < total,
+        },
+    }
+    return JSONResponse(body)
+
+
+def _check_time(event: AuditEventRequest, now: datetime, *, index: int | None) -> None:
+    try:
+        check_event_time(event.event_timestamp, now)
+    except ValueError as error:
+        prefix = f"event at index {index}: " if index is not None else ""
+        key = f"[{index}].event_timestamp" if index is not None else "event_timestamp"
+        raise InvalidInput(
+            f"{prefix}invalid timestamp: {error}", field_errors={key: str(error)}, index=index
+        ) from None
+
+
+def _time_bound(name: str, text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time_bound(text, now)
+    except ValueError as error:
+        raise InvalidInput(
+            f"Validation failed for query parameters: {name}: {error}", field_errors={name: str(error)}
+        ) from None
+
+
+def _event_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "event_id": str(row["event_id"]),
+        "event_timestamp": format_timestamp(row["event_timestamp"]),
+        "event_date": row["event_date"].isoformat(),
+        "parent_event_id": _optional_text(row["parent_event_id"]),
+        "parent_event_date": _optional_date(row["parent_event_date"]),
+    }
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,68 @@
+"""Accepting audit events: store them in PostgreSQL, else queue them in the DLQ, else refuse.
+
+This is the decision behind the 201 / 202 / 500 answers of the write
+endpoints, kept apart from HTTP. Whatever PostgreSQL fails with, the events go
+to the dead-letter queue, from which the retry worker stores them later;
+only when the queue cannot take them either is the request refused, so the
+client retries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from datastorage.dlq import DeadLetterQueue
+from datastorage.errors import NothingAccepted, QueueUnavailable, StorageUnavailable
+from datastorage.metrics import Metrics
+from datastorage.records import AuditRecord
+from datastorage.store import EventStore, RecordsRejected
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    QUEUED = "queued"
+
+
+class AuditIngest:
+    def __init__(self, store: EventStore, queue: DeadLetterQueue, metrics: Metrics) -> None:
+        self._store = store
+        self._queue = queue
+        self._metrics = metrics
+
+    async def accept(self, records: Sequence[AuditRecord], *, table_label: str) -> Outcome:
+        """Stores or queues all records (never some of them); raises NothingAccepted if neither works."""
+        try:
+            await self._store.save(records, table_label=table_label)
+        except (StorageUnavailable, RecordsRejected) as storage_error:
+            try:
+                await self._queue.enqueue(records, reason=storage_error.detail)
+            except QueueUnavailable as queue_error:
+                log.error(
+                    "events refused: PostgreSQL and the DLQ both failed",
+                    extra={
+                        "events": len(records),
+                        "database": storage_error.detail,
+                        "dlq": queue_error.detail,
+                    },
+                )
+                raise NothingAccepted(
+                    "Failed to write audit events to database and DLQ: "
+                    f"{storage_error.detail}; {queue_error.detail}"
+                ) from queue_error
+            log.warning(
+                "PostgreSQL write failed; events queued in the DLQ",
+                extra={"events": len(records), "error": storage_error.detail},
+            )
+            self._count(records, status="dlq_fallback")
+            return Outcome.QUEUED
+        self._count(records, status="success")
+        return Outcome.STORED
+
+    def _count(self, records: Sequence[AuditRecord], *, status: str) -> None:
+        for category, count in Counter(record.event_category for record in records).items():
+            self._metrics.audit_traces.labels(service=category, status=status).inc(count)

@@ -1,0 +1,131 @@
+"""The audit event as DataStorage stores it: defaults applied, id fixed, ready for SQL or the DLQ.
+
+An `AuditRecord` is built once from a validated request and is then the only
+shape that moves on: into PostgreSQL through the repository, or into the
+dead-letter queue as a JSON payload and back. Its `event_id` and timestamp are
+fixed at acceptance, so every later attempt to store it lands on the same
+primary key and is stored at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime
+from typing import Any
+
+from datastorage.timestamps import event_date, format_timestamp, parse_rfc3339
+
+
+class SerializedObject(dict[str, Any]):
+    """A JSON object that carries the text it was checked as, so storing it need not serialise it again."""
+
+    __slots__ = ("json_text",)
+
+    def __init__(self, value: dict[str, Any], json_text: str) -> None:
+        super().__init__(value)
+        self.json_text = json_text
+
+
+def object_json(value: dict[str, Any]) -> str:
+    """The storage form of a JSON object: compact, UTF-8 as is, and NaN refused (ValueError)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    event_id: uuid.UUID
+    version: str
+    event_timestamp: datetime
+    event_type: str
+    event_category: str
+    event_action: str
+    event_outcome: str
+    actor_type: str
+    actor_id: str
+    resource_type: str
+    resource_id: str
+    correlation_id: str
+    parent_event_id: uuid.UUID | None
+    namespace: str | None
+    cluster_name: str | None
+    severity: str
+    duration_ms: int | None
+    event_data: dict[str, Any]
+
+    @property
+    def event_date(self) -> date:
+        return event_date(self.event_timestamp)
+
+    def to_payload(self) -> dict[str, Any]:
+        """JSON-ready form for the dead-letter queue; `from_payload` reverses it exactly."""
+        payload = {field.name: getattr(self, field.name) for field in fields(self)}
+        payload["event_id"] = str(self.event_id)
+        payload["event_timestamp"] = format_timestamp(self.event_timestamp)
+        payload["parent_event_id"] = str(self.parent_event_id) if self.parent_event_id else None
+        payload["event_data"] = dict(self.event_data)
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> AuditRecord:
+        """Rebuilds a record from `to_payload` output; raises ValueError naming the first bad key."""
+        try:
+            parent = payload["parent_event_id"]
+            record = cls(
+                event_id=uuid.UUID(_text(payload, "event_id")),
+                version=_text(payload, "version"),
+                event_timestamp=parse_rfc3339(_text(payload, "event_timestamp")),
+                event_type=_text(payload, "event_type"),
+                event_category=_text(payload, "event_category"),
+                event_action=_text(payload, "event_action"),
+                event_outcome=_text(payload, "event_outcome"),
+                actor_type=_text(payload, "actor_type"),
+                actor_id=_text(payload, "actor_id"),
+                resource_type=_text(payload, "resource_type"),
+                resource_id=_text(payload, "resource_id"),
+                correlation_id=_text(payload, "correlation_id"),
+                parent_event_id=uuid.UUID(parent) if isinstance(parent, str) else None,
+                namespace=_optional_text(payload, "namespace"),
+                cluster_name=_optional_text(payload, "cluster_name"),
+                severity=_text(payload, "severity"),
+                duration_ms=_optional_int(payload, "duration_ms"),
+                event_data=_object(payload, "event_data"),
+            )
+        except KeyError as missing:
+            raise ValueError(f"payload has no {missing.args[0]!r}") from None
+        return record
+
+    def event_data_json(self) -> str:
+        if isinstance(self.event_data, SerializedObject):
+            return self.event_data.json_text
+        return object_json(self.event_data)
+
+
+def _text(payload: Mapping[str, Any], key: str) -> str:
+    value = payload[key]
+    if not isinstance(value, str):
+        raise ValueError(f"payload {key!r} is not a string")
+    return value
+
+
+def _optional_text(payload: Mapping[str, Any], key: str) -> str | None:
+    value = payload.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"payload {key!r} is not a string or null")
+    return value
+
+
+def _optional_int(payload: Mapping[str, Any], key: str) -> int | None:
+    value = payload.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"payload {key!r} is not an integer or null")
+    return value
+
+
+def _object(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = payload[key]
+    if not isinstance(value, dict):
+        raise ValueError(f"payload {key!r} is not an object")
+    return value

@@ -1,0 +1,357 @@
+"""A private PostgreSQL server for tests, benchmarks and the local run.
+
+Each `PostgresServer` owns one cluster in its own directory, listens on a
+loopback port of its own and a unix socket in that directory, and is never a
+system service. The PostgreSQL binaries refuse to run as root, so under root
+the cluster belongs to the `postgres` account and the server runs as it.
+Settings favour speed over durability (fsync off): this is for throw-away
+data. Stopping keeps the cluster when asked to, so that a test can take the
+database away and bring it back on the same port with the same data. As
+root, directories inside the system temp dir on the way to the cluster get
+search permission for others (o+x), so the `postgres` account can reach it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from localservers._process import (
+    LocalServerError,
+    free_port,
+    is_root,
+    run_checked,
+    spawn,
+    terminate,
+    wait_until_ready,
+)
+
+POSTGRES_ROOT: Final = Path("/usr/lib/postgresql")
+LOOPBACK: Final = "127.0.0.1"
+_SUPERUSER: Final = "postgres"
+_SERVICE_ACCOUNT: Final = "postgres"
+
+# Tuned for tests on a small shared machine: no durability work, small memory.
+_FAST_SETTINGS: Final = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "32MB",
+    "max_connections": "60",
+    "max_wal_size": "256MB",
+    "log_min_messages": "warning",
+    "log_timezone": "UTC",
+    "timezone": "UTC",
+}
+
+
+def postgres_bin_dir() -> Path | None:
+    """The bin directory of the newest installed PostgreSQL server, or None if no server is installed."""
+    if not POSTGRES_ROOT.is_dir():
+        return None
+    candidates = [p / "bin" for p in POSTGRES_ROOT.iterdir() if (p / "bin" / "postgres").is_file()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda bin_dir: _version_key(bin_dir.parent.name))
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
+class PostgresServer:
+    """One private PostgreSQL cluster with a database and a password-protected role for clients.
+
+    `base_dir` holds the cluster (`pgdata/`), the unix socket (`run/`) and the
+    server log. Without it a temp dir is created, and removed by `stop()` unless
+    `keep_data=True`; a caller's `base_dir` is never removed. The port is fixed
+    at construction (a free one when not given), so a restart keeps the URL.
+    """
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str] | None = None,
+        *,
+        port: int | None = None,
+        database: str = "datastorage",
+        user: str = "datastorage",
+        start_timeout: float = 60.0,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        bin_dir = postgres_bin_dir()
+        if bin_dir is None:
+            raise LocalServerError(
+                f"no PostgreSQL server under {POSTGRES_ROOT}; run `python -m localservers install`"
+            )
+        self._bin_dir = bin_dir
+        self._owns_base_dir = base_dir is None
+        self._base_dir = Path(base_dir) if base_dir is not None else None
+        self._port = port if port is not None else free_port()
+        self._database = database
+        self._user = user
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._run_as = _service_account() if is_root() else None
+
+    # --- where and how to reach it -------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def database(self) -> str:
+        return self._database
+
+    @property
+    def user(self) -> str:
+        return self._user
+
+    @property
+    def password(self) -> str:
+        return self._password_path.read_text().strip()
+
+    @property
+    def url(self) -> str:
+        """`postgresql://user:password@127.0.0.1:port/database`, for asyncpg or psql."""
+        return self.url_for(self._database)
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{self._user}:{self.password}@{LOOPBACK}:{self._port}/{database}"
+
+    @property
+    def base_dir(self) -> Path:
+        if self._base_dir is None:
+            raise LocalServerError("PostgresServer has no directory before start()")
+        return self._base_dir
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "pgdata"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.base_dir / "run"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "postgres.log"
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def _password_path(self) -> Path:
+        return self.base_dir / "password"
+
+    # --- life cycle -----------------------------------------------------------
+
+    def start(self) -> Self:
+        """Initialises the cluster on first use, starts the server and waits until clients can connect."""
+        if self.is_running:
+            return self
+        if self._base_dir is None:
+            self._base_dir = Path(tempfile.mkdtemp(prefix="localpg-"))
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        first_start = not (self.data_dir / "PG_VERSION").exists()
+        if first_start:
+            self._init_cluster()
+        self._launch()
+        if first_start:
+            self._provision_database()
+        return self
+
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Fast shutdown (SIGINT), SIGKILL after the stop timeout; removes a temp dir unless `keep_data`."""
+        if self._process is not None:
+            terminate(self._process, graceful_signal=signal.SIGINT, timeout=self._stop_timeout)
+            self._process = None
+        if self._owns_base_dir and not keep_data and self._base_dir is not None:
+            shutil.rmtree(self._base_dir, ignore_errors=True)
+            self._base_dir = None
+
+    def create_database(self, name: str) -> str:
+        """Creates another database owned by the client role and returns its URL (for test isolation)."""
+        self._psql(f'CREATE DATABASE "{name}" OWNER "{self._user}"', what=f"creating database {name}")
+        return self.url_for(name)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else "stopped"
+        return f"<PostgresServer {LOOPBACK}:{self._port} {state} dir={self._base_dir}>"
+
+    # --- steps ----------------------------------------------------------------
+
+    def _init_cluster(self) -> None:
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        self._password_path.write_text(secrets.token_urlsafe(18))
+        self._password_path.chmod(0o600)
+        if self._run_as is not None:
+            uid, gid = self._run_as
+            # The server account must reach the directory but need not read it.
+            if self._owns_base_dir:
+                self.base_dir.chmod(0o711)
+            os.chown(self.data_dir, uid, gid)
+            os.chown(self.socket_dir, uid, gid)
+            self._check_reachable_by_service_account()
+        run_checked(
+            [
+                str(self._bin_dir / "initdb"),
+                "--pgdata",
+                str(self.data_dir),
+                "--username",
+                _SUPERUSER,
+                "--auth-local",
+                "trust",
+                "--auth-host",
+                "scram-sha-256",
+                "--encoding",
+                "UTF8",
+                "--locale",
+                "C",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            what="initdb",
+            run_as=self._run_as,
+        )
+
+    def _check_reachable_by_service_account(self) -> None:
+        _open_traversal_under_tempdir(self.data_dir.parent)
+        probe = subprocess.run(
+            ["test", "-x", str(self.data_dir)],
+            user=self._run_as[0] if self._run_as else None,
+            group=self._run_as[1] if self._run_as else None,
+            extra_groups=[],
+            check=False,
+        )
+        if probe.returncode != 0:
+            raise LocalServerError(
+                f"the {_SERVICE_ACCOUNT} account cannot reach {self.data_dir}: a parent directory is not "
+                f"searchable by others; use a base_dir under {tempfile.gettempdir()} or grant o+x"
+            )
+
+    def _launch(self) -> None:
+        settings = {
+            **_FAST_SETTINGS,
+            "listen_addresses": LOOPBACK,
+            "port": str(self._port),
+            "unix_socket_directories": str(self.socket_dir),
+        }
+        argv = [str(self._bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        with self.log_path.open("ab") as log:
+            self._process = spawn(argv, log=log, run_as=self._run_as, cwd=self.base_dir)
+        wait_until_ready(
+            name=f"PostgreSQL on port {self._port}",
+            process=self._process,
+            is_ready=self._accepts_connections,
+            timeout=self._start_timeout,
+            log_path=self.log_path,
+        )
+
+    def _accepts_connections(self) -> bool:
+        probe = subprocess.run(
+            [
+                str(self._bin_dir / "pg_isready"),
+                "--host",
+                str(self.socket_dir),
+                "--port",
+                str(self._port),
+                "--username",
+                _SUPERUSER,
+                "--dbname",
+                "postgres",
+                "--timeout",
+                "1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        return probe.returncode == 0
+
+    def _provision_database(self) -> None:
+        password = self.password.replace("'", "''")
+        self._psql(f"CREATE ROLE \"{self._user}\" LOGIN PASSWORD '{password}'", what="creating the role")
+        self._psql(f'CREATE DATABASE "{self._database}" OWNER "{self._user}"', what="creating the database")
+
+    def _psql(self, statement: str, *, what: str) -> None:
+        run_checked(
+            [
+                str(self._bin_dir / "psql"),
+                "--no-psqlrc",
+                "--quiet",
+                "--host",
+                str(self.socket_dir),
+                "--port",
+                str(self._port),
+                "--username",
+                _SUPERUSER,
+                "--dbname",
+                "postgres",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--command",
+                statement,
+            ],
+            what=what,
+        )
+
+
+def _open_traversal_under_tempdir(directory: Path) -> None:
+    """Adds search-only permission (o+x) to private directories between the temp dir and `directory`.
+
+    mkdtemp and pytest make 0700 directories, which the server account could
+    not pass through. Only directories inside the system temp dir are touched,
+    and only to let others pass through them, not to list them.
+    """
+    temp_root = Path(tempfile.gettempdir()).resolve()
+    resolved = directory.resolve()
+    if temp_root not in resolved.parents:
+        return
+    for ancestor in [resolved, *resolved.parents]:
+        if ancestor == temp_root:
+            break
+        mode = ancestor.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            ancestor.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _service_account() -> tuple[int, int]:
+    try:
+        account = pwd.getpwnam(_SERVICE_ACCOUNT)
+    except KeyError as error:
+        raise LocalServerError(
+            f"running as root needs the '{_SERVICE_ACCOUNT}' account, which the postgresql package creates; "
+            "run `python -m localservers install`"
+        ) from error
+    return account.pw_uid, account.pw_gid

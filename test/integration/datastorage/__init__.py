@@ -1,0 +1,1 @@
+"""Integration tests of DataStorage against real PostgreSQL and Redis servers."""

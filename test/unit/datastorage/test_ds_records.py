@@ -1,0 +1,87 @@
+"""The stored record and its dead-letter payload: a lossless round trip, and refusals naming the key."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from datastorage.records import AuditRecord
+from datastorage.schemas import AuditEventRequest
+
+
+def record() -> AuditRecord:
+    return AuditRecord(
+        event_id=uuid.uuid4(),
+        version="1.0",
+        event_timestamp=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        event_type="signalprocessing.signal.processed",
+        event_category="signalprocessing",
+        event_action="processed",
+        event_outcome="success",
+        actor_type="service",
+        actor_id="signalprocessing-service",
+        resource_type="signalprocessing",
+        resource_id="rr-1",
+        correlation_id="rr-1",
+        parent_event_id=uuid.uuid4(),
+        namespace=None,
+        cluster_name="east",
+        severity="info",
+        duration_ms=12,
+        event_data={"nested": {"list": [1, "two", None]}},
+    )
+
+
+def test_a_record_survives_the_dead_letter_queue_unchanged() -> None:
+    original = record()
+    assert AuditRecord.from_payload(original.to_payload()) == original
+
+
+def test_a_record_made_from_a_request_survives_the_dead_letter_queue() -> None:
+    request = AuditEventRequest.model_validate(
+        {
+            "version": "1.0",
+            "event_type": "signalprocessing.signal.processed",
+            "event_timestamp": "2026-03-01T12:00:00Z",
+            "event_category": "signalprocessing",
+            "event_action": "processed",
+            "event_outcome": "success",
+            "correlation_id": "rr-1",
+            "event_data": {"text": "Grüße", "n": [1, 2.5]},
+        }
+    )
+    original = request.to_record()
+    payload = json.loads(json.dumps(original.to_payload()))
+
+    restored = AuditRecord.from_payload(payload)
+
+    assert restored == original
+    assert restored.event_data_json() == original.event_data_json() == '{"text":"Grüße","n":[1,2.5]}'
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        pytest.param("event_id", "nope", id="bad-id"),
+        pytest.param("event_timestamp", "yesterday", id="bad-time"),
+        pytest.param("event_data", [1], id="array-data"),
+        pytest.param("duration_ms", "12", id="string-duration"),
+        pytest.param("severity", None, id="null-required-text"),
+    ],
+)
+def test_a_damaged_payload_is_refused(key: str, value: Any) -> None:
+    payload = record().to_payload()
+    payload[key] = value
+    with pytest.raises(ValueError):
+        AuditRecord.from_payload(payload)
+
+
+def test_a_payload_missing_a_key_names_it() -> None:
+    payload = record().to_payload()
+    del payload["correlation_id"]
+    with pytest.raises(ValueError, match="correlation_id"):
+        AuditRecord.from_payload(payload)
