@@ -327,7 +327,11 @@ class ClusterReader:
 
     async def create(self, resource: Resource, *, namespace: str, body: RawObject) -> RawObject:
         return await self._request(
-            "create", resource.path(namespace=namespace), {}, method="POST", body=body,
+            "create",
+            resource.path(namespace=namespace),
+            {},
+            method="POST",
+            body=body,
             content_type="application/json",
         )
 
@@ -360,7 +364,11 @@ class ClusterReader:
         session = self._open_session()
         try:
             async with session.request(
-                method, url, params=params, headers=headers, data=data,
+                method,
+                url,
+                params=params,
+                headers=headers,
+                data=data,
                 server_hostname=self._credentials.tls_server_name,
             ) as response:
                 answer = await response.read()

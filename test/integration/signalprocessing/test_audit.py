@@ -362,8 +362,10 @@ def test_no_event_is_lost_while_datastorage_is_down(
         )
         # The last step's events are queued right after its write, which the spec may see first.
         eventually(
-            lambda: metric_value(own.process.metrics_url, "audit_events_pending")
-            == 6 * sum(SUCCESS_TRAIL.values()),
+            lambda: (
+                metric_value(own.process.metrics_url, "audit_events_pending")
+                == 6 * sum(SUCCESS_TRAIL.values())
+            ),
             message="the controller does not hold every event of the 6 trails while DataStorage is down",
         )
 
