@@ -33,16 +33,13 @@ import os
 import pstats
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -53,53 +50,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
-from devstack.state import StackState
+from devstack.launch import supervised_stack
 from envtest import assets
 
 REPOSITORY: Final = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "signalprocessings"
 SEVERITIES: Final = ("critical", "warning", "info")
 FLOOR_PHASES: Final = ("Pending", "Enriching", "Classifying", "Categorizing", "Completed")
-STACK_START_TIMEOUT: Final = 180.0
 COMPLETION_TIMEOUT: Final = 120.0
 
 
 # --- the stack ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def running_stack(workdir: Path) -> Iterator[StackState]:
-    state_path = workdir / "stack.json"
-    log = (workdir / "supervisor.log").open("wb")
-    supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devstack.supervisor",
-            "--state",
-            str(state_path),
-            "--watch-pid",
-            str(os.getpid()),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + STACK_START_TIMEOUT
-        while not state_path.exists():
-            if supervisor.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the stack did not start; see {workdir / 'supervisor.log'}")
-            time.sleep(0.1)
-        yield StackState.read(state_path)
-    finally:
-        supervisor.send_signal(signal.SIGTERM)
-        try:
-            supervisor.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            supervisor.kill()
-            supervisor.wait()
-        log.close()
 
 
 def copy_policies(directory: Path) -> Path:
@@ -452,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         began = time.monotonic()
-        state = stack.enter_context(running_stack(workdir))
+        state = stack.enter_context(supervised_stack(workdir))
         opa = stack.enter_context(OpaServer(assets.OPA.path))
         settings = {
             "KUBECONFIG": state.kubeconfig,

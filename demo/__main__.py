@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,7 +23,7 @@ from kubernetes import client, config
 
 from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
-from devstack.state import StackState
+from devstack.launch import supervised_stack
 from envtest import assets
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -38,37 +35,6 @@ DEMO_SIGNALS = [
     ("demo-staging", "search-disk", "info", "Deployment", "search"),
 ]
 _COLUMNS = ("NAMESPACE", "NAME", "PHASE", "ENVIRONMENT", "PRIORITY", "CRITICALITY", "SLA")
-
-
-@contextmanager
-def _stack(workdir: Path) -> Iterator[StackState]:
-    state_path = workdir / "stack.json"
-    log = (workdir / "stack.log").open("ab")
-    supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devstack.supervisor",
-            "--state",
-            str(state_path),
-            "--watch-pid",
-            str(os.getpid()),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        while not state_path.exists():
-            if supervisor.poll() is not None:
-                raise SystemExit(f"the stack did not start; see {workdir / 'stack.log'}")
-            time.sleep(0.1)
-        yield StackState.read(state_path)
-    finally:
-        supervisor.terminate()
-        supervisor.wait(timeout=60)
-        log.close()
 
 
 def _workloads(namespace: str, app: str, pod_name: str) -> list[tuple[str, dict[str, Any]]]:
@@ -209,7 +175,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kubernaut-run-"))
     print(f"==> starting control plane, PostgreSQL, Redis and DataStorage (logs in {workdir})", flush=True)
     with ExitStack() as running:
-        state = running.enter_context(_stack(workdir))
+        state = running.enter_context(supervised_stack(workdir))
         print(f"    started in {state.start_seconds} seconds", flush=True)
         opa = running.enter_context(OpaServer(assets.OPA.path))
         print(f"==> OPA at {opa.url}; starting the controller", flush=True)

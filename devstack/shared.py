@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
 from filelock import FileLock
 
+from devstack.launch import start_supervisor
 from devstack.state import StackState
-
-_START_TIMEOUT_SECONDS = 180.0
-
-
-class StackStartError(RuntimeError):
-    """The supervisor exited or timed out before publishing its state; the message has its log."""
 
 
 class SharedStack:
@@ -63,32 +56,9 @@ class SharedStack:
             return 0
 
     def _start_supervisor(self) -> None:
-        with self._log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "devstack.supervisor",
-                    "--state",
-                    str(self._state_path),
-                    "--components",
-                    ",".join(self._components),
-                    "--watch-pid",
-                    str(self._watch_pid),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        while not self._state_path.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
-                tail = "\n".join(self._log_path.read_text(errors="replace").splitlines()[-30:])
-                raise StackStartError(f"the test stack did not start (log {self._log_path}):\n{tail}")
-            time.sleep(0.1)
+        start_supervisor(
+            self._state_path, self._log_path, watch_pid=self._watch_pid, components=self._components
+        )
 
 
 def _has_exited(pid: int) -> bool:
