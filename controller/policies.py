@@ -368,7 +368,18 @@ class ActivePolicies:
             logger.info("policy engine resynchronised with the active set")
 
     async def evaluate(self, policy: Policy, input: Mapping[str, object]) -> Decision:
-        """Evaluate `policy` in the active set; raises `PolicyNotActive` before the first activation."""
+        """Evaluate `policy` in the active set; raises `PolicyNotActive` before the first activation.
+
+        An engine that lost its modules (an OPA that restarted) answers "undefined" for every
+        rule, so an undefined answer is only believed after the active set was loaded again.
+        """
+        decision = await self._evaluate_in_sync(policy, input)
+        if decision.value is None:
+            self._in_sync = False
+            decision = await self._evaluate_in_sync(policy, input)
+        return decision
+
+    async def _evaluate_in_sync(self, policy: Policy, input: Mapping[str, object]) -> Decision:
         if not self._in_sync:
             try:
                 await self._resync()

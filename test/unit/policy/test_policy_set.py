@@ -207,6 +207,19 @@ async def test_a_failed_rollback_is_repaired_before_the_next_evaluation(
     assert decision.policy_hash == good.hashes[Policy.ENVIRONMENT]
 
 
+async def test_an_engine_that_lost_its_modules_gets_them_back_before_an_answer_is_believed(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    good = active.current
+    assert good is not None
+    engine.modules.clear()  # an OPA that restarted knows no policy: every rule is undefined
+
+    decision = await active.evaluate(Policy.PRIORITY, {})
+
+    assert decision.value == good[Policy.PRIORITY].source
+    assert sorted(engine.modules) == sorted(policy.module_id for policy in Policy)
+
+
 async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
     active: ActivePolicies, engine: FakeEngine, tmp_path: Path
 ) -> None:
