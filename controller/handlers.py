@@ -18,7 +18,7 @@ from controller.runtime import Runtime, start_runtime
 
 # kopf waits this long for more events of one object before handling them;
 # its 0.1 s default would add 0.1 s to every SP for nothing.
-_BATCH_WINDOW_SECONDS = 0.005
+_BATCH_WINDOW_SECONDS = 0.001
 
 
 @kopf.on.startup()

@@ -15,6 +15,7 @@ phase is ever written twice. Errors are sorted at this edge:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -267,28 +268,35 @@ class Pipeline:
         spec, status = sp["spec"], sp.get("status") or {}
         target = TargetResource.from_raw(spec["signal"]["targetResource"])
         began = self.clock()
-        try:
-            context = await read_kubernetes_context(self.api, target, self.caches)
-        except NamespaceMissing as missing:
+        # The reads that do not depend on each other go out together: each one is a round trip.
+        context_read, recovery_read = await asyncio.gather(
+            read_kubernetes_context(self.api, target, self.caches),
+            read_recovery_context(
+                self.api,
+                RemediationRequestRef.from_raw(spec["remediationRequestRef"]),
+                sp_namespace=sp["metadata"]["namespace"],
+                now=now,
+            ),
+            return_exceptions=True,
+        )
+        if isinstance(context_read, NamespaceMissing):
             self.metrics.enrichment_total.labels(result="failure").inc()
             self.metrics.enrichment_errors.labels(error_type="not_found").inc()
             raise PermanentFailure(
-                "EnrichmentFailed", f"target namespace {missing.namespace!r} does not exist"
-            ) from missing
-        except kube.TransientApiError:
-            self.metrics.enrichment_errors.labels(error_type="api_error").inc()
-            raise
-        context = replace(
-            context, detected_labels=await read_detected_labels(self.api, target, context, self.caches)
+                "EnrichmentFailed", f"target namespace {context_read.namespace!r} does not exist"
+            ) from context_read
+        if isinstance(context_read, BaseException):
+            self._count_read_error(context_read)
+            raise context_read
+        if isinstance(recovery_read, BaseException):
+            self._count_read_error(recovery_read)
+            raise recovery_read
+        context, recovery = context_read, recovery_read
+        detected, custom = await asyncio.gather(
+            read_detected_labels(self.api, target, context, self.caches),
+            self._evaluate(extract_custom_labels(self.policies, _facts(context), _signal(spec))),
         )
-        custom = await self._evaluate(extract_custom_labels(self.policies, _facts(context), _signal(spec)))
-        context = replace(context, custom_labels=custom.labels)
-        recovery = await read_recovery_context(
-            self.api,
-            RemediationRequestRef.from_raw(spec["remediationRequestRef"]),
-            sp_namespace=sp["metadata"]["namespace"],
-            now=now,
-        )
+        context = replace(context, detected_labels=detected, custom_labels=custom.labels)
         self.metrics.enrichment_duration.labels(resource_kind=target.kind.lower()).observe(
             (self.clock() - began).total_seconds()
         )
@@ -320,6 +328,10 @@ class Pipeline:
         if recovery is not None:
             patch["recoveryContext"] = recovery.to_raw()
         return patch
+
+    def _count_read_error(self, error: BaseException) -> None:
+        if isinstance(error, kube.TransientApiError):
+            self.metrics.enrichment_errors.labels(error_type="api_error").inc()
 
     async def _classify(self, sp: Mapping[str, Any], now: datetime) -> Patch:
         spec, status = sp["spec"], sp.get("status") or {}
