@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     with ControlPlane(crd_dirs=[REPOSITORY / "crds"]) as plane:
         print(f"control plane start (etcd + kube-apiserver + CRDs): {plane.started_in:.1f}s")
-    serial = _timed_pytest(["-p", "no:xdist", *arguments.paths])
+    serial = _timed_pytest(["-n", "0", *arguments.paths])
     parallel = _timed_pytest(["-n", str(arguments.workers), *arguments.paths])
     print(
         f"serial: {serial:.1f}s  parallel (-n {arguments.workers}): {parallel:.1f}s  "

@@ -8,15 +8,15 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controller import opa_server
 from controller.opa_server import OpaServer, OpaServerError
+from test.integration.polling import eventually
 
 
 def is_gone(pid: int) -> bool:
@@ -26,14 +26,6 @@ def is_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return state in ("Z", "X")
-
-
-def wait_until(condition: Callable[[], bool], message: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s")
-        time.sleep(0.02)
 
 
 def test_serves_health_and_stops_reaped(opa_binary: Path) -> None:
@@ -76,11 +68,11 @@ def test_opa_dies_with_its_parent(opa_binary: Path) -> None:
             sys.executable,
             "-c",
             textwrap.dedent(f"""
-                import sys, time
+                import signal
                 from controller.opa_server import OpaServer
                 server = OpaServer({str(opa_binary)!r}).start()
                 print(server.pid, flush=True)
-                time.sleep(60)
+                signal.pause()
             """),
         ],
         stdout=subprocess.PIPE,
@@ -93,7 +85,7 @@ def test_opa_dies_with_its_parent(opa_binary: Path) -> None:
         assert not is_gone(opa_pid)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        wait_until(lambda: is_gone(opa_pid), "OPA did not die with its parent")
+        eventually(lambda: is_gone(opa_pid), timeout=10, message="OPA did not die with its parent")
     finally:
         parent.kill()
         parent.wait()
