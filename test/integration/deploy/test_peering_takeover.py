@@ -33,6 +33,7 @@ from test.integration.deploy.peering import ensure_peering_crd
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.support import (
+    SUCCESS_TRAIL,
     audit_events,
     count_types,
     create_sp,
@@ -40,13 +41,6 @@ from test.integration.signalprocessing.support import (
     wait_for_phase,
 )
 
-SUCCESS_TRAIL = {
-    "signalprocessing.enrichment.completed": 1,
-    "signalprocessing.phase.transition": 4,
-    "signalprocessing.signal.processed": 1,
-    "signalprocessing.classification.decision": 1,
-    "signalprocessing.business.classified": 1,
-}
 BURST = 20
 KILLED_AFTER = 8  # SPs created before the active controller is killed
 # A crashed peer counts as alive this long; short so the takeover takes seconds, not kopf's 60.

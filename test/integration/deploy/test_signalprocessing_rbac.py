@@ -30,6 +30,7 @@ from test.integration.deploy.charts import (
 )
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.signalprocessing.support import (
+    SUCCESS_TRAIL,
     audit_events,
     count_types,
     create_sp,
@@ -37,13 +38,6 @@ from test.integration.signalprocessing.support import (
     wait_for_phase,
 )
 
-SUCCESS_TRAIL = {
-    "signalprocessing.enrichment.completed": 1,
-    "signalprocessing.phase.transition": 4,
-    "signalprocessing.signal.processed": 1,
-    "signalprocessing.classification.decision": 1,
-    "signalprocessing.business.classified": 1,
-}
 # What a refused request leaves in the controller's log: kopf's warnings and the API's 403.
 REFUSAL_MARKS = ("Not enough permissions", "Forbidden", "forbidden", " 403")
 

@@ -14,6 +14,14 @@ from test.integration.manifests import GROUP, SP_PLURAL, VERSION
 from test.integration.polling import eventually
 
 TERMINAL = ("Completed", "Failed")
+# The audit events of one successful SP, each exactly this often.
+SUCCESS_TRAIL = {
+    "signalprocessing.enrichment.completed": 1,
+    "signalprocessing.phase.transition": 4,
+    "signalprocessing.signal.processed": 1,
+    "signalprocessing.classification.decision": 1,
+    "signalprocessing.business.classified": 1,
+}
 
 
 def get_sp(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import (
+    SUCCESS_TRAIL,
     audit_events,
     count_types,
     create_sp,
@@ -41,7 +42,6 @@ DECISION = "signalprocessing.classification.decision"
 BUSINESS = "signalprocessing.business.classified"
 ERROR = "signalprocessing.error.occurred"
 
-SUCCESS_TRAIL = {ENRICHMENT: 1, TRANSITION: 4, PROCESSED: 1, DECISION: 1, BUSINESS: 1}
 ENRICHMENT_FAILURE_TRAIL = {TRANSITION: 2, ERROR: 1}
 SUCCESS_TRANSITIONS = [
     ("Pending", "Enriching"),

@@ -46,6 +46,7 @@ from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import REPOSITORY, controller_settings, pod
 from test.integration.signalprocessing.support import (
+    SUCCESS_TRAIL,
     audit_events,
     count_types,
     create_sp,
@@ -55,13 +56,6 @@ from test.integration.signalprocessing.support import (
     wait_for_phase,
 )
 
-SUCCESS_TRAIL = {
-    "signalprocessing.enrichment.completed": 1,
-    "signalprocessing.phase.transition": 4,
-    "signalprocessing.signal.processed": 1,
-    "signalprocessing.classification.decision": 1,
-    "signalprocessing.business.classified": 1,
-}
 PRODUCTION = {"kubernaut.ai/environment": "production"}
 FAULT_LABEL = "kubernaut.ai/fault"
 

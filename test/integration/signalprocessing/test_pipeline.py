@@ -10,20 +10,13 @@ from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import pod
 from test.integration.signalprocessing.support import (
+    SUCCESS_TRAIL,
     audit_events,
     count_types,
     create_sp,
     wait_for_audit_types,
     wait_for_phase,
 )
-
-SUCCESS_TRAIL = {
-    "signalprocessing.enrichment.completed": 1,
-    "signalprocessing.phase.transition": 4,
-    "signalprocessing.signal.processed": 1,
-    "signalprocessing.classification.decision": 1,
-    "signalprocessing.business.classified": 1,
-}
 
 
 @pytest.mark.br("BR-SP-090")

@@ -36,6 +36,7 @@ from test.integration.manifests import (
 )
 from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.support import (
+    SUCCESS_TRAIL,
     audit_events,
     count_types,
     create_sp,
@@ -44,13 +45,6 @@ from test.integration.signalprocessing.support import (
     wait_for_phase,
 )
 
-SUCCESS_TRAIL = {
-    "signalprocessing.enrichment.completed": 1,
-    "signalprocessing.phase.transition": 4,
-    "signalprocessing.signal.processed": 1,
-    "signalprocessing.classification.decision": 1,
-    "signalprocessing.business.classified": 1,
-}
 PHASES_IN_ORDER = [
     ("Pending", "Enriching"),
     ("Enriching", "Classifying"),
