@@ -34,10 +34,10 @@ from typing import Any, Final
 import asyncpg
 import httpx
 
-from datastorage.process import DataStorageProcess
 from datastorage.repository import STORED_COLUMNS, row_values
 from datastorage.schemas import AuditEventRequest
 from datastorage.timestamps import format_timestamp
+from devstack.datastorage_process import DataStorageProcess
 from localservers import PostgresServer, RedisServer
 
 BATCH_PATH: Final = "/api/v1/audit/events/batch"

@@ -48,9 +48,9 @@ import urllib3
 from kubernetes import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
 from devstack.launch import supervised_stack
+from devstack.opa_server import OpaServer
 from envtest import assets
 
 REPOSITORY: Final = Path(__file__).resolve().parents[1]
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         began = time.monotonic()
         state = stack.enter_context(supervised_stack(workdir))
-        opa = stack.enter_context(OpaServer(assets.OPA.path))
+        opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
         settings = {
             "KUBECONFIG": state.kubeconfig,
             "DATA_STORAGE_URL": state.datastorage_url,

@@ -28,9 +28,9 @@ from pathlib import Path
 from controller import classify
 from controller.hotreload import DEBOUNCE_SECONDS, PolicyWatcher
 from controller.metrics import ControllerMetrics
-from controller.opa_server import OpaServer
 from controller.policies import ActivePolicies, Policy
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from devstack.opa_server import OpaServer
 from envtest import assets
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -113,7 +113,8 @@ async def run(engine_name: str, reloads: int) -> bool:
         async with AsyncExitStack() as stack:
             engine: PolicyEngine
             if engine_name == "opa":
-                opa = stack.enter_context(OpaServer(assets.OPA.path))
+                log_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "opa.log"
+                opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=log_path))
                 engine = OpaServerEngine(opa.url)
             else:
                 engine = EmbeddedEngine()

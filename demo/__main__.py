@@ -21,9 +21,9 @@ from typing import Any
 
 from kubernetes import client, config
 
-from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
 from devstack.launch import supervised_stack
+from devstack.opa_server import OpaServer
 from envtest import assets
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -177,7 +177,7 @@ def main() -> int:
     with ExitStack() as running:
         state = running.enter_context(supervised_stack(workdir))
         print(f"    started in {state.start_seconds} seconds", flush=True)
-        opa = running.enter_context(OpaServer(assets.OPA.path))
+        opa = running.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
         print(f"==> OPA at {opa.url}; starting the controller", flush=True)
         running.enter_context(
             ControllerProcess(

@@ -1,46 +1,51 @@
 """The SignalProcessing controller as a child process (`python -m controller`).
 
 Used by `make run` and by every integration-suite worker, each with its own
-namespaces, policy directory, OPA and ports. Ready means the health endpoint
-answers (policies loaded, kopf started). The child dies with the thread that
-started it (PR_SET_PDEATHSIG); `kill()` is there to test crash recovery.
+namespaces, policy directory, OPA and ports. Ready means the controller
+itself listens on its reserved metrics and health ports and the health
+endpoint answers (policies loaded, kopf started). `kill()` is there to test
+crash recovery.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from localservers import die_with_parent, free_port
+from processes.child import ChildProcess, http_ok
+from processes.ports import reserve_port
 
 _START_TIMEOUT_SECONDS = 60.0
-
-
-class ControllerStartError(RuntimeError):
-    """The controller exited or did not become healthy; the message holds its log tail."""
+# kopf runs its cleanup on SIGTERM, which flushes the audit buffer.
+_STOP_TIMEOUT_SECONDS = 30.0
 
 
 class ControllerProcess:
     def __init__(self, *, settings: Mapping[str, str], log_path: Path) -> None:
-        self.metrics_port = free_port()
-        self.health_port = free_port()
-        self._environment = {
-            **os.environ,
-            "METRICS_PORT": str(self.metrics_port),
-            "HEALTH_PORT": str(self.health_port),
-            **settings,
-        }
+        self._metrics_port = reserve_port()
+        self._health_port = reserve_port()
+        self.metrics_port = self._metrics_port.port
+        self.health_port = self._health_port.port
         self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess(
+            "controller",
+            [sys.executable, "-m", "controller"],
+            log_path=log_path,
+            listens_on=[self.metrics_port, self.health_port],
+            is_ready=lambda: http_ok(self.health_url),
+            environment={
+                **os.environ,
+                "METRICS_PORT": str(self.metrics_port),
+                "HEALTH_PORT": str(self.health_port),
+                **settings,
+            },
+            start_timeout=_START_TIMEOUT_SECONDS,
+            stop_timeout=_STOP_TIMEOUT_SECONDS,
+        )
 
     @property
     def metrics_url(self) -> str:
@@ -52,7 +57,14 @@ class ControllerProcess:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._child.pid
+
+    @property
+    def child(self) -> ChildProcess:
+        return self._child
+
+    def death_report(self) -> str | None:
+        return self._child.death_report()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -60,51 +72,22 @@ class ControllerProcess:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.close()
 
     def start(self) -> Self:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "controller"],
-                env=self._environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-            )
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        while not self._is_healthy():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-                raise ControllerStartError(f"the controller did not start (log {self.log_path}):\n{tail}")
-            time.sleep(0.05)
+        self._child.start()
         return self
 
-    def _is_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=1) as answer:
-                return bool(answer.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self) -> None:
         """SIGTERM and wait: kopf runs its cleanup, which flushes the audit buffer."""
-        if self._process is None:
-            return
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
+        self._child.stop()
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as in a crash."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
+        self._child.kill()
+
+    def close(self) -> None:
+        """Stops the controller and gives its ports back."""
+        self.stop()
+        self._metrics_port.release()
+        self._health_port.release()

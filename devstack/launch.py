@@ -8,27 +8,23 @@ stop it themselves, the suite's last worker does).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from devstack.state import StackState
+from processes.child import ChildProcess
 
 START_TIMEOUT_SECONDS = 180.0
+STOP_TIMEOUT_SECONDS = 60.0
 
 
-class StackStartError(RuntimeError):
-    """The supervisor exited or timed out before publishing its state; the message has its log."""
-
-
-def start_supervisor(
+def supervisor_process(
     state_path: Path, log_path: Path, *, watch_pid: int, components: Sequence[str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Starts the supervisor in its own session (a Ctrl-C meant for the caller leaves it to stop
-    cleanly) and returns once its state file exists."""
+) -> ChildProcess:
+    """The supervisor, ready once its state file exists. It does not die with its starter: it stops
+    when `watch_pid` is gone or on SIGTERM, so any member of a shared stack can stop it."""
     argv = [
         sys.executable,
         "-m",
@@ -40,33 +36,20 @@ def start_supervisor(
     ]
     if components is not None:
         argv += ["--components", ",".join(components)]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not state_path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-            raise StackStartError(f"the stack did not start (log {log_path}):\n{tail}")
-        time.sleep(0.1)
-    return process
+    return ChildProcess(
+        "the stack supervisor",
+        argv,
+        log_path=log_path,
+        is_ready=state_path.exists,
+        start_timeout=START_TIMEOUT_SECONDS,
+        stop_timeout=STOP_TIMEOUT_SECONDS,
+        dies_with_parent=False,
+    )
 
 
 @contextmanager
 def supervised_stack(workdir: Path) -> Iterator[StackState]:
     """The whole stack for as long as the `with` block runs; it also stops if this process dies."""
     state_path = workdir / "stack.json"
-    supervisor = start_supervisor(state_path, workdir / "stack.log", watch_pid=os.getpid())
-    try:
+    with supervisor_process(state_path, workdir / "stack.log", watch_pid=os.getpid()):
         yield StackState.read(state_path)
-    finally:
-        supervisor.terminate()
-        try:
-            supervisor.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            supervisor.kill()
-            supervisor.wait()

@@ -16,8 +16,9 @@ from types import TracebackType
 
 from filelock import FileLock
 
-from devstack.launch import start_supervisor
+from devstack.launch import supervisor_process
 from devstack.state import StackState
+from processes.child import ChildProcess, is_alive
 
 
 class SharedStack:
@@ -29,6 +30,7 @@ class SharedStack:
         self._state_path = directory / "stack.json"
         self._members_path = directory / "stack.members"
         self._log_path = directory / "stack.log"
+        self._supervisor: ChildProcess | None = None
 
     def __enter__(self) -> StackState:
         with self._lock:
@@ -47,7 +49,10 @@ class SharedStack:
             if members <= 0 and self._state_path.exists():
                 state = StackState.read(self._state_path)
                 self._state_path.unlink()
-                _stop(state.supervisor_pid)
+                if self._supervisor is not None:
+                    self._supervisor.stop()
+                else:
+                    _stop(state.supervisor_pid)
 
     def _members(self) -> int:
         try:
@@ -56,34 +61,21 @@ class SharedStack:
             return 0
 
     def _start_supervisor(self) -> None:
-        start_supervisor(
+        # Kept for the life of this process: whichever member is last stops it, by pid.
+        self._supervisor = supervisor_process(
             self._state_path, self._log_path, watch_pid=self._watch_pid, components=self._components
-        )
-
-
-def _has_exited(pid: int) -> bool:
-    try:
-        # The worker that started the supervisor must reap it, or it stays a zombie.
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return True
-    except ChildProcessError:
-        pass
-    try:
-        # Another worker's exited child is a zombie until that worker reaps it; it counts as gone.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
+        ).start()
 
 
 def _stop(pid: int, grace_seconds: float = 30.0) -> None:
+    """Stops a supervisor another member started; its exit leaves a zombie for that member to reap,
+    which counts as gone."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_seconds
-    while not _has_exited(pid):
+    while is_alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = float("inf")

@@ -7,6 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from processes.child import is_alive, log_tail
+
 
 @dataclass(frozen=True)
 class StackState:
@@ -17,6 +19,18 @@ class StackState:
     datastorage_url: str = ""
     logs: str = ""
     start_seconds: dict[str, float] = field(default_factory=dict)
+    # Every server of the stack, by name: its pid and its log, so a user can tell when one died.
+    pids: dict[str, int] = field(default_factory=dict)
+    log_files: dict[str, str] = field(default_factory=dict)
+
+    def death_report(self) -> str | None:
+        """None while the supervisor and every server run; else which one is gone, with its log tail."""
+        watched = {"stack supervisor": self.supervisor_pid, **self.pids}
+        for name, pid in watched.items():
+            if not is_alive(pid):
+                log = Path(self.log_files.get(name, Path(self.logs) / "stack.log"))
+                return f"the shared stack's {name} (pid {pid}) is gone; last lines of {log}:\n{log_tail(log)}"
+        return None
 
     def write(self, path: Path) -> None:
         staged = path.with_name(path.name + ".partial")

@@ -25,6 +25,7 @@ from types import FrameType
 
 from devstack.state import StackState
 from envtest import ControlPlane
+from processes.child import ChildProcess
 
 COMPONENTS = ("controlplane", "datastorage")
 _WATCH_INTERVAL_SECONDS = 0.5
@@ -47,14 +48,19 @@ def _timed(times: dict[str, float], name: str) -> Iterator[None]:
     times[name] = round(time.monotonic() - began, 2)
 
 
-def _start_control_plane(stack: ExitStack, workdir: Path, crds: Path, times: dict[str, float]) -> str:
+def _start_control_plane(
+    stack: ExitStack, workdir: Path, crds: Path, times: dict[str, float], servers: list[ChildProcess]
+) -> str:
     with _timed(times, "controlplane"):
         plane = stack.enter_context(ControlPlane(crd_dirs=[crds], kubeconfig=workdir / "kubeconfig"))
+    servers.extend(plane.servers)
     return str(plane.kubeconfig)
 
 
-def _start_datastorage(stack: ExitStack, workdir: Path, times: dict[str, float]) -> dict[str, str]:
-    from datastorage.process import DataStorageProcess
+def _start_datastorage(
+    stack: ExitStack, workdir: Path, times: dict[str, float], servers: list[ChildProcess]
+) -> dict[str, str]:
+    from devstack.datastorage_process import DataStorageProcess
     from localservers import PostgresServer, RedisServer
 
     # Started from this (long-lived) thread: see the note on PR_SET_PDEATHSIG in run_stack.
@@ -67,6 +73,7 @@ def _start_datastorage(stack: ExitStack, workdir: Path, times: dict[str, float])
                 database_url=postgres.url, redis_url=redis.url, log_path=workdir / "datastorage.log"
             )
         )
+    servers.extend([redis.child, postgres.child, service.child])
     return {"database_url": postgres.url, "redis_url": redis.url, "datastorage_url": service.url}
 
 
@@ -79,6 +86,7 @@ def run_stack(
     """Starts `components`, writes the state file, and blocks until `should_stop()`."""
     workdir = Path(tempfile.mkdtemp(prefix="devstack-"))
     times: dict[str, float] = {}
+    servers: list[ChildProcess] = []
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         # PR_SET_PDEATHSIG fires when the *thread* that forked a server exits, so
@@ -86,12 +94,14 @@ def run_stack(
         # first and therefore shut down last.
         pool = stack.enter_context(ThreadPoolExecutor(2))
         plane = (
-            pool.submit(_start_control_plane, stack, workdir, crds, times)
+            pool.submit(_start_control_plane, stack, workdir, crds, times, servers)
             if "controlplane" in components
             else None
         )
         storage = (
-            pool.submit(_start_datastorage, stack, workdir, times) if "datastorage" in components else None
+            pool.submit(_start_datastorage, stack, workdir, times, servers)
+            if "datastorage" in components
+            else None
         )
         kubeconfig = plane.result() if plane else ""
         addresses = storage.result() if storage else {}
@@ -100,6 +110,8 @@ def run_stack(
             kubeconfig=kubeconfig,
             logs=str(workdir),
             start_seconds=times,
+            pids={server.name: server.pid for server in servers if server.pid is not None},
+            log_files={server.name: str(server.log_path) for server in servers},
             **addresses,
         ).write(state_path)
         while not should_stop():

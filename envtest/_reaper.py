@@ -19,14 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-
-def _alive(pid: int) -> bool:
-    # An orphaned server is a zombie until init reaps it: that counts as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+from processes.child import is_alive
 
 
 def _terminate(pids: list[int], grace_seconds: float = 5.0) -> None:
@@ -34,7 +27,7 @@ def _terminate(pids: list[int], grace_seconds: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(is_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -53,7 +46,7 @@ def main() -> None:
             directories.append(value)
         elif kind == "keep":
             directories = [d for d in directories if d != value]
-    _terminate([pid for pid in pids if _alive(pid)])
+    _terminate([pid for pid in pids if is_alive(pid)])
     for path in map(Path, directories):
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -13,49 +13,32 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Final
 
 import yaml
 
 from envtest import assets
 from envtest.certs import ControlPlaneCerts, write_control_plane_certs
 from envtest.crds import install_crds, load_crds
+from processes.child import ChildProcess, ProcessStartError, http_ok, log_tail
+from processes.ports import PortReservation, reserve_port
 
-_PR_SET_PDEATHSIG: Final = 1
-_LOG_TAIL_LINES: Final = 25
+_LOG_TAIL_LINES = 25
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be started; the message says which server and why."""
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the kernel sends SIGKILL when
-    # the owner dies, so a crashed test run cannot leave servers behind.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _port_is_taken(port: int) -> bool:
@@ -65,13 +48,6 @@ def _port_is_taken(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def resolve_binary(name: str) -> Path:
@@ -92,18 +68,6 @@ def resolve_binary(name: str) -> Path:
             "`python -m envtest assets` (or `make assets`)"
         )
     return candidate
-
-
-@dataclass
-class _Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def failure(self, reason: str) -> ControlPlaneError:
-        return ControlPlaneError(
-            f"{self.name} {reason}; its log is kept at {self.log}; last lines:\n{_tail(self.log)}"
-        )
 
 
 def _write_kubeconfig(path: Path, server: str, certs: ControlPlaneCerts) -> None:
@@ -154,12 +118,19 @@ class ControlPlane:
     started_in: float = field(default=0.0, init=False)
     server_url: str = field(default="", init=False)
     _workdir: Path | None = field(default=None, init=False)
-    _servers: list[_Server] = field(default_factory=list, init=False)
+    _servers: list[ChildProcess] = field(default_factory=list, init=False)
+    _ports: list[PortReservation] = field(default_factory=list, init=False)
+    _kept_logs: Path | None = field(default=None, init=False)
     _reaper: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def pids(self) -> list[int]:
-        return [server.process.pid for server in self._servers]
+        return [server.pid for server in self._servers if server.pid is not None]
+
+    @property
+    def servers(self) -> list[ChildProcess]:
+        """etcd and kube-apiserver, for an owner that wants to notice when one of them dies."""
+        return list(self._servers)
 
     @property
     def workdir(self) -> Path | None:
@@ -225,115 +196,126 @@ class ControlPlane:
         self._reaper.stdin.write(f"{line}\n".encode())
         self._reaper.stdin.flush()
 
-    def _spawn(self, name: str, argv: list[str]) -> _Server:
-        assert self._workdir is not None
-        log = self._workdir / f"{name}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                argv,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )
-        self._tell_reaper(f"pid {process.pid}")
-        server = _Server(name, process, log)
+    def _reserve_port(self) -> int:
+        reservation = reserve_port()
+        self._ports.append(reservation)
+        return reservation.port
+
+    def _start(self, server: ChildProcess) -> None:
+        """Spawns `server`, tells the reaper its pid at once, then waits until it is ready."""
         self._servers.append(server)
-        return server
+        self._tell_reaper(f"pid {server.spawn()}")
+        try:
+            server.wait_until_ready()
+        except ProcessStartError as error:
+            self._keep_logs()  # before the message names the log: the temp dir is about to go
+            kept = self._kept_log(server)
+            raise ControlPlaneError(
+                f"{server.name} {error.reason}; its log is kept at {kept}; last lines:\n"
+                f"{log_tail(kept, _LOG_TAIL_LINES)}"
+            ) from None
 
     def _start_etcd(self, binary: Path) -> str:
         assert self._workdir is not None
-        client_url = f"http://127.0.0.1:{free_port()}"
-        server = self._spawn(
-            "etcd",
-            [
-                str(binary),
-                "--data-dir",
-                str(self._workdir / "etcd"),
-                "--listen-client-urls",
-                client_url,
-                "--advertise-client-urls",
-                client_url,
-                "--listen-peer-urls",
-                f"http://127.0.0.1:{free_port()}",
-                "--unsafe-no-fsync",
-                "--log-level",
-                "warn",
-            ],
+        client_port = self._reserve_port()
+        client_url = f"http://127.0.0.1:{client_port}"
+        peer_port = self._reserve_port()
+        self._start(
+            ChildProcess(
+                "etcd",
+                [
+                    binary,
+                    "--data-dir",
+                    self._workdir / "etcd",
+                    "--listen-client-urls",
+                    client_url,
+                    "--advertise-client-urls",
+                    client_url,
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{peer_port}",
+                    "--unsafe-no-fsync",
+                    "--log-level",
+                    "warn",
+                ],
+                log_path=self._workdir / "etcd.log",
+                listens_on=[client_port, peer_port],
+                is_ready=lambda: http_ok(f"{client_url}/health"),
+                start_timeout=self.start_timeout,
+                stop_timeout=10,
+            )
         )
-        self._wait(server, lambda: _http_ok(f"{client_url}/health"), "did not become healthy")
         return client_url
 
     def _start_apiserver(self, binary: Path, etcd_url: str, certs: ControlPlaneCerts) -> None:
-        port = self.apiserver_port or free_port()
+        port = self.apiserver_port or self._reserve_port()
         self.server_url = f"https://127.0.0.1:{port}"
-        server = self._spawn(
-            "kube-apiserver",
-            [
-                str(binary),
-                "--etcd-servers",
-                etcd_url,
-                "--cert-dir",
-                str(certs.cert_dir),
-                "--secure-port",
-                str(port),
-                "--bind-address",
-                "127.0.0.1",
-                "--advertise-address",
-                "127.0.0.1",
-                "--service-cluster-ip-range",
-                "10.0.0.0/24",
-                "--authorization-mode",
-                "RBAC",
-                "--client-ca-file",
-                str(certs.client_ca),
-                "--service-account-issuer",
-                "https://kubernetes.default.svc",
-                "--service-account-key-file",
-                str(certs.service_account_pub),
-                "--service-account-signing-key-file",
-                str(certs.service_account_key),
-                "--disable-admission-plugins",
-                "ServiceAccount",
-                "--allow-privileged=true",
-            ],
-        )
         context = ssl.create_default_context(cafile=str(certs.serving_ca))
         context.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
-        # Anonymous requests get 403 while RBAC bootstraps, so readiness is asked as admin.
-        self._wait(server, lambda: _http_ok(f"{self.server_url}/readyz", context), "did not become ready")
-        self._wait(
-            server,
-            lambda: _http_ok(f"{self.server_url}/api/v1/namespaces/default", context),
-            "did not create namespace 'default'",
+
+        def is_ready() -> bool:
+            # Anonymous requests get 403 while RBAC bootstraps, so readiness is asked as admin;
+            # ready once /readyz says so and the bootstrap created namespace 'default'.
+            return http_ok(f"{self.server_url}/readyz", context=context, timeout=2) and http_ok(
+                f"{self.server_url}/api/v1/namespaces/default", context=context, timeout=2
+            )
+
+        assert self._workdir is not None
+        argv = [
+            str(binary),
+            "--etcd-servers",
+            etcd_url,
+            "--cert-dir",
+            str(certs.cert_dir),
+            "--secure-port",
+            str(port),
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+            "--service-cluster-ip-range",
+            "10.0.0.0/24",
+            "--authorization-mode",
+            "RBAC",
+            "--client-ca-file",
+            str(certs.client_ca),
+            "--service-account-issuer",
+            "https://kubernetes.default.svc",
+            "--service-account-key-file",
+            str(certs.service_account_pub),
+            "--service-account-signing-key-file",
+            str(certs.service_account_key),
+            "--disable-admission-plugins",
+            "ServiceAccount",
+            "--allow-privileged=true",
+        ]
+        self._start(
+            ChildProcess(
+                "kube-apiserver",
+                argv,
+                log_path=self._workdir / "kube-apiserver.log",
+                listens_on=[port],
+                is_ready=is_ready,
+                start_timeout=self.start_timeout,
+                # It has been seen to hang for over 40 s on SIGTERM; its state is throw-away.
+                stop_timeout=10,
+            )
         )
         assert self.kubeconfig is not None
         _write_kubeconfig(self.kubeconfig, self.server_url, certs)
 
-    def _wait(self, server: _Server, is_ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            if server.process.poll() is not None:
-                self._keep_logs()  # before the message names the log: the temp dir is about to go
-                raise server.failure(f"exited with code {server.process.returncode} during start")
-            if is_ready():
-                return
-            if time.monotonic() > deadline:
-                self._keep_logs()
-                raise server.failure(f"{what} within {self.start_timeout:g}s")
-            time.sleep(0.05)
-
     def _keep_logs(self) -> None:
         """Copies the server logs that are still in the temp dir out of it, before it is removed."""
-        if self._workdir is None:
+        if self._workdir is None or self._kept_logs is not None:
             return
-        in_workdir = [s for s in self._servers if s.log.parent == self._workdir and s.log.exists()]
-        if not in_workdir:
+        logs = [s.log_path for s in self._servers if s.log_path.exists()]
+        if not logs:
             return
-        kept = Path(tempfile.mkdtemp(prefix="envtest-failed-logs-"))
-        for server in in_workdir:
-            shutil.copy2(server.log, kept / server.log.name)
-            server.log = kept / server.log.name
+        self._kept_logs = Path(tempfile.mkdtemp(prefix="envtest-failed-logs-"))
+        for log in logs:
+            shutil.copy2(log, self._kept_logs / log.name)
+
+    def _kept_log(self, server: ChildProcess) -> Path:
+        return self._kept_logs / server.log_path.name if self._kept_logs else server.log_path
 
     def _keep_logs_and_stop(self) -> None:
         self._keep_logs()
@@ -342,8 +324,11 @@ class ControlPlane:
     def stop(self) -> None:
         """Stops the servers (SIGTERM, then SIGKILL) and removes the temp directory."""
         for server in reversed(self._servers):
-            _terminate(server.process)
+            server.stop()
         self._servers.clear()
+        for reservation in self._ports:
+            reservation.release()
+        self._ports.clear()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -353,21 +338,3 @@ class ControlPlane:
                 self._reaper.stdin.close()
             self._reaper.wait(timeout=30)
             self._reaper = None
-
-
-def _terminate(process: subprocess.Popen[bytes], grace_seconds: float = 10.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace_seconds)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as answer:
-            return bool(answer.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False

@@ -25,15 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from localservers._process import (
-    LocalServerError,
-    free_port,
-    is_root,
-    run_checked,
-    spawn,
-    terminate,
-    wait_until_ready,
-)
+from localservers._process import LocalServerError, is_root, run_checked
+from processes.child import ChildProcess
+from processes.ports import PortReservation, reserve_port
 
 POSTGRES_ROOT: Final = Path("/usr/lib/postgresql")
 LOOPBACK: Final = "127.0.0.1"
@@ -73,15 +67,15 @@ class PostgresServer:
 
     `base_dir` holds the cluster (`pgdata/`), the unix socket (`run/`) and the
     server log. Without it a temp dir is created, and removed by `stop()` unless
-    `keep_data=True`; a caller's `base_dir` is never removed. The port is fixed
-    at construction (a free one when not given), so a restart keeps the URL.
+    `keep_data=True`; a caller's `base_dir` is never removed. The port is
+    reserved at construction and held until the object is closed (`with`
+    block) or collected, so a restart keeps the URL.
     """
 
     def __init__(
         self,
         base_dir: str | os.PathLike[str] | None = None,
         *,
-        port: int | None = None,
         database: str = "datastorage",
         user: str = "datastorage",
         start_timeout: float = 60.0,
@@ -95,12 +89,13 @@ class PostgresServer:
         self._bin_dir = bin_dir
         self._owns_base_dir = base_dir is None
         self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._port = port if port is not None else free_port()
+        self._reservation: PortReservation = reserve_port()
+        self._port = self._reservation.port
         self._database = database
         self._user = user
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
         self._run_as = _service_account() if is_root() else None
 
     # --- where and how to reach it -------------------------------------------
@@ -152,8 +147,15 @@ class PostgresServer:
         return self.base_dir / "postgres.log"
 
     @property
+    def child(self) -> ChildProcess:
+        """The running server process."""
+        if self._process is None:
+            raise LocalServerError(f"{self!r} is not running")
+        return self._process
+
+    @property
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.is_running
 
     @property
     def _password_path(self) -> Path:
@@ -179,7 +181,7 @@ class PostgresServer:
     def stop(self, *, keep_data: bool = False) -> None:
         """Fast shutdown (SIGINT), SIGKILL after the stop timeout; removes a temp dir unless `keep_data`."""
         if self._process is not None:
-            terminate(self._process, graceful_signal=signal.SIGINT, timeout=self._stop_timeout)
+            self._process.stop()
             self._process = None
         if self._owns_base_dir and not keep_data and self._base_dir is not None:
             shutil.rmtree(self._base_dir, ignore_errors=True)
@@ -200,6 +202,7 @@ class PostgresServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+        self._reservation.release()
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"
@@ -267,37 +270,28 @@ class PostgresServer:
         argv = [str(self._bin_dir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        with self.log_path.open("ab") as log:
-            self._process = spawn(argv, log=log, run_as=self._run_as, cwd=self.base_dir)
-        wait_until_ready(
-            name=f"PostgreSQL on port {self._port}",
-            process=self._process,
-            is_ready=self._accepts_connections,
-            timeout=self._start_timeout,
+        self._process = ChildProcess(
+            f"PostgreSQL on port {self._port}",
+            argv,
             log_path=self.log_path,
+            listens_on=[self._port],
+            is_ready=self._accepts_connections,
+            run_as=self._run_as,
+            cwd=self.base_dir,
+            start_timeout=self._start_timeout,
+            stop_signal=signal.SIGINT,  # "fast" shutdown: disconnect clients, then exit
+            stop_timeout=self._stop_timeout,
         )
+        self._process.start()
 
     def _accepts_connections(self) -> bool:
-        probe = subprocess.run(
-            [
-                str(self._bin_dir / "pg_isready"),
-                "--host",
-                str(self.socket_dir),
-                "--port",
-                str(self._port),
-                "--username",
-                _SUPERUSER,
-                "--dbname",
-                "postgres",
-                "--timeout",
-                "1",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-        return probe.returncode == 0
+        # The postmaster writes "ready" as the status line of postmaster.pid once it
+        # accepts connections: reading it costs nothing, unlike a pg_isready per poll.
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
 
     def _provision_database(self) -> None:
         password = self.password.replace("'", "''")

@@ -12,13 +12,14 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from localservers._process import LocalServerError, free_port, spawn, terminate, wait_until_ready
+from localservers._process import LocalServerError
+from processes.child import ChildProcess
+from processes.ports import PortReservation, reserve_port
 
 LOOPBACK: Final = "127.0.0.1"
 # Snapshot at shutdown; the long interval keeps a running server off the disk.
@@ -36,14 +37,14 @@ class RedisServer:
 
     `base_dir` holds the socket, the snapshot and the log. Without it a temp
     dir is created, and removed by `stop()` unless `keep_data=True`; a caller's
-    `base_dir` is never removed. The port is fixed at construction.
+    `base_dir` is never removed. The port is reserved at construction and held
+    until the object is closed (`with` block) or collected, so a restart keeps it.
     """
 
     def __init__(
         self,
         base_dir: str | os.PathLike[str] | None = None,
         *,
-        port: int | None = None,
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
     ) -> None:
@@ -53,10 +54,11 @@ class RedisServer:
         self._binary = binary
         self._owns_base_dir = base_dir is None
         self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._port = port if port is not None else free_port()
+        self._reservation: PortReservation = reserve_port()
+        self._port = self._reservation.port
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ChildProcess | None = None
 
     @property
     def host(self) -> str:
@@ -85,8 +87,15 @@ class RedisServer:
         return self.base_dir / "redis.log"
 
     @property
+    def child(self) -> ChildProcess:
+        """The running server process."""
+        if self._process is None:
+            raise LocalServerError(f"{self!r} is not running")
+        return self._process
+
+    @property
     def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process is not None and self._process.is_running
 
     def start(self) -> Self:
         """Starts the server (reloading its snapshot, if any) and waits until it answers PING."""
@@ -118,21 +127,24 @@ class RedisServer:
             "--loglevel",
             "warning",
         ]
-        with self.log_path.open("ab") as log:
-            self._process = spawn(argv, log=log, cwd=self.base_dir)
-        wait_until_ready(
-            name=f"Redis on port {self._port}",
-            process=self._process,
-            is_ready=self._answers_ping,
-            timeout=self._start_timeout,
+        self._process = ChildProcess(
+            f"Redis on port {self._port}",
+            argv,
             log_path=self.log_path,
+            listens_on=[self._port],
+            is_ready=self._answers_ping,
+            cwd=self.base_dir,
+            start_timeout=self._start_timeout,
+            stop_signal=signal.SIGTERM,
+            stop_timeout=self._stop_timeout,
         )
+        self._process.start()
         return self
 
     def stop(self, *, keep_data: bool = False) -> None:
         """SIGTERM (Redis snapshots and exits), SIGKILL after the stop timeout; removes a temp dir."""
         if self._process is not None:
-            terminate(self._process, graceful_signal=signal.SIGTERM, timeout=self._stop_timeout)
+            self._process.stop()
             self._process = None
         if self._owns_base_dir and not keep_data and self._base_dir is not None:
             shutil.rmtree(self._base_dir, ignore_errors=True)
@@ -148,6 +160,7 @@ class RedisServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+        self._reservation.release()
 
     def __repr__(self) -> str:
         state = "running" if self.is_running else "stopped"

@@ -3,7 +3,8 @@
 The stack (control plane, and PostgreSQL, Redis and DataStorage) is started
 by the first worker to need it and stopped by the last one done
 (devstack.shared). Everything a worker shares with others comes from the
-stack's state file; each worker builds its own clients from it.
+stack's state file; each worker builds its own clients from it. Every wait
+of every spec fails at once if one of the stack's servers dies.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from devstack.shared import SharedStack
 from devstack.state import StackState
 from devstack.supervisor import COMPONENTS
+from test.integration.polling import depending_on
 
 
 def _run_directory(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
@@ -32,7 +34,10 @@ def _run_directory(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[StackState]:
     main_pid = os.getpid() if worker_id == "master" else os.getppid()
-    with SharedStack(_run_directory(tmp_path_factory, worker_id), COMPONENTS, main_pid) as state:
+    with (
+        SharedStack(_run_directory(tmp_path_factory, worker_id), COMPONENTS, main_pid) as state,
+        depending_on(state.death_report),
+    ):
         yield state
 
 

@@ -8,34 +8,10 @@ import subprocess
 import threading
 from pathlib import Path
 
+from processes.child import descendants, is_alive
 from test.integration.polling import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, frontier = set(), [pid]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            found.add(child)
-            frontier.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
 
 
 def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c() -> None:
@@ -60,9 +36,9 @@ def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c() -> None:
         table = "".join(output)
         assert "demo-production  checkout-oom      Completed  production   P0" in table
         assert "export KUBECONFIG=" in table
-        started = _descendants(run.pid)
+        started = set(descendants(run.pid))
         assert any(
-            "kube-apiserver" in Path(f"/proc/{pid}/cmdline").read_text() for pid in started if _alive(pid)
+            "kube-apiserver" in Path(f"/proc/{pid}/cmdline").read_text() for pid in started if is_alive(pid)
         )
     finally:
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
@@ -70,7 +46,7 @@ def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c() -> None:
     reader.join(timeout=5)
     assert "==> stopped" in "".join(output), "".join(output[-30:])
     eventually(
-        lambda: not [pid for pid in started if _alive(pid)],
+        lambda: not [pid for pid in started if is_alive(pid)],
         timeout=30,
         message="processes started by make run are still running",
     )

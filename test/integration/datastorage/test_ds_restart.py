@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from datastorage.dlq import CONSUMER_GROUP, DLQ_STREAM
-from datastorage.process import DataStorageProcess, DataStorageProcessError
+from devstack.datastorage_process import DataStorageProcess
 from localservers import PostgresServer, RedisServer
+from processes.child import ProcessStartError
 from test.integration.datastorage.support import (
     BATCH_PATH,
     dlq_length,
@@ -86,6 +87,6 @@ def test_datastorage_refuses_to_start_without_postgres_and_says_why(
     postgres.stop(keep_data=True)
 
     with pytest.raises(
-        DataStorageProcessError, match="cannot migrate PostgreSQL at postgresql://datastorage:\\*\\*\\*@"
+        ProcessStartError, match="cannot migrate PostgreSQL at postgresql://datastorage:\\*\\*\\*@"
     ):
         datastorage(servers, tmp_path / "refused.log").start()

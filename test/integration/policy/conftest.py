@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.opa_server import OpaServer
 from controller.policies import PolicySet, read_policy_set
+from devstack.opa_server import OpaServer
 from envtest import assets
 
 POLICY_DIR = Path(__file__).resolve().parents[3] / "policies"
@@ -29,14 +29,14 @@ def opa_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def opa_server(opa_binary: Path) -> Iterator[OpaServer]:
-    with OpaServer(opa_binary) as server:
+def opa_server(opa_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
+    with OpaServer(opa_binary, log_path=tmp_path_factory.mktemp("opa") / "opa.log") as server:
         yield server
 
 
 @pytest.fixture
-def fresh_opa_server(opa_binary: Path) -> Iterator[OpaServer]:
-    with OpaServer(opa_binary) as server:
+def fresh_opa_server(opa_binary: Path, tmp_path: Path) -> Iterator[OpaServer]:
+    with OpaServer(opa_binary, log_path=tmp_path / "opa.log") as server:
         yield server
 
 

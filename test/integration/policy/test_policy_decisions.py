@@ -23,9 +23,9 @@ from controller.classify import (
     environment_input,
     priority_input,
 )
-from controller.opa_server import OpaServer
 from controller.policies import Policy, PolicySet
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from devstack.opa_server import OpaServer
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ import regorus
 from opa_client import AsyncOpaClient
 from opa_client.errors import RegoParseError
 
-from controller.opa_server import OpaServer
 from controller.policy_engine import (
     BUILTIN_ARITY,
     EmbeddedEngine,
@@ -29,6 +28,7 @@ from controller.policy_engine import (
     PolicyEvaluationError,
     PolicyRejected,
 )
+from devstack.opa_server import OpaServer
 
 
 @pytest.fixture

@@ -18,17 +18,18 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
+from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
+from test.integration.polling import depending_on
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
-def worker_opa() -> Iterator[OpaServer]:
-    with OpaServer(assets.OPA.path) as opa:
+def worker_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
+    with OpaServer(assets.OPA.path, log_path=tmp_path_factory.mktemp("opa") / "opa.log") as opa:
         yield opa
 
 
@@ -66,7 +67,7 @@ def namespace_prefix(worker_id: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def operator(
+def worker_controller(
     stack: StackState,
     worker_opa: OpaServer,
     worker_policy_dir: Path,
@@ -79,6 +80,19 @@ def operator(
     log = tmp_path_factory.mktemp("controller") / "controller.log"
     with ControllerProcess(settings=settings, log_path=log) as process:
         yield process
+
+
+@pytest.fixture
+def operator(worker_controller: ControllerProcess, worker_opa: OpaServer) -> Iterator[ControllerProcess]:
+    """The worker's controller and OPA, running: a spec's waits fail at once if either dies, and the
+    next spec gets fresh ones (on the same ports, so the controller finds its OPA again)."""
+    if worker_opa.death_report() is not None:
+        worker_opa.start()
+        worker_controller.stop()
+    if not worker_controller.child.is_running:
+        worker_controller.start()
+    with depending_on(worker_controller.death_report, worker_opa.death_report):
+        yield worker_controller
 
 
 NamespaceFactory = Callable[..., str]

@@ -20,8 +20,8 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
+from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
 from test.integration.signalprocessing.conftest import REPOSITORY, controller_settings
@@ -67,7 +67,7 @@ def own_controller(
     prefix = f"spx-{worker_id}-{secrets.token_hex(3)}-"
     policy_dir = copy_shipped_policies(work_dir / "policies")
     core = client.CoreV1Api(api_client)
-    with OpaServer(assets.OPA.path) as opa:
+    with OpaServer(assets.OPA.path, log_path=work_dir / "opa.log") as opa:
         settings = controller_settings(
             stack, namespaces=f"{prefix}*", policy_dir=policy_dir, opa_url=opa.url, **overrides
         )

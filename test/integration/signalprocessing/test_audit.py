@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from datastorage.process import DataStorageProcess
 from devstack.controller_process import ControllerProcess
+from devstack.datastorage_process import DataStorageProcess
 from devstack.state import StackState
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually

@@ -38,8 +38,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from controller.opa_server import OpaServer
 from devstack.controller_process import ControllerProcess
+from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
 from test.integration.manifests import signal_processing, unique_rr_name
@@ -204,7 +204,9 @@ def isolated_controllers(
             policy_dir = copy_shipped_policies(work_dir / f"policies-{prefix.rstrip('-')}")
             if priority_policy is not None:
                 (policy_dir / "priority.rego").write_text(priority_policy)
-            opa = resources.enter_context(OpaServer(assets.OPA.path))
+            opa = resources.enter_context(
+                OpaServer(assets.OPA.path, log_path=work_dir / f"opa-{prefix.rstrip('-')}.log")
+            )
             link = resources.enter_context(SwitchableProxy(opa.port))
             settings = controller_settings(
                 stack,

@@ -25,9 +25,9 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.opa_server import OpaServer
 from controller.policies import Policy
 from devstack.controller_process import ControllerProcess
+from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
 from test.integration.manifests import signal_processing, unique_rr_name
@@ -169,7 +169,7 @@ def start_controller(
             kubelet_layout(policy_dir)
         else:
             copy_shipped_policies(policy_dir)
-        opa = OpaServer(assets.OPA.path).start()
+        opa = OpaServer(assets.OPA.path, log_path=tmp_path / f"opa-{len(running)}.log").start()
         prefix = f"spx-{worker_id}-{secrets.token_hex(3)}-"
         settings = controller_settings(
             stack, namespaces=f"{prefix}*", policy_dir=policy_dir, opa_url=opa.url, **environment
@@ -187,8 +187,8 @@ def start_controller(
 
     yield start
     for controller in running:
-        controller.process.stop()
-        controller.opa.stop()  # the one running now: a spec may have replaced it
+        controller.process.close()
+        controller.opa.close()
 
 
 @pytest.mark.br("BR-SP-072")
@@ -438,10 +438,9 @@ def test_a_restarted_opa_gets_the_active_policies_again(
     namespace = controller.make_namespace()
     active = controller.write(Policy.CUSTOMLABELS, labels_policy({"survives": ["restart"]}))
     controller.wait_until_active(Policy.CUSTOMLABELS, active)
-    port = controller.opa.port
 
     controller.opa.stop()
-    controller.opa = OpaServer(assets.OPA.path, port=port).start()
+    controller.opa.start()  # on the port it keeps reserved, where the controller expects it
     controller.wait_for_reloads("restored", 1)
 
     assert opa_modules(controller.opa.url) == {policy.module_id for policy in Policy}

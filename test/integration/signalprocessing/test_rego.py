@@ -25,10 +25,10 @@ from kubernetes import client
 
 from controller import classify
 from controller.classify import KubernetesFacts, NamespaceFacts, SignalFacts
-from controller.opa_server import OpaServer
 from controller.policies import ActivePolicies, Policy, ReloadStatus
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyEvaluationError
 from devstack.controller_process import ControllerProcess
+from devstack.opa_server import OpaServer
 from envtest import assets
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
@@ -260,9 +260,9 @@ def test_custom_labels_keep_the_first_ten_keys_in_sorted_order(
 
 
 @pytest.fixture(scope="module")
-def private_opa() -> Iterator[OpaServer]:
+def private_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
     """An OPA no controller uses, so specs may load any policy into it."""
-    with OpaServer(assets.OPA.path) as opa:
+    with OpaServer(assets.OPA.path, log_path=tmp_path_factory.mktemp("opa") / "opa.log") as opa:
         yield opa
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.audit import AuditClient
+from processes.ports import reserve_port
 
 from .fakes import FAST_BACKOFF, FakeDataStorage
 
@@ -17,17 +17,16 @@ MakeClient = Callable[..., AuditClient]
 
 
 @pytest.fixture
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def reserved_port() -> Iterator[int]:
+    """A port no other process takes while the test runs, though nothing listens on it yet."""
+    with reserve_port() as reservation:
+        yield reservation.port
 
 
 @pytest.fixture
-async def down_datastorage(free_port: int) -> AsyncIterator[FakeDataStorage]:
+async def down_datastorage(reserved_port: int) -> AsyncIterator[FakeDataStorage]:
     """A DataStorage whose port refuses connections until the test calls ``start()``."""
-    server = FakeDataStorage(free_port)
+    server = FakeDataStorage(reserved_port)
     yield server
     await server.stop()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from controller import kube
+from processes.ports import reserve_port
 
 
 @dataclass
@@ -236,13 +236,12 @@ async def test_slow_server_is_transient(reader: kube.ClusterReader, script: Scri
 
 
 async def test_refused_connection_is_transient() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    async with kube.ClusterReader(kube.Credentials(host=f"http://127.0.0.1:{port}")) as reader:
-        with pytest.raises(kube.TransientApiError):
-            await reader.get(kube.NODES, "n")
-        assert reader.calls == {"get": 1}
+    with reserve_port() as nobody_listens:
+        host = f"http://127.0.0.1:{nobody_listens.port}"
+        async with kube.ClusterReader(kube.Credentials(host=host)) as reader:
+            with pytest.raises(kube.TransientApiError):
+                await reader.get(kube.NODES, "n")
+            assert reader.calls == {"get": 1}
 
 
 async def test_credentials_from_a_kubeconfig(tmp_path: Path, server: TestServer, script: Script) -> None:
