@@ -212,15 +212,6 @@ class OpaServerEngine:
         # OPA leaves `result` out entirely when the rule is undefined.
         return body.get("result") if isinstance(body, Mapping) else None
 
-    async def wait_until_healthy(self, within: float) -> None:
-        """Poll `/health` until OPA answers, for a sidecar that starts next to the controller."""
-        opa = await self._opa()
-        deadline = time.monotonic() + within
-        while not await opa.check_health():
-            if time.monotonic() > deadline:
-                raise PolicyEngineUnavailable(f"OPA at {self._url} not healthy within {within} s")
-            await asyncio.sleep(0.05)
-
     async def close(self) -> None:
         await self._resources.aclose()
         self._client = None

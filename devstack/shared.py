@@ -53,6 +53,10 @@ class SharedStack:
                     self._supervisor.stop()
                 else:
                     _stop(state.supervisor_pid)
+            elif self._supervisor is not None:
+                # Others still use the stack, and the last of them stops it by pid; the supervisor is
+                # this process's child all the same, so it is reaped here once it ends.
+                self._supervisor.reap_when_done()
 
     def _members(self) -> int:
         try:

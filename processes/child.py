@@ -26,6 +26,7 @@ import os
 import signal
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -203,6 +204,17 @@ class ChildProcess:
                     process.kill()
                 process.wait()
         self._process = None
+
+    def reap_when_done(self) -> None:
+        """Lets go of a child that outlives this object (another process stops it, by pid).
+
+        A daemon thread waits for the child and reaps it, so it is never left as a zombie nor as an
+        unwaited `Popen`, which Python reports as a ResourceWarning; if this process exits first,
+        the child is re-parented and reaped by the system.
+        """
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            threading.Thread(target=process.wait, name=f"reaper of {self.name}", daemon=True).start()
 
     def kill(self) -> None:
         """SIGKILL and reap: no chance to clean up, as in a crash."""

@@ -9,9 +9,17 @@ from typing import Any
 import httpx
 import pytest
 
-from test.integration.datastorage.support import BATCH_PATH, EVENTS_PATH, assert_problem, make_event
+from test.integration.datastorage.support import (
+    BATCH_PATH,
+    EVENTS_PATH,
+    assert_problem,
+    counter,
+    make_event,
+    metric,
+)
 
 JSON = {"content-type": "application/json"}
+VALIDATION_FAILURES = "datastorage_validation_failures_total"
 
 
 @dataclass(frozen=True)
@@ -191,7 +199,12 @@ def test_an_unsupported_method_is_a_405_problem_listing_the_allowed_ones(ds_clie
     assert set(response.headers["allow"].split(", ")) == {"GET", "POST"}
 
 
-def test_refusals_are_counted(ds_client: httpx.Client) -> None:
-    ds_client.post(EVENTS_PATH, content=event_json(event_category="billing"), headers=JSON)
+def test_a_refusal_is_counted_once_under_its_field_and_reason(ds_client: httpx.Client) -> None:
+    # The worker's DataStorage is shared: read the series before, so earlier refusals do not count.
+    labels = {"field": "event_category", "reason": "literal_error"}
+    before = counter(ds_client, VALIDATION_FAILURES, **labels)
 
-    assert "datastorage_validation_failures_total{" in ds_client.get("/metrics").text
+    response = ds_client.post(EVENTS_PATH, content=event_json(event_category="billing"), headers=JSON)
+
+    assert_problem(response, 400, "validation-error", "event_category")
+    assert metric(ds_client, VALIDATION_FAILURES, **labels) == before + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from test.integration.datastorage.support import EVENTS_PATH, make_event, metric
+from test.integration.datastorage.support import EVENTS_PATH, counter, make_event, metric
 
 
 def test_health_reports_the_database(ds_client: httpx.Client) -> None:
@@ -19,7 +19,9 @@ def test_ready_and_live(ds_client: httpx.Client) -> None:
 
 
 def test_metrics_count_stored_events(ds_client: httpx.Client, correlation_id: str) -> None:
-    before = metric(ds_client, "datastorage_audit_traces_total", service="orchestration", status="success")
+    # One label set for both reads; before is 0 if the worker's shared DataStorage stored none yet.
+    stored = {"service": "orchestration", "status": "success"}
+    before = counter(ds_client, "datastorage_audit_traces_total", **stored)
     ds_client.post(
         EVENTS_PATH, json=make_event(correlation_id, event_category="orchestration")
     ).raise_for_status()
@@ -27,7 +29,7 @@ def test_metrics_count_stored_events(ds_client: httpx.Client, correlation_id: st
     response = ds_client.get("/metrics")
 
     assert response.headers["content-type"].startswith("text/plain")
-    after = metric(ds_client, "datastorage_audit_traces_total", service="orchestration", status="success")
+    after = metric(ds_client, "datastorage_audit_traces_total", **stored)
     assert after == before + 1
     for name in (
         "datastorage_write_duration_seconds",

@@ -203,14 +203,6 @@ async def test_opa_down_is_unavailable() -> None:
         await engine.close()
 
 
-async def test_opa_engine_waits_for_health(opa_server: OpaServer) -> None:
-    engine = OpaServerEngine(opa_server.url)
-    try:
-        await engine.wait_until_healthy(within=5.0)
-    finally:
-        await engine.close()
-
-
 def test_builtin_arities_match_opa_and_regorus(opa_binary: Path) -> None:
     capabilities = json.loads(
         subprocess.run(

@@ -96,12 +96,17 @@ def test_a_child_that_never_listens_is_not_ready_however_its_port_answers(
 
 def test_a_child_that_dies_at_start_fails_the_start_with_its_last_words(tmp_path: Path) -> None:
     log = tmp_path / "dies.log"
-    dies = ChildProcess(
-        "short-lived", ["sh", "-c", "echo cannot open the widget; exit 3"], log_path=log, start_timeout=120
-    )
-    began = time.monotonic()
-    with pytest.raises(ProcessStartError) as failed:
-        dies.start()
+    with reserve_port() as never_listened:
+        dies = ChildProcess(
+            "short-lived",
+            ["sh", "-c", "echo cannot open the widget; exit 3"],
+            log_path=log,
+            listens_on=[never_listened.port],
+            start_timeout=120,
+        )
+        began = time.monotonic()
+        with pytest.raises(ProcessStartError) as failed:
+            dies.start()
     assert time.monotonic() - began < FAILS_WITHIN_SECONDS
     assert str(failed.value) == (
         f"short-lived exited with code 3 during start-up; its log is {log}; last lines:\n"

@@ -8,9 +8,9 @@ import urllib.request
 from typing import Any
 
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from test.integration.manifests import GROUP, SP_PLURAL, VERSION
+from test.integration.metrics import Scrape
 from test.integration.polling import eventually
 
 TERMINAL = ("Completed", "Failed")
@@ -77,12 +77,34 @@ def count_types(events: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def metric_value(metrics_url: str, name: str, **labels: str) -> float:
-    """The value of one sample (0 when absent), read from the controller's /metrics."""
+def scrape(metrics_url: str) -> Scrape:
+    """The controller's /metrics, now."""
     with urllib.request.urlopen(metrics_url, timeout=5) as answer:
-        text = answer.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+        return Scrape(answer.read().decode())
+
+
+def metric_value(metrics_url: str, name: str, **labels: str) -> float:
+    """The value of the one series `name{labels}` on the controller's /metrics.
+
+    Raises `MetricSeriesError` (an AssertionError, so `eventually` keeps polling) when there is no
+    such series: a renamed metric or a misspelt label never reads as 0.
+    """
+    return scrape(metrics_url).value(name, **labels)
+
+
+def counter_value(metrics_url: str, name: str, **labels: str) -> float:
+    """A counter's value that is 0 when this label set was never counted (see `Scrape.counter`)."""
+    return scrape(metrics_url).counter(name, **labels)
+
+
+def wait_until_delivered(metrics_url: str, timeout: float = 30.0) -> None:
+    """Waits until the controller at `metrics_url` holds no unsettled audit event.
+
+    Exact audit counts are read only after this: once `audit_events_pending` is 0, every event the
+    controller emitted so far has reached DataStorage, so a late duplicate cannot arrive after the check.
+    """
+    eventually(
+        lambda: metric_value(metrics_url, "audit_events_pending") == 0,
+        timeout=timeout,
+        message=f"the controller at {metrics_url} still has audit events pending",
+    )

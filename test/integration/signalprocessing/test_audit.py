@@ -2,7 +2,9 @@
 
 Every spec waits for the exact trail of its own SignalProcessings (by
 correlation id = remediationRequestRef.name), failing at once on a duplicate,
-then checks the event contents against the contract. The restart specs run a
+and counts it again once the controller holds no undelivered event (so a late
+duplicate cannot slip in after the check), then checks the event contents
+against the contract. The restart specs run a
 controller of their own, and for the DataStorage outage a DataStorage of
 their own on the shared PostgreSQL, so the shared services are never
 disturbed.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from kubernetes import client
 from devstack.controller_process import ControllerProcess
 from devstack.datastorage_process import DataStorageProcess
 from devstack.state import StackState
-from test.integration.manifests import signal_processing, unique_rr_name
+from test.integration.manifests import GROUP, SP_PLURAL, VERSION, signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller
@@ -30,9 +33,9 @@ from test.integration.signalprocessing.support import (
     audit_events,
     count_types,
     create_sp,
-    get_sp,
     metric_value,
     wait_for_phase,
+    wait_until_delivered,
 )
 
 ENRICHMENT = "signalprocessing.enrichment.completed"
@@ -50,13 +53,20 @@ SUCCESS_TRANSITIONS = [
     ("Categorizing", "Completed"),
 ]
 POLICIES = {"environment", "priority", "business", "customlabels"}
+# Phases of an SP whose trail was partly written: a kill then interrupts it mid-pipeline.
+MID_PIPELINE = {"Enriching", "Classifying", "Categorizing"}
 PRODUCTION = {"kubernaut.ai/environment": "production"}
 
 
 def wait_for_exact_trail(
-    datastorage_url: str, correlation_id: str, expected: dict[str, int], timeout: float = 30.0
+    datastorage_url: str,
+    metrics_url: str,
+    correlation_id: str,
+    expected: dict[str, int],
+    timeout: float = 30.0,
 ) -> list[dict[str, Any]]:
-    """Polls until the trail has exactly `expected` events per type; fails at once on any excess."""
+    """Polls until the trail has exactly `expected` events per type, failing at once on any excess;
+    then waits until the controller at `metrics_url` has delivered everything and checks again."""
 
     def probe() -> list[dict[str, Any]] | None:
         events = audit_events(datastorage_url, correlation_id)
@@ -65,17 +75,16 @@ def wait_for_exact_trail(
             pytest.fail(f"audit trail of {correlation_id} has more than {expected}: {counts}")
         return events if counts == expected else None
 
-    return eventually(
-        probe, timeout=timeout, message=f"audit trail of {correlation_id} did not become {expected}"
-    )
+    eventually(probe, timeout=timeout, message=f"audit trail of {correlation_id} did not become {expected}")
+    wait_until_delivered(metrics_url, timeout)
+    events = audit_events(datastorage_url, correlation_id)
+    assert count_types(events) == expected, f"audit trail of {correlation_id} grew once delivery settled"
+    return events
 
 
-def wait_until_delivered(metrics_url: str) -> None:
-    """Waits until the controller holds no undelivered audit event: nothing more can arrive late."""
-    eventually(
-        lambda: metric_value(metrics_url, "audit_events_pending") == 0,
-        message="the controller still has audit events pending",
-    )
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    (found,) = [c for c in status["conditions"] if c["type"] == kind]
+    return dict(found)
 
 
 def one_of(events: list[dict[str, Any]], event_type: str) -> dict[str, Any]:
@@ -102,9 +111,9 @@ def assert_common_fields(events: list[dict[str, Any]], sp: dict[str, Any]) -> No
         assert event["namespace"] == sp["metadata"]["namespace"]
 
 
-def assert_success_trail(datastorage_url: str, sp: dict[str, Any]) -> list[dict[str, Any]]:
+def assert_success_trail(datastorage_url: str, metrics_url: str, sp: dict[str, Any]) -> list[dict[str, Any]]:
     rr = sp["spec"]["remediationRequestRef"]["name"]
-    events = wait_for_exact_trail(datastorage_url, rr, SUCCESS_TRAIL)
+    events = wait_for_exact_trail(datastorage_url, metrics_url, rr, SUCCESS_TRAIL)
     assert_common_fields(events, sp)
     assert transitions(events) == sorted(SUCCESS_TRANSITIONS)
     return events
@@ -125,7 +134,7 @@ def test_signal_processed_reports_the_classification_of_a_completed_signal(
     created = create_sp(custom_objects, signal_processing(sp_namespace, target_name="payment"))
     done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Completed")
 
-    events = assert_success_trail(stack.datastorage_url, done)
+    events = assert_success_trail(stack.datastorage_url, operator.metrics_url, done)
 
     processed = one_of(events, PROCESSED)
     assert (processed["event_action"], processed["event_outcome"]) == ("processed", "success")
@@ -139,10 +148,6 @@ def test_signal_processed_reports_the_classification_of_a_completed_signal(
     assert (data["has_owner_chain"], data["owner_chain_length"]) == (False, 0)
     assert (data["degraded_mode"], data["has_pdb"], data["has_hpa"]) == (False, False, False)
     assert "error" not in data
-    wait_until_delivered(operator.metrics_url)
-    assert count_types(
-        audit_events(stack.datastorage_url, done["spec"]["remediationRequestRef"]["name"])
-    ) == (SUCCESS_TRAIL)
 
 
 @pytest.mark.br("BR-SP-090")
@@ -161,7 +166,7 @@ def test_classification_decision_carries_results_and_policy_hashes(
     )
     done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"], "Completed")
 
-    decision = one_of(assert_success_trail(stack.datastorage_url, done), DECISION)
+    decision = one_of(assert_success_trail(stack.datastorage_url, operator.metrics_url, done), DECISION)
 
     assert (decision["event_action"], decision["event_outcome"]) == ("classification", "success")
     data = decision["event_data"]
@@ -188,7 +193,7 @@ def test_business_classified_carries_unit_criticality_and_sla(
     created = create_sp(custom_objects, signal_processing(namespace, target_name="ledger"))
     done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"], "Completed")
 
-    business = one_of(assert_success_trail(stack.datastorage_url, done), BUSINESS)
+    business = one_of(assert_success_trail(stack.datastorage_url, operator.metrics_url, done), BUSINESS)
 
     assert (business["event_action"], business["event_outcome"]) == ("classification", "success")
     data = business["event_data"]
@@ -220,7 +225,7 @@ def test_enrichment_completed_describes_the_context_and_owner_chain(
     )
     done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"], "Completed")
 
-    enrichment = one_of(assert_success_trail(stack.datastorage_url, done), ENRICHMENT)
+    enrichment = one_of(assert_success_trail(stack.datastorage_url, operator.metrics_url, done), ENRICHMENT)
 
     assert (enrichment["event_action"], enrichment["event_outcome"]) == ("enrichment", "success")
     data = enrichment["event_data"]
@@ -230,20 +235,27 @@ def test_enrichment_completed_describes_the_context_and_owner_chain(
         "ReplicaSet",
         "Deployment",
     ]
-    assert isinstance(data["duration_ms"], int) and data["duration_ms"] >= 0
+    # Rebuilt from the status after a restart, the duration spans the step's whole-second timestamps
+    # (startTime to EnrichmentComplete): 0 is right when both fall in the same second.
+    began = datetime.fromisoformat(done["status"]["startTime"])
+    enriched = datetime.fromisoformat(condition(done["status"], "EnrichmentComplete")["lastTransitionTime"])
+    assert data["duration_ms"] == (enriched - began) // timedelta(milliseconds=1)
     assert enrichment["duration_ms"] == data["duration_ms"]
 
 
 @pytest.mark.br("BR-SP-090")
 def test_each_phase_change_is_audited_once_in_order(
-    stack: StackState, custom_objects: client.CustomObjectsApi, sp_namespace: str
+    stack: StackState,
+    operator: ControllerProcess,
+    custom_objects: client.CustomObjectsApi,
+    sp_namespace: str,
 ) -> None:
     created = create_sp(
         custom_objects, signal_processing(sp_namespace, severity="warning", target_name="absent")
     )
     done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Completed")
 
-    events = assert_success_trail(stack.datastorage_url, done)
+    events = assert_success_trail(stack.datastorage_url, operator.metrics_url, done)
 
     changes = {
         (e["event_data"]["from_phase"], e["event_data"]["to_phase"]): e
@@ -262,12 +274,15 @@ def test_each_phase_change_is_audited_once_in_order(
 
 @pytest.mark.br("BR-SP-001")
 def test_missing_target_pod_is_audited_as_degraded_success_without_error(
-    stack: StackState, custom_objects: client.CustomObjectsApi, sp_namespace: str
+    stack: StackState,
+    operator: ControllerProcess,
+    custom_objects: client.CustomObjectsApi,
+    sp_namespace: str,
 ) -> None:
     created = create_sp(custom_objects, signal_processing(sp_namespace, target_name="non-existent-pod"))
     done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Completed")
 
-    events = assert_success_trail(stack.datastorage_url, done)
+    events = assert_success_trail(stack.datastorage_url, operator.metrics_url, done)
 
     enrichment = one_of(events, ENRICHMENT)["event_data"]
     assert (enrichment["has_namespace"], enrichment["has_pod"], enrichment["degraded_mode"]) == (
@@ -289,7 +304,7 @@ def test_fatal_enrichment_error_is_audited_exactly_once_with_its_details(
     failed = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Failed")
 
     rr = failed["spec"]["remediationRequestRef"]["name"]
-    events = wait_for_exact_trail(stack.datastorage_url, rr, ENRICHMENT_FAILURE_TRAIL)
+    events = wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, ENRICHMENT_FAILURE_TRAIL)
 
     assert_common_fields(events, failed)
     error = one_of(events, ERROR)
@@ -298,8 +313,6 @@ def test_fatal_enrichment_error_is_audited_exactly_once_with_its_details(
     assert missing in error["event_data"]["error"]
     assert error["event_data"]["signal"] == "HighMemoryUsage"
     assert transitions(events) == [("Enriching", "Failed"), ("Pending", "Enriching")]
-    wait_until_delivered(operator.metrics_url)
-    assert count_types(audit_events(stack.datastorage_url, rr)) == ENRICHMENT_FAILURE_TRAIL
 
 
 @pytest.mark.br("BR-SP-090")
@@ -315,12 +328,7 @@ def test_a_burst_of_signals_gets_one_exact_trail_each(
     done = [wait_for_phase(custom_objects, sp_namespace, name, "Completed") for name in names]
 
     for sp in done:
-        assert_success_trail(stack.datastorage_url, sp)
-    wait_until_delivered(operator.metrics_url)
-    for sp in done:
-        assert count_types(
-            audit_events(stack.datastorage_url, sp["spec"]["remediationRequestRef"]["name"])
-        ) == (SUCCESS_TRAIL)
+        assert_success_trail(stack.datastorage_url, operator.metrics_url, sp)
 
 
 # --- no loss, no duplicates across restarts ----------------------------------------------------
@@ -372,10 +380,7 @@ def test_no_event_is_lost_while_datastorage_is_down(
         private_datastorage.start()
 
         for sp in done:
-            assert_success_trail(stack.datastorage_url, sp)
-        wait_until_delivered(own.process.metrics_url)
-        for rr in rrs:
-            assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
+            assert_success_trail(stack.datastorage_url, own.process.metrics_url, sp)
 
 
 @pytest.mark.br("BR-SP-090")
@@ -401,10 +406,7 @@ def test_trails_held_in_memory_survive_a_controller_crash_without_duplicates(
 
         with own.replacement(AUDIT_FLUSH_INTERVAL="0.2", AUDIT_BATCH_SIZE="100") as restarted:
             for sp in done:
-                assert_success_trail(stack.datastorage_url, sp)
-            wait_until_delivered(restarted.metrics_url)
-            for rr in rrs:
-                assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
+                assert_success_trail(stack.datastorage_url, restarted.metrics_url, sp)
 
 
 @pytest.mark.br("BR-SP-090")
@@ -418,25 +420,29 @@ def test_a_controller_killed_mid_burst_leaves_exact_trails_after_restart(
     with own_controller(stack, api_client, tmp_path, worker_id) as own:
         namespace = own.make_namespace(PRODUCTION)
         own.core.create_namespaced_pod(namespace, pod("api"))
-        names = create_burst(custom_objects, namespace, 16)
-        eventually(
-            lambda: any(phase_of(custom_objects, namespace, name) == "Completed" for name in names),
-            message="no SignalProcessing of the burst completed",
-        )
+        # The burst comes in two waves: the first is done when the kill lands, the second is in flight.
+        finished = create_burst(custom_objects, namespace, 8)
+        for name in finished:
+            wait_for_phase(custom_objects, namespace, name, "Completed")
+        in_flight = create_burst(custom_objects, namespace, 8)
 
+        def enriching() -> bool:
+            # Three more steps before an Enriching SP completes: a kill right after this lands mid-pipeline.
+            phases = phases_in(custom_objects, namespace)
+            return any(phases.get(name) == "Enriching" for name in in_flight)
+
+        eventually(enriching, interval=0.02, message="no SignalProcessing of the second wave began enriching")
         own.process.kill()
-        unfinished = [name for name in names if phase_of(custom_objects, namespace, name) != "Completed"]
+
+        at_kill = phases_in(custom_objects, namespace)
+        interrupted = [name for name in in_flight if at_kill[name] in MID_PIPELINE]
+        assert interrupted, f"the kill did not land mid-pipeline; phases at the kill: {at_kill}"
+        names = finished + in_flight
 
         with own.replacement() as restarted:
             done = [wait_for_phase(custom_objects, namespace, name, "Completed") for name in names]
             for sp in done:
-                assert_success_trail(stack.datastorage_url, sp)
-            wait_until_delivered(restarted.metrics_url)
-            for sp in done:
-                rr = sp["spec"]["remediationRequestRef"]["name"]
-                assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
-        # Not an assertion on timing: reported so a run shows whether the kill landed mid-pipeline.
-        print(f"{len(unfinished)} of {len(names)} SignalProcessings were unfinished at the kill")
+                assert_success_trail(stack.datastorage_url, restarted.metrics_url, sp)
 
 
 # --- builders --------------------------------------------------------------------------------------
@@ -456,8 +462,10 @@ def create_burst(api: client.CustomObjectsApi, namespace: str, count: int) -> li
     ]
 
 
-def phase_of(api: client.CustomObjectsApi, namespace: str, name: str) -> str:
-    return str((get_sp(api, namespace, name).get("status") or {}).get("phase", ""))
+def phases_in(api: client.CustomObjectsApi, namespace: str) -> dict[str, str]:
+    """The phase of every SignalProcessing in `namespace`, read in one list call."""
+    listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, SP_PLURAL)["items"]
+    return {sp["metadata"]["name"]: str((sp.get("status") or {}).get("phase", "")) for sp in listed}
 
 
 def _template(name: str) -> dict[str, Any]:

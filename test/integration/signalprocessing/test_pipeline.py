@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
+from devstack.controller_process import ControllerProcess
 from devstack.state import StackState
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
@@ -16,12 +17,17 @@ from test.integration.signalprocessing.support import (
     create_sp,
     wait_for_audit_types,
     wait_for_phase,
+    wait_until_delivered,
 )
 
 
 @pytest.mark.br("BR-SP-090")
 def test_pod_signal_completes_with_exactly_one_audit_trail(
-    stack: StackState, custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
+    stack: StackState,
+    operator: ControllerProcess,
+    custom_objects: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    sp_namespace: str,
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("api"))
     rr = unique_rr_name()
@@ -42,6 +48,7 @@ def test_pod_signal_completes_with_exactly_one_audit_trail(
     ]
     assert set(status["policyHashes"]) == {"environment", "priority", "business", "customlabels"}
     wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
+    wait_until_delivered(operator.metrics_url)
     transitions = [
         (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
         for e in audit_events(stack.datastorage_url, rr, event_type="signalprocessing.phase.transition")

@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from devstack.controller_process import ControllerProcess
 from devstack.state import StackState
 from test.integration.manifests import (
     DELETE,
@@ -43,6 +44,7 @@ from test.integration.signalprocessing.support import (
     get_sp,
     wait_for_audit_types,
     wait_for_phase,
+    wait_until_delivered,
 )
 
 PHASES_IN_ORDER = [
@@ -874,7 +876,10 @@ def test_empty_fingerprint_is_rejected_by_the_api_server(
 
 @pytest.mark.br("BR-SP-090")
 def test_ten_signals_at_once_each_complete_with_one_trail(
-    stack: StackState, custom_objects: client.CustomObjectsApi, sp_namespace: str
+    stack: StackState,
+    operator: ControllerProcess,
+    custom_objects: client.CustomObjectsApi,
+    sp_namespace: str,
 ) -> None:
     rrs = [unique_rr_name() for _ in range(10)]
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -887,13 +892,17 @@ def test_ten_signals_at_once_each_complete_with_one_trail(
         assert done["status"]["phase"] == "Completed"
     for rr in rrs:
         wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
+    wait_until_delivered(operator.metrics_url)
     for rr in rrs:
         assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL, rr
 
 
 @pytest.mark.br("BR-SP-090")
 def test_concurrent_metadata_writes_never_make_a_phase_run_twice(
-    stack: StackState, custom_objects: client.CustomObjectsApi, sp_namespace: str
+    stack: StackState,
+    operator: ControllerProcess,
+    custom_objects: client.CustomObjectsApi,
+    sp_namespace: str,
 ) -> None:
     # Every label write moves the resourceVersion, so the controller's conditional status
     # patches keep conflicting; each phase must still be written (and audited) exactly once.
@@ -925,6 +934,7 @@ def test_concurrent_metadata_writes_never_make_a_phase_run_twice(
     assert done["status"]["phase"] == "Completed"
     assert get_sp(custom_objects, sp_namespace, name)["metadata"]["labels"]["churn"]
     wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
+    wait_until_delivered(operator.metrics_url)
     transitions = [
         (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
         for e in audit_events(stack.datastorage_url, rr, event_type="signalprocessing.phase.transition")
