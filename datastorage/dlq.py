@@ -6,12 +6,13 @@ stream is at its maximum length, so an accepted event is never dropped.
 
 `DlqRetryWorker` drains the stream into PostgreSQL through a consumer group,
 so several DataStorage instances can share it and entries held by an instance
-that died are taken over after `claim_idle`. While PostgreSQL is unavailable
-it backs off and keeps the entries. An entry that PostgreSQL rejects is put
-back with its attempt count raised; after `max_attempts` it moves to
-`audit:dead-letter:events` and is counted. Storing is idempotent on the event
-id, so an entry written twice (a crash between insert and acknowledgement) is
-still stored once.
+that died are taken over after `claim_idle`. While PostgreSQL or Redis is
+unavailable it backs off and keeps the entries, and logs the outage when it
+begins and when it ends, not at every retry. An entry that PostgreSQL
+rejects is put back with its attempt count raised; after `max_attempts` it
+moves to `audit:dead-letter:events` and is counted. Storing is idempotent on
+the event id, so an entry written twice (a crash between insert and
+acknowledgement) is still stored once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 from datastorage.config import DlqSettings
 from datastorage.errors import QueueUnavailable, StorageUnavailable
 from datastorage.metrics import Metrics
+from datastorage.outages import OutageLog
 from datastorage.records import AuditRecord
 from datastorage.store import EventStore, RecordsRejected
 from datastorage.timestamps import Clock, format_timestamp
@@ -147,23 +149,37 @@ class DlqRetryWorker:
         self._clock = clock
         self.consumer = consumer or default_consumer_name()
         self._group_ready = False
+        self._redis_outage = OutageLog(
+            log, began="Redis unreachable: DLQ retry paused", ended="Redis reachable again"
+        )
+        # The write path already warns that PostgreSQL is down; the worker only says when it waits for it.
+        self._postgres_outage = OutageLog(
+            log,
+            began="PostgreSQL unreachable: DLQ retry waits",
+            ended="DLQ retry resumed",
+            level=logging.INFO,
+        )
 
     async def run(self) -> None:
         backoff = self._settings.backoff_initial
         while True:
+            _stop_if_cancelled()
             try:
                 result = await self.drain_once()
             except StorageUnavailable as error:
-                log.info(
-                    "DLQ retry waits for PostgreSQL", extra={"error": error.detail, "wait_seconds": backoff}
-                )
+                # Redis answered: the entries PostgreSQL did not take were read from it.
+                self._redis_outage.succeeded()
+                self._postgres_outage.failed(error.detail, wait_seconds=backoff)
+                self._metrics.dlq_retry_failures.labels(dependency="postgresql").inc()
                 result = RoundResult(handled=0, had_failures=True)
             except (RedisError, OSError) as error:
                 self._group_ready = False
-                log.warning(
-                    "DLQ retry cannot read Redis", extra={"error": str(error), "wait_seconds": backoff}
-                )
+                self._redis_outage.failed(str(error), wait_seconds=backoff)
+                self._metrics.dlq_retry_failures.labels(dependency="redis").inc()
                 result = RoundResult(handled=0, had_failures=True)
+            else:
+                self._redis_outage.succeeded()
+                self._postgres_outage.succeeded()
             if result.had_failures:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.backoff_max)
@@ -312,6 +328,19 @@ class DlqRetryWorker:
 
     async def _record_depth(self) -> None:
         self._metrics.record_dlq_depth(await self._queue.depth(), self._settings.max_len)
+
+
+def _stop_if_cancelled() -> None:
+    """Raises CancelledError if this task was cancelled but the cancellation got lost on the way.
+
+    redis-py bounds every command with `asyncio.wait_for`, which on Python 3.11
+    returns the command's result, and drops the cancellation, when both arrive
+    at once. The worker would then go on retrying, and shutdown would wait for
+    it forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _stream_entries(reply: Any) -> list[Entry]:

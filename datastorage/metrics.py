@@ -51,6 +51,15 @@ class Metrics:
             "Dead-letter entries given up on and moved to audit:dead-letter:events",
             registry=self.registry,
         )
+        # The log says when an outage begins and ends; this counts the retries in between as they fail.
+        self.dlq_retry_failures = Counter(
+            "datastorage_dlq_retry_failures_total",
+            "Rounds of the DLQ retry worker that failed because Redis or PostgreSQL was unreachable",
+            ["dependency"],
+            registry=self.registry,
+        )
+        for dependency in ("redis", "postgresql"):
+            self.dlq_retry_failures.labels(dependency=dependency)
         self.dlq_depth = Gauge(
             "datastorage_dlq_depth",
             "Entries in the dead-letter queue stream",

@@ -21,6 +21,7 @@ from typing import Final
 import asyncpg
 
 from datastorage.metrics import Metrics
+from datastorage.outages import OutageLog
 from datastorage.timestamps import MAX_AGE, Clock
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,12 @@ class PartitionKeeper:
         self._months_ahead = months_ahead
         self._interval = interval
         self._metrics = metrics
+        self._outage = OutageLog(
+            log,
+            began="partition check failed; retrying",
+            ended="partition check works again",
+            attempt="check",
+        )
 
     async def ensure_current(self) -> list[str]:
         return await self._ensure(months_to_cover(self._clock(), months_ahead=self._months_ahead))
@@ -125,13 +132,15 @@ class PartitionKeeper:
         return await self._ensure(Month.of(day) for day in days)
 
     async def run(self) -> None:
-        """Runs until cancelled; a failed round (PostgreSQL down) is logged and retried next round."""
+        """Runs until cancelled; failed rounds (PostgreSQL down) are retried next round, logged once."""
         while True:
             await asyncio.sleep(self._interval)
             try:
                 await self.ensure_current()
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("partition check failed, will retry", extra={"error": str(error)})
+                self._outage.failed(str(error), retry_seconds=self._interval)
+            else:
+                self._outage.succeeded()
 
     async def _ensure(self, months: Iterable[Month]) -> list[str]:
         async with self._pool.acquire() as connection:

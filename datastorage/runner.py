@@ -2,19 +2,23 @@
 
 `serve` is what `python -m datastorage` runs. `DataStorageServer` is for
 tests, benchmarks and other suites that need a real instance in their own
-process: it binds the listening socket itself (port 0 picks a free one, so
-there is no race for ports), starts uvicorn with its own event loop in a
-thread, waits until the app has started, and on failure raises the app's
-startup error rather than a timeout.
+process: it binds the listening socket itself (on a port its caller
+reserved, or port 0 for any free one), starts uvicorn with its own event loop
+in a thread, waits until the app has started, and on failure raises the app's
+startup error rather than a timeout. Given a `log_path`, everything the
+instance logs goes to that file and nowhere else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
@@ -22,6 +26,7 @@ import uvicorn
 
 from datastorage.app import DataStorageApp, create_app
 from datastorage.config import Settings
+from datastorage.logs import json_file_handler, logging_to
 from datastorage.service import StartupError, preflight
 from datastorage.timestamps import Clock, utc_now
 
@@ -56,12 +61,24 @@ class DataStorageServer:
 
     `settings.port` 0 binds a free port (see `port` after start). `stop()` shuts
     down gracefully: in-flight requests finish, background tasks stop.
+    `log_path`: the file for the instance's JSON log lines, and those of the
+    libraries it runs on (see `logs.logging_to`); without it they go to the
+    host's logging.
     """
 
-    def __init__(self, settings: Settings, *, clock: Clock = utc_now, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        start_timeout: float = 60.0,
+        log_path: Path | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock
         self._start_timeout = start_timeout
+        self._log_path = log_path
+        self._log_handler: logging.Handler | None = None
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
@@ -87,12 +104,18 @@ class DataStorageServer:
             raise RuntimeError("DataStorageServer has no app before start()")
         return self._app
 
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
     def start(self) -> Self:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self._settings.host, self._port))
         self._port = listener.getsockname()[1]
         self._socket = listener
+        if self._log_path is not None:
+            self._log_handler = json_file_handler(self._log_path, self._settings.log_level)
         settings = dataclasses.replace(self._settings, port=self._port)
         self._app = create_app(settings, clock=self._clock)
         self._server = _uvicorn_server(self._app, settings, access_log=False)
@@ -108,9 +131,12 @@ class DataStorageServer:
             self._thread.join(GRACEFUL_SHUTDOWN_SECONDS + 20)
         if self._socket is not None:
             self._socket.close()
+        if self._log_handler is not None:
+            self._log_handler.close()
         self._thread = None
         self._server = None
         self._socket = None
+        self._log_handler = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -125,8 +151,10 @@ class DataStorageServer:
 
     def _run(self) -> None:
         assert self._server is not None and self._socket is not None
+        routed = logging_to(self._log_handler) if self._log_handler is not None else contextlib.nullcontext()
         try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
+            with routed:
+                asyncio.run(self._server.serve(sockets=[self._socket]))
         except BaseException as crash:  # reported to the starting thread, which re-raises it
             self._crash = crash
 

@@ -51,10 +51,17 @@ class RecordsRejected(DataStorageError):
 
 
 async def open_pool(database_url: str, *, max_size: int, command_timeout: float) -> asyncpg.Pool:
-    """The pool of PostgreSQL connections; `command_timeout` also bounds connecting."""
+    """The pool of PostgreSQL connections; `command_timeout` also bounds connecting.
+
+    No minimum size: asyncpg keeps a minimum by reconnecting in the background,
+    and while PostgreSQL is down it logs a traceback for every failed attempt.
+    Connections are opened when needed instead (the migrations have proved the
+    URL before the pool opens, and the partition check at start opens the
+    first), and callers log an outage once (`outages.OutageLog`).
+    """
     pool: asyncpg.Pool = await asyncpg.create_pool(
         database_url,
-        min_size=1,
+        min_size=0,
         max_size=max_size,
         timeout=command_timeout,
         command_timeout=command_timeout,

@@ -2,13 +2,17 @@
 
 Everything runs on loopback with its own temp directories; Ctrl-C (or
 SIGTERM) stops it all. The servers die with this process even if it is
-killed (PR_SET_PDEATHSIG and the stack supervisor's watch on this pid).
+killed (PR_SET_PDEATHSIG and the stack supervisor's watch on this pid). The
+terminal shows the run's steps and the table; what libraries in this process
+log (the Kubernetes client, urllib3), and the warnings they raise, go to
+`demo.log` among the run's other logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import signal
 import sys
 import tempfile
@@ -163,6 +167,14 @@ def _print_table(api: client.ApiClient, timeout: float = 60.0) -> bool:
     return all(row[2] == "Completed" for row in rows)
 
 
+def _log_to_file(path: Path) -> None:
+    """Every logger of this process, and `warnings`, write to `path` instead of the terminal."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
 def main() -> int:
     argparse.ArgumentParser(prog="python -m demo", description=__doc__).parse_args()
     stopping = threading.Event()
@@ -173,6 +185,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     workdir = Path(tempfile.mkdtemp(prefix="kubernaut-run-"))
+    _log_to_file(workdir / "demo.log")
     print(f"==> starting control plane, PostgreSQL, Redis and DataStorage (logs in {workdir})", flush=True)
     with ExitStack() as running:
         state = running.enter_context(supervised_stack(workdir))
@@ -205,7 +218,7 @@ def main() -> int:
             f"\nPoint kubectl at it:  export KUBECONFIG={state.kubeconfig}\n"
             f"                      kubectl get sp -A\n"
             f"Audit events:         curl '{state.datastorage_url}/api/v1/audit/events?limit=20'\n"
-            f"Logs:                 {workdir} (controller.log, stack.log, and the servers' logs "
+            f"Logs:                 {workdir} (demo.log, controller.log, stack.log, and the servers' logs "
             f"under {state.logs})\nCtrl-C stops everything.",
             flush=True,
         )

@@ -40,7 +40,8 @@ _FAST_SETTINGS: Final = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "shared_buffers": "32MB",
-    "max_connections": "60",
+    # The test suite's shared server takes every worker's DataStorage pools (up to 10 each, two per worker).
+    "max_connections": "200",
     "max_wal_size": "256MB",
     "log_min_messages": "warning",
     "log_timezone": "UTC",
@@ -64,6 +65,9 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 class PostgresServer:
     """One private PostgreSQL cluster with a database and a password-protected role for clients.
+
+    The role may create more databases (CREATEDB), so that tests sharing the
+    server each take fresh ones.
 
     `base_dir` holds the cluster (`pgdata/`), the unix socket (`run/`) and the
     server log. Without it a temp dir is created, and removed by `stop()` unless
@@ -295,7 +299,10 @@ class PostgresServer:
 
     def _provision_database(self) -> None:
         password = self.password.replace("'", "''")
-        self._psql(f"CREATE ROLE \"{self._user}\" LOGIN PASSWORD '{password}'", what="creating the role")
+        # CREATEDB: tests sharing one server take fresh databases of their own through this role.
+        self._psql(
+            f"CREATE ROLE \"{self._user}\" LOGIN CREATEDB PASSWORD '{password}'", what="creating the role"
+        )
         self._psql(f'CREATE DATABASE "{self._database}" OWNER "{self._user}"', what="creating the database")
 
     def _psql(self, statement: str, *, what: str) -> None:

@@ -24,6 +24,9 @@ from processes.ports import PortReservation, reserve_port
 LOOPBACK: Final = "127.0.0.1"
 # Snapshot at shutdown; the long interval keeps a running server off the disk.
 _SAVE_POINTS: Final = "3600 1"
+# Numbered databases (16 by default): the test suite's shared server gives each
+# worker a block of its own. An empty database costs a few hundred bytes.
+DATABASES: Final = 256
 
 
 def redis_binary() -> Path | None:
@@ -126,6 +129,8 @@ class RedisServer:
             "",
             "--loglevel",
             "warning",
+            "--databases",
+            str(DATABASES),
         ]
         self._process = ChildProcess(
             f"Redis on port {self._port}",

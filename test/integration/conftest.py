@@ -23,6 +23,19 @@ from devstack.state import StackState
 from devstack.supervisor import COMPONENTS
 from test.integration.polling import depending_on
 
+_INTEGRATION_SPECS = Path(__file__).resolve().parent
+# Specs that need only the stack's PostgreSQL and Redis, not its control plane.
+_DATASTORAGE_SPECS = _INTEGRATION_SPECS / "datastorage"
+
+
+def _components(items: list[pytest.Item]) -> tuple[str, ...]:
+    """The whole stack, unless every integration spec of the run is a DataStorage one. Every worker
+    collects the same items, so whichever starts the stack starts the same components."""
+    integration = [item for item in items if item.path.is_relative_to(_INTEGRATION_SPECS)]
+    if integration and all(item.path.is_relative_to(_DATASTORAGE_SPECS) for item in integration):
+        return ("datastorage",)
+    return COMPONENTS
+
 
 def _run_directory(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     # Under xdist every worker's basetemp sits in one per-run directory; without
@@ -32,10 +45,13 @@ def _run_directory(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> 
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[StackState]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str, request: pytest.FixtureRequest
+) -> Iterator[StackState]:
     main_pid = os.getpid() if worker_id == "master" else os.getppid()
+    components = _components(request.session.items)
     with (
-        SharedStack(_run_directory(tmp_path_factory, worker_id), COMPONENTS, main_pid) as state,
+        SharedStack(_run_directory(tmp_path_factory, worker_id), components, main_pid) as state,
         depending_on(state.death_report),
     ):
         yield state

@@ -1,10 +1,13 @@
 """Building blocks of the DataStorage integration tests: stacks, events, and direct looks at the stores.
 
-`open_stack` starts a private PostgreSQL, Redis and in-process DataStorage;
-tests that stop servers or move the clock use their own stack, so they
-never disturb others. `make_event` builds a valid event (Go client wire
-format) that tests change only where it matters. `sql`, `dlq_length` and
-`metric` read the stores and metrics behind the API to check what it says.
+A stack is an in-process DataStorage with the PostgreSQL database and Redis
+database it stores to, logging to a file of its own. `open_stack_on` puts one
+on fresh databases of the suite's shared servers (`WorkerDatabases`), for the
+worker's shared stack and for tests that move the clock or change settings;
+`open_stack_with_servers` starts a PostgreSQL and Redis of its own, for tests
+that stop or kill them. `make_event` builds a valid event (Go client wire
+format) that tests change only where it matters. `sql`, `dlq_length`,
+`metric` and `logged` read the stores, metrics and log behind the API.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import re
+import itertools
+import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -28,6 +34,8 @@ from datastorage.dlq import DLQ_STREAM
 from datastorage.runner import DataStorageServer
 from datastorage.timestamps import Clock, format_timestamp, utc_now
 from localservers import PostgresServer, RedisServer
+from processes.ports import reserve_port
+from test.integration.metrics import Scrape
 
 EVENTS_PATH = "/api/v1/audit/events"
 BATCH_PATH = "/api/v1/audit/events/batch"
@@ -83,9 +91,12 @@ class MutableClock:
 
 @dataclasses.dataclass
 class Stack:
-    postgres: PostgresServer
-    redis: RedisServer
+    """A DataStorage, the PostgreSQL database and Redis database it stores to, and its log file."""
+
+    database_url: str
+    redis_url: str
     datastorage: DataStorageServer
+    log_path: Path
 
     @property
     def url(self) -> str:
@@ -95,21 +106,156 @@ class Stack:
         return httpx.Client(base_url=self.url, timeout=30)
 
 
+@dataclasses.dataclass
+class StackWithServers(Stack):
+    """A stack on servers of its own, which the test may stop, restart or kill."""
+
+    postgres: PostgresServer
+    redis: RedisServer
+
+
+# The factories the fixtures hand to tests: `settings` override `Settings` fields.
+OpenStack = Callable[..., contextlib.AbstractContextManager[Stack]]
+OpenStackWithServers = Callable[..., contextlib.AbstractContextManager[StackWithServers]]
+
+# Redis database 0 is the shared stack's own DataStorage's. Worker N ("gwN"; 0
+# without xdist) owns this many numbers from 1 + N * REDIS_DBS_PER_WORKER on:
+# its shared stack's and those of the tests it runs one after another.
+REDIS_DBS_PER_WORKER: Final = 4
+
+
+def worker_index(worker_id: str) -> int:
+    """N for xdist's worker "gwN"; 0 for "master", a run without xdist."""
+    return 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+
+
+class WorkerDatabases:
+    """Fresh PostgreSQL and Redis databases on the suite's shared servers, unique by construction.
+
+    PostgreSQL databases are named `ds_<worker>_<n>`, n counting up within this
+    worker, and created through the DataStorage role (which has CREATEDB); each
+    is dropped when its block ends. Redis databases are numbers from this
+    worker's own block, flushed before and after use, then used again.
+    Worker ids are unique within a run, and each run has its own shared
+    servers, so no two users ever share a name.
+    """
+
+    def __init__(self, *, database_url: str, redis_url: str, worker_id: str) -> None:
+        self._admin_url = database_url
+        self._redis_url = redis_url
+        self._worker_id = worker_id
+        self._serial = itertools.count()
+        first = 1 + worker_index(worker_id) * REDIS_DBS_PER_WORKER
+        self._free_redis_dbs = list(reversed(range(first, first + REDIS_DBS_PER_WORKER)))
+        with redis_client(redis_url) as client:
+            available = int(client.config_get("databases")["databases"])
+        if first + REDIS_DBS_PER_WORKER > available:
+            raise RuntimeError(
+                f"worker {worker_id} needs Redis databases {first}-{first + REDIS_DBS_PER_WORKER - 1}, "
+                f"but the shared Redis has {available}: raise DATABASES in localservers/redis_server.py"
+            )
+
+    @contextlib.contextmanager
+    def database(self) -> Iterator[str]:
+        """The URL of a new, empty PostgreSQL database, dropped (connections and all) after the block."""
+        name = f"ds_{self._worker_id}_{next(self._serial)}"
+        execute(self._admin_url, f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(self._admin_url)._replace(path=f"/{name}").geturl()
+        finally:
+            execute(self._admin_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    @contextlib.contextmanager
+    def redis_database(self) -> Iterator[str]:
+        """The URL of an empty Redis database of this worker's block, flushed again after the block."""
+        if not self._free_redis_dbs:
+            raise RuntimeError(
+                f"worker {self._worker_id} already uses all its {REDIS_DBS_PER_WORKER} Redis databases"
+            )
+        number = self._free_redis_dbs.pop()
+        url = urlsplit(self._redis_url)._replace(path=f"/{number}").geturl()
+        try:
+            _flush(url)
+            yield url
+        finally:
+            _flush(url)
+            self._free_redis_dbs.append(number)
+
+
 @contextlib.contextmanager
-def open_stack(*, clock: Clock = utc_now, dlq: DlqSettings = FAST_DLQ, **settings: Any) -> Iterator[Stack]:
-    """PostgreSQL, Redis and DataStorage of one's own; `settings` override `Settings` fields."""
-    with PostgresServer() as postgres, RedisServer() as redis_server:
+def open_stack_on(
+    databases: WorkerDatabases,
+    *,
+    log_path: Path,
+    clock: Clock = utc_now,
+    dlq: DlqSettings = FAST_DLQ,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """A DataStorage of one's own on a fresh PostgreSQL database and Redis database of the shared servers."""
+    with (
+        databases.database() as database_url,
+        databases.redis_database() as redis_url,
+        _datastorage(database_url, redis_url, log_path=log_path, clock=clock, dlq=dlq, **settings) as server,
+    ):
+        yield Stack(database_url, redis_url, server, log_path)
+
+
+@contextlib.contextmanager
+def open_stack_with_servers(
+    *, log_path: Path, clock: Clock = utc_now, dlq: DlqSettings = FAST_DLQ, **settings: Any
+) -> Iterator[StackWithServers]:
+    """PostgreSQL, Redis and DataStorage of one's own, for a test that stops or kills a server."""
+    with (
+        PostgresServer() as postgres,
+        RedisServer() as redis_server,
+        _datastorage(
+            postgres.url, redis_server.url, log_path=log_path, clock=clock, dlq=dlq, **settings
+        ) as server,
+    ):
+        yield StackWithServers(postgres.url, redis_server.url, server, log_path, postgres, redis_server)
+
+
+@contextlib.contextmanager
+def _datastorage(
+    database_url: str, redis_url: str, *, log_path: Path, clock: Clock, dlq: DlqSettings, **settings: Any
+) -> Iterator[DataStorageServer]:
+    """An in-process DataStorage on a reserved port, logging to `log_path` only."""
+    with reserve_port() as port:
         configured = Settings(
-            database_url=postgres.url,
-            redis_url=redis_server.url,
+            database_url=database_url,
+            redis_url=redis_url,
             host="127.0.0.1",
-            port=0,
+            port=port.port,
             db_timeout=5.0,
             dlq=dlq,
             **settings,
         )
-        with DataStorageServer(configured, clock=clock) as datastorage:
-            yield Stack(postgres, redis_server, datastorage)
+        with DataStorageServer(configured, clock=clock, log_path=log_path) as server:
+            yield server
+
+
+def logged(log_path: Path, message: str) -> list[dict[str, Any]]:
+    """The JSON lines of a DataStorage log whose message starts with `message`."""
+    try:
+        text = log_path.read_text()
+    except FileNotFoundError:
+        return []
+    # Complete lines only: the last one may be half written while the server logs.
+    entries = [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+    return [entry for entry in entries if str(entry["message"]).startswith(message)]
+
+
+def execute(database_url: str, statement: str) -> None:
+    """Runs one statement outside a transaction (CREATE and DROP DATABASE need that)."""
+
+    async def run() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
 
 
 def sql(database_url: str, query: str, *arguments: Any) -> list[dict[str, Any]]:
@@ -138,20 +284,30 @@ def redis_client(url: str) -> redis.Redis[str]:
     return redis.Redis.from_url(url, decode_responses=True)
 
 
+def _flush(redis_url: str) -> None:
+    with redis_client(redis_url) as client:
+        client.flushdb()
+
+
 def dlq_length(redis_url: str, stream: str = DLQ_STREAM) -> int:
     with redis_client(redis_url) as client:
         return int(client.xlen(stream))
 
 
+def scrape(client: httpx.Client) -> Scrape:
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return Scrape(response.text)
+
+
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    """The value of one sample on /metrics (0 when absent)."""
-    text = client.get("/metrics").text
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    pattern = re.compile(rf"^{re.escape(name)}(?:\{{([^}}]*)\}})? (\S+)$", re.MULTILINE)
-    for found_labels, value in pattern.findall(text):
-        if ",".join(sorted(found_labels.split(","))) == wanted or (not labels and not found_labels):
-            return float(value)
-    return 0.0
+    """The value of the one series `name{labels}` on /metrics; `MetricSeriesError` when there is none."""
+    return scrape(client).value(name, **labels)
+
+
+def counter(client: httpx.Client, name: str, **labels: str) -> float:
+    """A counter's value that is 0 when this label set was never counted (see `Scrape.counter`)."""
+    return scrape(client).counter(name, **labels)
 
 
 def query(client: httpx.Client, **params: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-from localservers import PostgresServer
 from test.integration.datastorage.support import sql
 
 
@@ -22,19 +21,18 @@ def run_datastorage(*args: str, env: dict[str, str]) -> subprocess.CompletedProc
     )
 
 
-def test_migrate_applies_the_schema_once() -> None:
-    with PostgresServer() as postgres:
-        first = run_datastorage("migrate", env={"DATABASE_URL": postgres.url})
-        again = run_datastorage("migrate", env={"DATABASE_URL": postgres.url})
+def test_migrate_applies_the_schema_once(fresh_database: str) -> None:
+    first = run_datastorage("migrate", env={"DATABASE_URL": fresh_database})
+    again = run_datastorage("migrate", env={"DATABASE_URL": fresh_database})
 
-        assert first.returncode == 0, first.stderr
-        assert again.returncode == 0, again.stderr
-        logged = [json.loads(line) for line in (first.stderr + again.stderr).splitlines()]
-        assert [entry["versions"] for entry in logged if entry["message"] == "migrations applied"] == [
-            [1],
-            [],
-        ]
-        assert [row["version"] for row in sql(postgres.url, "SELECT version FROM schema_migrations")] == [1]
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    logged = [json.loads(line) for line in (first.stderr + again.stderr).splitlines()]
+    assert [entry["versions"] for entry in logged if entry["message"] == "migrations applied"] == [
+        [1],
+        [],
+    ]
+    assert [row["version"] for row in sql(fresh_database, "SELECT version FROM schema_migrations")] == [1]
 
 
 def test_a_missing_setting_stops_the_service_naming_it() -> None:

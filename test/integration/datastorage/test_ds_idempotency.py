@@ -27,7 +27,7 @@ def test_a_repeated_single_event_is_stored_once(
 
     assert (first.status_code, again.status_code) == (201, 201)
     assert first.json()["event_id"] == again.json()["event_id"] == event["event_id"]
-    assert stored_count_by_id(ds_stack.postgres.url, correlation_id) == {event["event_id"]: 1}
+    assert stored_count_by_id(ds_stack.database_url, correlation_id) == {event["event_id"]: 1}
 
 
 def test_a_batch_sent_twice_is_stored_once(
@@ -38,7 +38,7 @@ def test_a_batch_sent_twice_is_stored_once(
     assert ds_client.post(BATCH_PATH, json=batch).status_code == 201
     assert ds_client.post(BATCH_PATH, json=batch).status_code == 201
 
-    assert stored_count_by_id(ds_stack.postgres.url, correlation_id) == {e["event_id"]: 1 for e in batch}
+    assert stored_count_by_id(ds_stack.database_url, correlation_id) == {e["event_id"]: 1 for e in batch}
 
 
 def test_a_batch_overlapping_stored_events_adds_only_the_new_ones(
@@ -63,7 +63,7 @@ def test_one_event_twice_in_a_batch_is_stored_once(
 
     assert response.status_code == 201
     assert response.json()["event_ids"][0] == response.json()["event_ids"][2] == event["event_id"]
-    counts = stored_count_by_id(ds_stack.postgres.url, correlation_id)
+    counts = stored_count_by_id(ds_stack.database_url, correlation_id)
     assert counts[event["event_id"]] == 1 and len(counts) == 2
 
 
@@ -75,7 +75,7 @@ def test_a_single_repeat_of_a_batched_event_is_stored_once(
 
     assert ds_client.post(EVENTS_PATH, json=event).status_code == 201
 
-    assert stored_count_by_id(ds_stack.postgres.url, correlation_id) == {event["event_id"]: 1}
+    assert stored_count_by_id(ds_stack.database_url, correlation_id) == {event["event_id"]: 1}
 
 
 def test_a_large_batch_sent_twice_is_stored_once(
@@ -88,5 +88,5 @@ def test_a_large_batch_sent_twice_is_stored_once(
     assert ds_client.post(BATCH_PATH, json=[*batch[:5], make_event(correlation_id)]).status_code == 201
     assert ds_client.post(BATCH_PATH, json=batch).status_code == 201
 
-    counts = stored_count_by_id(ds_stack.postgres.url, correlation_id)
+    counts = stored_count_by_id(ds_stack.database_url, correlation_id)
     assert len(counts) == COPY_FROM_ROWS + 11 and set(counts.values()) == {1}

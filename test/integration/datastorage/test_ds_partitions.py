@@ -11,8 +11,8 @@ from test.integration.datastorage.support import (
     BATCH_PATH,
     EVENTS_PATH,
     MutableClock,
+    OpenStack,
     make_event,
-    open_stack,
     sql,
 )
 from test.integration.polling import eventually
@@ -38,13 +38,17 @@ def partition_of(database_url: str, event_id: str) -> str:
     return str(row["p"])
 
 
-def test_crossing_a_month_boundary_creates_the_next_partitions_ahead(correlation_id: str) -> None:
+def test_crossing_a_month_boundary_creates_the_next_partitions_ahead(
+    stack_on_shared_servers: OpenStack, correlation_id: str
+) -> None:
     clock = MutableClock(JAN_31_LATE)
     with (
-        open_stack(clock=clock, partition_months_ahead=1, partition_check_interval=0.05) as stack,
+        stack_on_shared_servers(
+            clock=clock, partition_months_ahead=1, partition_check_interval=0.05
+        ) as stack,
         stack.client() as client,
     ):
-        assert partitions(stack.postgres.url) == {"audit_events_2031_01", "audit_events_2031_02"}
+        assert partitions(stack.database_url) == {"audit_events_2031_01", "audit_events_2031_02"}
         january = client.post(
             EVENTS_PATH, json=make_event(correlation_id, at=JAN_31_LATE + timedelta(seconds=30))
         )
@@ -53,10 +57,10 @@ def test_crossing_a_month_boundary_creates_the_next_partitions_ahead(correlation
         february = client.post(EVENTS_PATH, json=make_event(correlation_id, at=clock()))
 
         assert (january.status_code, february.status_code) == (201, 201)
-        assert partition_of(stack.postgres.url, january.json()["event_id"]) == "audit_events_2031_01"
-        assert partition_of(stack.postgres.url, february.json()["event_id"]) == "audit_events_2031_02"
+        assert partition_of(stack.database_url, january.json()["event_id"]) == "audit_events_2031_01"
+        assert partition_of(stack.database_url, february.json()["event_id"]) == "audit_events_2031_02"
         eventually(
-            lambda: "audit_events_2031_03" in partitions(stack.postgres.url),
+            lambda: "audit_events_2031_03" in partitions(stack.database_url),
             timeout=10,
             message="March is prepared once the clock is in February",
         )
@@ -64,12 +68,14 @@ def test_crossing_a_month_boundary_creates_the_next_partitions_ahead(correlation
 
 @pytest.mark.parametrize("batch_size", [1, COPY_FROM_ROWS], ids=["single-insert", "copy"])
 def test_an_event_in_a_month_without_a_partition_gets_one_on_demand(
-    correlation_id: str, batch_size: int
+    stack_on_shared_servers: OpenStack, correlation_id: str, batch_size: int
 ) -> None:
     clock = MutableClock(JAN_31_LATE)
     # The periodic check never runs here: only the insert path can create June.
     with (
-        open_stack(clock=clock, partition_months_ahead=0, partition_check_interval=3600) as stack,
+        stack_on_shared_servers(
+            clock=clock, partition_months_ahead=0, partition_check_interval=3600
+        ) as stack,
         stack.client() as client,
     ):
         clock.set(datetime(2031, 6, 15, 12, 0, tzinfo=UTC))
@@ -78,4 +84,4 @@ def test_an_event_in_a_month_without_a_partition_gets_one_on_demand(
         response = client.post(BATCH_PATH, json=events)
 
         assert response.status_code == 201
-        assert partition_of(stack.postgres.url, response.json()["event_ids"][0]) == "audit_events_2031_06"
+        assert partition_of(stack.database_url, response.json()["event_ids"][0]) == "audit_events_2031_06"

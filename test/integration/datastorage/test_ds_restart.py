@@ -1,7 +1,7 @@
 """DataStorage restarted (gracefully or killed) while events wait in the DLQ: the next instance stores them.
 
 These run DataStorage as a process (`python -m datastorage`), as deployed,
-with private PostgreSQL and Redis servers.
+with private PostgreSQL and Redis servers where a test stops PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from datastorage.dlq import CONSUMER_GROUP, DLQ_STREAM
 from devstack.datastorage_process import DataStorageProcess
 from localservers import PostgresServer, RedisServer
 from processes.child import ProcessStartError
+from processes.ports import reserve_port
 from test.integration.datastorage.support import (
     BATCH_PATH,
+    WorkerDatabases,
     dlq_length,
     make_event,
     redis_client,
@@ -40,11 +42,10 @@ def held_by_workers(redis_url: str) -> int:
         return len(client.xpending_range(DLQ_STREAM, CONSUMER_GROUP, min="-", max="+", count=100))
 
 
-def datastorage(servers: tuple[PostgresServer, RedisServer], log: Path) -> DataStorageProcess:
-    postgres, redis_server = servers
+def datastorage(database_url: str, redis_url: str, log: Path) -> DataStorageProcess:
     return DataStorageProcess(
-        database_url=postgres.url,
-        redis_url=redis_server.url,
+        database_url=database_url,
+        redis_url=redis_url,
         log_path=log,
         extra_args=[*FAST_RETRY_FLAGS, "--log-level", "warning"],
     )
@@ -55,7 +56,7 @@ def test_events_queued_before_a_restart_are_stored_once_by_the_next_instance(
     servers: tuple[PostgresServer, RedisServer], tmp_path: Path, correlation_id: str, stop: str
 ) -> None:
     postgres, redis_server = servers
-    first = datastorage(servers, tmp_path / "first.log").start()
+    first = datastorage(postgres.url, redis_server.url, tmp_path / "first.log").start()
     try:
         stored = httpx.post(f"{first.url}{BATCH_PATH}", json=[make_event(correlation_id) for _ in range(2)])
         assert stored.status_code == 201
@@ -71,7 +72,7 @@ def test_events_queued_before_a_restart_are_stored_once_by_the_next_instance(
     assert dlq_length(redis_server.url) == 5
 
     postgres.start()
-    with datastorage(servers, tmp_path / "second.log"):
+    with datastorage(postgres.url, redis_server.url, tmp_path / "second.log"):
         eventually(
             lambda: dlq_length(redis_server.url) == 0, timeout=30, message="the next instance drains the DLQ"
         )
@@ -81,12 +82,16 @@ def test_events_queued_before_a_restart_are_stored_once_by_the_next_instance(
 
 
 def test_datastorage_refuses_to_start_without_postgres_and_says_why(
-    servers: tuple[PostgresServer, RedisServer], tmp_path: Path
+    worker_databases: WorkerDatabases, tmp_path: Path
 ) -> None:
-    postgres, _ = servers
-    postgres.stop(keep_data=True)
-
-    with pytest.raises(
-        ProcessStartError, match="cannot migrate PostgreSQL at postgresql://datastorage:\\*\\*\\*@"
-    ):
-        datastorage(servers, tmp_path / "refused.log").start()
+    # Nothing listens on a port reserved and left unused: to DataStorage, PostgreSQL is down.
+    with reserve_port() as no_postgres, worker_databases.redis_database() as redis_url:
+        database_url = f"postgresql://datastorage:secret@127.0.0.1:{no_postgres.port}/datastorage"
+        refused = datastorage(database_url, redis_url, tmp_path / "refused.log")
+        try:
+            with pytest.raises(
+                ProcessStartError, match="cannot migrate PostgreSQL at postgresql://datastorage:\\*\\*\\*@"
+            ):
+                refused.start()
+        finally:
+            refused.close()
