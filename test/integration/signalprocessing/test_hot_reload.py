@@ -1,10 +1,14 @@
 """Policy hot reload (BR-SP-072) against a running controller: what a change to the policy directory does.
 
-Each spec runs its own controller, OPA and copy of the policies, watching a
-namespace prefix outside the worker's glob, so specs rewrite policies in
-parallel with everything else and nobody else sees it. Each waits for the
-reported hash (`signalprocessing_policy_hash_info`) or a reload counter to
-change, never for a fixed time.
+Most specs rewrite the policies of the worker's own controller: specs on one
+worker run one after another, every worker has its own controller, OPA and
+policy copy, and each spec puts the shipped policies back and waits until
+they are active again before the next one starts. They count reloads from
+where the controller stood when the spec began. Specs that need a controller
+started differently (a Pod identity, the kubelet's ConfigMap layout, an OPA
+to restart) run their own, watching a namespace prefix outside the worker's
+glob. Each waits for the reported hash (`signalprocessing_policy_hash_info`)
+or a reload counter to change, never for a fixed time.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import secrets
 import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
+from controller.hotreload import ReloadResult
 from controller.policies import Policy
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
@@ -40,10 +44,13 @@ from test.integration.signalprocessing.conftest import (
 )
 from test.integration.signalprocessing.support import (
     audit_events,
+    counter_value,
     create_sp,
     metric_value,
+    scrape,
     wait_for_audit_types,
     wait_for_phase,
+    wait_until_delivered,
 )
 
 HASH_METRIC = "signalprocessing_policy_hash_info"
@@ -67,20 +74,43 @@ def sha256(text: str) -> str:
 
 @dataclass
 class ReloadingController:
-    """A controller of its own over `policy_dir`, and what it reports."""
+    """A controller over `policy_dir`, and what it reports since the spec began."""
 
     process: ControllerProcess
     opa: OpaServer
     policy_dir: Path
     make_namespace: Callable[[], str]
+    # Reload counts and log size when the spec began: a shared controller has a past.
+    counted_from: dict[str, float] = field(default_factory=dict)
+    log_from: int = 0
+
+    def begin_spec(self) -> None:
+        results = (
+            ReloadResult.ACTIVATED,
+            ReloadResult.UNCHANGED,
+            ReloadResult.REJECTED,
+            ReloadResult.MISSING,
+            ReloadResult.RESTORED,
+        )
+        self.counted_from = {
+            result: counter_value(self.process.metrics_url, RELOADS_METRIC, result=result)
+            for result in results
+        }
+        self.log_from = self.process.log_path.stat().st_size
 
     def write(self, policy: Policy, text: str) -> str:
         """An in-place rewrite (truncate, then write), as `kubectl cp` or an editor without backups does."""
         (self.policy_dir / policy.file_name).write_text(text)
         return sha256(text)
 
+    def active_hash(self, policy: Policy) -> str:
+        """The one hash the controller reports as active for `policy` (a series of value 1)."""
+        active = scrape(self.process.metrics_url).sample(HASH_METRIC, policy=policy.value)
+        assert active.value == 1, active
+        return active.labels["sha256"]
+
     def is_active(self, policy: Policy, digest: str) -> bool:
-        return metric_value(self.process.metrics_url, HASH_METRIC, policy=policy.value, sha256=digest) == 1
+        return self.active_hash(policy) == digest
 
     def wait_until_active(self, policy: Policy, digest: str, timeout: float = 15.0) -> None:
         eventually(
@@ -90,7 +120,15 @@ class ReloadingController:
         )
 
     def reloads(self, result: str) -> float:
-        return metric_value(self.process.metrics_url, RELOADS_METRIC, result=result)
+        """Reloads in this spec that ended in `result` (a `ReloadResult`); fails while no reload of
+        this controller ever has (no series yet)."""
+        total = metric_value(self.process.metrics_url, RELOADS_METRIC, result=result)
+        return total - self.counted_from.get(result, 0.0)
+
+    def reloads_if_any(self, result: str) -> float:
+        """Like `reloads`, but 0 for a result no reload has ended in, whose series does not exist."""
+        total = counter_value(self.process.metrics_url, RELOADS_METRIC, result=result)
+        return total - self.counted_from.get(result, 0.0)
 
     def wait_for_reloads(self, result: str, at_least: float) -> None:
         eventually(
@@ -100,14 +138,7 @@ class ReloadingController:
         )
 
     def all_reloads(self) -> float:
-        with urllib.request.urlopen(self.process.metrics_url, timeout=5) as answer:
-            text = answer.read().decode()
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == RELOADS_METRIC
-        )
+        return sum(sample.value for sample in scrape(self.process.metrics_url).samples(RELOADS_METRIC))
 
     def classify(
         self, custom_objects: client.CustomObjectsApi, namespace: str, rr: str = ""
@@ -120,7 +151,16 @@ class ReloadingController:
         return dict(done["status"])
 
     def log(self) -> str:
-        return self.process.log_path.read_text(errors="replace")
+        """What the controller logged since the spec began."""
+        with self.process.log_path.open("rb") as log:
+            log.seek(self.log_from)
+            return log.read().decode(errors="replace")
+
+    def restore_shipped_policies(self) -> None:
+        """The shipped policies back in place, and active again: the next spec finds them as shipped."""
+        for policy in Policy:
+            shipped = (REPOSITORY / "policies" / policy.file_name).read_text()
+            self.wait_until_active(policy, self.write(policy, shipped))
 
 
 def custom_labels(status: dict[str, Any]) -> dict[str, list[str]]:
@@ -156,6 +196,22 @@ StartController = Callable[..., ReloadingController]
 
 
 @pytest.fixture
+def worker_reloading(
+    operator: ControllerProcess,
+    worker_opa: OpaServer,
+    worker_policy_dir: Path,
+    make_namespace: NamespaceFactory,
+) -> Iterator[ReloadingController]:
+    """The worker's own controller, whose policies the spec may rewrite; restored afterwards."""
+    controller = ReloadingController(
+        operator, worker_opa, worker_policy_dir, lambda: make_namespace(PRODUCTION)
+    )
+    controller.begin_spec()
+    yield controller
+    controller.restore_shipped_policies()
+
+
+@pytest.fixture
 def start_controller(
     stack: StackState, make_namespace: NamespaceFactory, worker_id: str, tmp_path: Path
 ) -> Iterator[StartController]:
@@ -182,7 +238,8 @@ def start_controller(
         process.start()
         # The watcher reloads once at start (changes made while it started); let that pass first,
         # so every reload a spec counts is its own.
-        controller.wait_for_reloads("unchanged", 1)
+        controller.wait_for_reloads(ReloadResult.UNCHANGED, 1)
+        controller.begin_spec()
         return controller
 
     yield start
@@ -193,9 +250,9 @@ def start_controller(
 
 @pytest.mark.br("BR-SP-072")
 def test_a_changed_policy_file_is_detected(
-    start_controller: StartController, custom_objects: client.CustomObjectsApi
+    worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     controller.wait_until_active(
         Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"version": ["v1"]}))
@@ -206,14 +263,14 @@ def test_a_changed_policy_file_is_detected(
     controller.wait_until_active(Policy.CUSTOMLABELS, v2)
 
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"version": ["v2"]}
-    assert controller.reloads("activated") == 2
+    assert controller.reloads(ReloadResult.ACTIVATED) == 2
 
 
 @pytest.mark.br("BR-SP-072")
 def test_a_valid_update_applies_to_new_sps_and_leaves_finished_ones_alone(
-    start_controller: StartController, custom_objects: client.CustomObjectsApi
+    worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     controller.wait_until_active(
         Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"status": ["alpha"]}))
@@ -246,7 +303,7 @@ def test_an_invalid_update_keeps_the_old_policy_and_says_so(
     assert custom_labels(controller.classify(custom_objects, watched)) == {"stage": ["prod"]}
 
     controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
-    controller.wait_for_reloads("rejected", 1)
+    controller.wait_for_reloads(ReloadResult.REJECTED, 1)
 
     assert controller.is_active(Policy.CUSTOMLABELS, prod)
     assert not controller.is_active(Policy.CUSTOMLABELS, sha256(BROKEN_LABELS_POLICY))
@@ -267,12 +324,12 @@ def test_an_invalid_update_keeps_the_old_policy_and_says_so(
 
 @pytest.mark.br("BR-SP-072")
 def test_a_valid_policy_after_an_invalid_one_is_picked_up(
-    start_controller: StartController, custom_objects: client.CustomObjectsApi
+    worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
-    controller.wait_for_reloads("rejected", 1)
+    controller.wait_for_reloads(ReloadResult.REJECTED, 1)
 
     fixed = controller.write(Policy.CUSTOMLABELS, labels_policy({"fixed": ["yes"]}))
     controller.wait_until_active(Policy.CUSTOMLABELS, fixed)
@@ -294,14 +351,15 @@ def test_a_configmap_symlink_swap_is_picked_up(
 
     assert custom_labels(shipped) == {"environment": ["production"]}
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"mounted": ["configmap"]}
-    assert controller.reloads("rejected") == controller.reloads("missing") == 0
+    assert controller.reloads_if_any(ReloadResult.REJECTED) == 0
+    assert controller.reloads_if_any(ReloadResult.MISSING) == 0
 
 
 @pytest.mark.br("BR-SP-072")
 def test_a_burst_of_writes_ends_on_the_last_content_in_few_reloads(
-    start_controller: StartController, custom_objects: client.CustomObjectsApi
+    worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     before = controller.all_reloads()
 
@@ -317,15 +375,15 @@ def test_a_burst_of_writes_ends_on_the_last_content_in_few_reloads(
 
 @pytest.mark.br("BR-SP-072")
 def test_a_deleted_policy_keeps_the_last_good_until_it_is_recreated(
-    start_controller: StartController, custom_objects: client.CustomObjectsApi
+    worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     kept = controller.write(Policy.CUSTOMLABELS, labels_policy({"kept": ["yes"]}))
     controller.wait_until_active(Policy.CUSTOMLABELS, kept)
 
     (controller.policy_dir / Policy.CUSTOMLABELS.file_name).unlink()
-    controller.wait_for_reloads("missing", 1)
+    controller.wait_for_reloads(ReloadResult.MISSING, 1)
 
     assert controller.is_active(Policy.CUSTOMLABELS, kept)
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"kept": ["yes"]}
@@ -354,9 +412,9 @@ RELOADED_POLICIES = {
 
 @pytest.mark.br("BR-SP-072")
 def test_each_of_the_four_policies_reloads(
-    start_controller: StartController, custom_objects: client.CustomObjectsApi
+    worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     for policy, text in RELOADED_POLICIES.items():
         controller.wait_until_active(policy, controller.write(policy, text))
@@ -390,14 +448,14 @@ def test_each_of_the_four_policies_reloads(
     assert status["policyHashes"] == {
         policy.value: sha256(text) for policy, text in RELOADED_POLICIES.items()
     }
-    assert controller.reloads("activated") == 4
+    assert controller.reloads(ReloadResult.ACTIVATED) == 4
 
 
 @pytest.mark.br("BR-SP-072")
 def test_sps_before_and_after_a_reload_record_the_hash_that_decided_them(
-    stack: StackState, start_controller: StartController, custom_objects: client.CustomObjectsApi
+    stack: StackState, worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
-    controller = start_controller()
+    controller = worker_reloading
     namespace = controller.make_namespace()
     shipped = (REPOSITORY / "policies" / "priority.rego").read_text()
     before = controller.classify(custom_objects, namespace, rr_before := unique_rr_name())
@@ -419,6 +477,7 @@ def test_sps_before_and_after_a_reload_record_the_hash_that_decided_them(
     assert before["policyHashes"]["environment"] == after["policyHashes"]["environment"]
     for rr, digest in ((rr_before, sha256(shipped)), (rr_after, reloaded)):
         wait_for_audit_types(stack.datastorage_url, rr, {"signalprocessing.classification.decision": 1})
+        wait_until_delivered(controller.process.metrics_url)
         (decision,) = audit_events(
             stack.datastorage_url, rr, event_type="signalprocessing.classification.decision"
         )
@@ -441,7 +500,7 @@ def test_a_restarted_opa_gets_the_active_policies_again(
 
     controller.opa.stop()
     controller.opa.start()  # on the port it keeps reserved, where the controller expects it
-    controller.wait_for_reloads("restored", 1)
+    controller.wait_for_reloads(ReloadResult.RESTORED, 1)
 
     assert opa_modules(controller.opa.url) == {policy.module_id for policy in Policy}
     status = controller.classify(custom_objects, namespace)
