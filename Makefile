@@ -62,5 +62,12 @@ test-integration-signalprocessing: assets servers
 test-stress: assets servers  ## 20 full runs in random order; stops at the first failure
 	$(PY) -m bench.stress --runs 20 --workers $(WORKERS)
 
+# Two fresh clones of HEAD run `make test` at the same time, sharing only the build cache: proves that
+# runs are isolated. assets and servers first, so the clones find the cache warm and the packages there.
+ROUNDS ?= 10
+.PHONY: test-stress-concurrent
+test-stress-concurrent: assets servers  ## ROUNDS rounds of two concurrent full runs; stops at the first failure
+	$(PY) -m bench.stress --concurrent-clones --rounds $(ROUNDS) --workers $(WORKERS)
+
 clean:
 	rm -rf $(VENV) .run
