@@ -41,10 +41,11 @@ test: assets servers lint policy-test
 # --- parts of the test run ------------------------------------------------
 
 lint: deps
-	@echo "==> ruff and mypy"
+	@echo "==> ruff, mypy and import contracts"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 policy-test: assets
 	@echo "==> Rego unit tests (opa test)"

@@ -51,6 +51,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devstack.controller_process import ControllerProcess
 from devstack.launch import supervised_stack
 from devstack.opa_server import OpaServer
+from devstack.policies import copy_shipped_policies
 from envtest import assets
 
 REPOSITORY: Final = Path(__file__).resolve().parents[1]
@@ -61,14 +62,6 @@ COMPLETION_TIMEOUT: Final = 120.0
 
 
 # --- the stack ----------------------------------------------------------------------------------
-
-
-def copy_policies(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for policy in (REPOSITORY / "policies").glob("*.rego"):
-        if not policy.name.endswith("_test.rego"):
-            shutil.copy(policy, directory / policy.name)
-    return directory
 
 
 # --- objects ------------------------------------------------------------------------------------
@@ -418,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = {
             "KUBECONFIG": state.kubeconfig,
             "DATA_STORAGE_URL": state.datastorage_url,
-            "POLICY_DIR": str(copy_policies(workdir / "policies")),
+            "POLICY_DIR": str(copy_shipped_policies(workdir / "policies")),
             "OPA_URL": opa.url,
             "WATCH_NAMESPACES": f"load-{run}-*",
         }

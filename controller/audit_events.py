@@ -194,11 +194,6 @@ class AuditEvent:
         }
 
 
-def utc_now() -> datetime:
-    """The default clock for ``at``: the current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
 def event_id_for(uid: str, event_type: EventType, discriminator: str = "") -> uuid.UUID:
     """The deterministic id of one logical event of one SP.
 

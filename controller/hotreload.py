@@ -311,10 +311,6 @@ class PolicyWatcher:
         self._last: ReloadReport | None = None
         self._last_rejection: ReloadReport | None = None
 
-    @property
-    def last_reload(self) -> ReloadReport | None:
-        return self._last
-
     async def start(self) -> None:
         """Watch the directory (and OPA's modules); also reload once, for changes made since start-up."""
         loop = asyncio.get_running_loop()

@@ -289,11 +289,6 @@ class ActivePolicies:
         async with self._lock.writing():
             return await self._activate(candidate)
 
-    async def activate(self, candidate: PolicySet) -> ReloadOutcome:
-        """`reload` for texts already in memory."""
-        async with self._lock.writing():
-            return await self._activate(candidate)
-
     async def _activate(self, candidate: PolicySet) -> ReloadOutcome:
         current = self._current
         changed = tuple(

@@ -29,8 +29,6 @@ from controller.audit_events import (
 )
 from controller.status import ConditionType, Phase, parse_timestamp, phase_of
 
-_PIPELINE = (Phase.PENDING, Phase.ENRICHING, Phase.CLASSIFYING, Phase.CATEGORIZING, Phase.COMPLETED)
-
 
 def subject_of(sp: Mapping[str, Any]) -> AuditSubject:
     metadata, signal = sp["metadata"], sp["spec"]["signal"]

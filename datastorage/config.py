@@ -176,10 +176,6 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str]) -
     return Settings(**chosen, dlq=dlq)
 
 
-def settings_from_args(namespace: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
-    return load_settings(vars(namespace), environ)
-
-
 def load_database_url(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> str:
     """Only the PostgreSQL URL, for commands that need nothing else (`migrate`)."""
     chosen = _choose({"database_url": _SETTINGS["database_url"]}, flags, environ)

@@ -33,12 +33,6 @@ class InvalidInput(DataStorageError):
         self.index = index
 
 
-class InvalidEventData(InvalidInput):
-    """`event_data` is not a JSON object that PostgreSQL can store (400)."""
-
-    code = "invalid-event-data"
-
-
 class MalformedRequest(DataStorageError):
     """The body is not JSON, or not the JSON shape the endpoint takes (400)."""
 

@@ -191,11 +191,6 @@ class PostgresServer:
             shutil.rmtree(self._base_dir, ignore_errors=True)
             self._base_dir = None
 
-    def create_database(self, name: str) -> str:
-        """Creates another database owned by the client role and returns its URL (for test isolation)."""
-        self._psql(f'CREATE DATABASE "{name}" OWNER "{self._user}"', what=f"creating database {name}")
-        return self.url_for(name)
-
     def __enter__(self) -> Self:
         return self.start()
 

@@ -14,10 +14,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from devstack.policies import shipped_policy_texts
 from devstack.state import StackState
 from test.integration.deploy.charts import (
     DATASTORAGE_CHART,
-    REPOSITORY,
     SIGNALPROCESSING_CHART,
     helm,
     install,
@@ -68,13 +68,7 @@ def test_chart_lints_and_renders(chart: Path, values: tuple[str, ...]) -> None:
 def test_policy_configmap_is_byte_identical_to_the_shipped_policies() -> None:
     kinds = by_kind(render(SIGNALPROCESSING_CHART, *SP_VALUES))
     (configmap,) = kinds["ConfigMap"]
-    shipped = {
-        path.name: path.read_text()
-        for path in (REPOSITORY / "policies").glob("*.rego")
-        if not path.name.endswith("_test.rego")
-    }
-
-    assert configmap["data"] == shipped
+    assert configmap["data"] == shipped_policy_texts()
     (deployment,) = kinds["Deployment"]
     controller = deployment["spec"]["template"]["spec"]["containers"][0]
     mount = next(m for m in controller["volumeMounts"] if m["name"] == "policies")

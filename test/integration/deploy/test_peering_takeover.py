@@ -9,7 +9,6 @@ once: Completed, with exactly one audit trail each.
 
 from __future__ import annotations
 
-import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,9 +19,9 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller_process import ControllerProcess
+from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from test.integration.deploy.charts import (
-    REPOSITORY,
     SIGNALPROCESSING_CHART,
     Release,
     install,
@@ -97,11 +96,7 @@ def test_standby_takes_over_a_burst_and_every_signal_completes_exactly_once(
         service_account=f"{peered_release.name}-signalprocessing",
         path=tmp_path / "service-account.kubeconfig",
     )
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    for policy in (REPOSITORY / "policies").glob("*.rego"):
-        if not policy.name.endswith("_test.rego"):
-            shutil.copy(policy, policies / policy.name)
+    policies = copy_shipped_policies(tmp_path / "policies")
 
     def replica(identity: str, priority: int) -> ControllerProcess:
         settings = {

@@ -10,7 +10,6 @@ namespaces by WATCH_NAMESPACES.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +17,9 @@ import pytest
 from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
+from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from test.integration.deploy.charts import (
-    REPOSITORY,
     SIGNALPROCESSING_CHART,
     Release,
     can_i,
@@ -147,11 +146,7 @@ def test_controller_with_the_chart_service_account_completes_a_signal(
         service_account=f"{controller_release.name}-signalprocessing",
         path=tmp_path / "service-account.kubeconfig",
     )
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    for policy in (REPOSITORY / "policies").glob("*.rego"):
-        if not policy.name.endswith("_test.rego"):
-            shutil.copy(policy, policies / policy.name)
+    policies = copy_shipped_policies(tmp_path / "policies")
     settings = {
         "KUBECONFIG": str(kubeconfig),
         "DATA_STORAGE_URL": stack.datastorage_url,

@@ -9,7 +9,6 @@ seconds; everything else is the controller's real configuration.
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
+from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
 from test.integration.polling import depending_on
@@ -36,11 +36,7 @@ def worker_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
 @pytest.fixture(scope="session")
 def worker_policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the shipped policies, which hot-reload specs may rewrite."""
-    directory = tmp_path_factory.mktemp("policies")
-    for policy in (REPOSITORY / "policies").glob("*.rego"):
-        if not policy.name.endswith("_test.rego"):
-            shutil.copy(policy, directory / policy.name)
-    return directory
+    return copy_shipped_policies(tmp_path_factory.mktemp("policies"))
 
 
 def controller_settings(

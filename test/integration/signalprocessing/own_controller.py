@@ -11,7 +11,6 @@ SignalProcessings.
 from __future__ import annotations
 
 import secrets
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,9 +21,10 @@ from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
+from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
-from test.integration.signalprocessing.conftest import REPOSITORY, controller_settings
+from test.integration.signalprocessing.conftest import controller_settings
 
 
 @dataclass
@@ -49,14 +49,6 @@ class OwnController:
         """A new, not yet started, controller process with the same settings (plus `overrides`)."""
         log = self.work_dir / f"controller-{secrets.token_hex(2)}.log"
         return ControllerProcess(settings={**self.settings, **overrides}, log_path=log)
-
-
-def copy_shipped_policies(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for policy in (REPOSITORY / "policies").glob("*.rego"):
-        if not policy.name.endswith("_test.rego"):
-            shutil.copy(policy, directory / policy.name)
-    return directory
 
 
 @contextmanager

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -40,11 +39,12 @@ from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
+from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
-from test.integration.signalprocessing.conftest import REPOSITORY, controller_settings, pod
+from test.integration.signalprocessing.conftest import controller_settings, pod
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
     audit_events,
@@ -185,14 +185,6 @@ def delete_namespaces(core: client.CoreV1Api, names: Iterable[str]) -> None:
 
 
 ControllerStarter = Callable[..., IsolatedController]
-
-
-def copy_shipped_policies(directory: Path) -> Path:
-    directory.mkdir(parents=True)
-    for policy in (REPOSITORY / "policies").glob("*.rego"):
-        if not policy.name.endswith("_test.rego"):
-            shutil.copy(policy, directory / policy.name)
-    return directory
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from controller.hotreload import ReloadResult
 from controller.policies import Policy
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
+from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
 from test.integration.manifests import signal_processing, unique_rr_name
@@ -165,12 +166,6 @@ class ReloadingController:
 
 def custom_labels(status: dict[str, Any]) -> dict[str, list[str]]:
     return dict(status["kubernetesContext"].get("customLabels") or {})
-
-
-def copy_shipped_policies(directory: Path) -> None:
-    directory.mkdir(parents=True)
-    for policy in Policy:
-        shutil.copy(REPOSITORY / "policies" / policy.file_name, directory / policy.file_name)
 
 
 def kubelet_layout(root: Path) -> None:
