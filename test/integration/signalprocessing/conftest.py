@@ -9,7 +9,7 @@ seconds; everything else is the controller's real configuration.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
+from processes.child import log_tail
 from test.integration.polling import depending_on
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -60,6 +61,23 @@ def controller_settings(
 @pytest.fixture(scope="session")
 def namespace_prefix(worker_id: str) -> str:
     return f"sp-{worker_id}-"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing spec that used the worker's controller shows the last lines of its and its OPA's logs."""
+    report = yield
+    funcargs = getattr(item, "funcargs", {})
+    if report.failed and isinstance(funcargs.get("operator"), ControllerProcess):
+        servers = {"controller": funcargs["operator"], "OPA": funcargs.get("worker_opa")}
+        for name, server in servers.items():
+            if server is not None:
+                report.sections.append(
+                    (f"worker {name} log {server.log_path} (last lines)", log_tail(server.log_path))
+                )
+    return report
 
 
 @pytest.fixture(scope="session")
