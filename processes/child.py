@@ -35,6 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+from processes.ports import PortReservation
+
 _PR_SET_PDEATHSIG: Final = 1
 LOG_TAIL_LINES: Final = 30
 _LISTEN_STATE: Final = "0A"
@@ -59,7 +61,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         text = path.read_text(errors="replace")
     except OSError:
         return "(no log written)"
-    return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+    # The last lines as they are (none for an empty log), so a message quotes the log exactly.
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def http_ok(url: str, *, context: ssl.SSLContext | None = None, timeout: float = 1.0) -> bool:
@@ -78,9 +81,11 @@ def _always_ready() -> bool:
 class ChildProcess:
     """One server child. `start()` returns once it is ready; `stop()` is safe to call twice.
 
-    `listens_on`: ports the child must be listening on, itself, before it
-    counts as ready. `is_ready`: the protocol check (e.g. a health URL), asked
-    only after that. `environment` replaces the inherited environment when
+    `reservations`: the ports the child is given, which it must be listening on,
+    itself, before it counts as ready, and which `close()` gives back (a child
+    stopped and started again keeps them); `listens_on`: more ports to wait
+    for, held by someone else. `is_ready`: the protocol check (e.g. a health
+    URL), asked only after that. `environment` replaces the inherited environment when
     given. Start it from a thread that outlives it: the parent-death signal
     fires when the starting thread ends. `dies_with_parent=False` is for a
     child that other processes share and stop, and that watches its users
@@ -93,6 +98,7 @@ class ChildProcess:
         argv: Sequence[str | os.PathLike[str]],
         *,
         log_path: Path,
+        reservations: Sequence[PortReservation] = (),
         listens_on: Sequence[int] = (),
         is_ready: Callable[[], bool] = _always_ready,
         environment: Mapping[str, str] | None = None,
@@ -106,7 +112,8 @@ class ChildProcess:
         self.name = name
         self.argv = [str(part) for part in argv]
         self.log_path = log_path
-        self.listens_on = tuple(listens_on)
+        self._reservations = tuple(reservations)
+        self.listens_on = tuple(listens_on) + tuple(reservation.port for reservation in reservations)
         self._is_ready = is_ready
         self._environment = dict(environment) if environment is not None else None
         self._cwd = cwd
@@ -216,6 +223,12 @@ class ChildProcess:
         if process is not None and process.poll() is None:
             threading.Thread(target=process.wait, name=f"reaper of {self.name}", daemon=True).start()
 
+    def close(self) -> None:
+        """Stops the child for good and gives its reserved ports back."""
+        self.stop()
+        for reservation in self._reservations:
+            reservation.release()
+
     def kill(self) -> None:
         """SIGKILL and reap: no chance to clean up, as in a crash."""
         process = self._process
@@ -232,7 +245,7 @@ class ChildProcess:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.close()
 
     def __repr__(self) -> str:
         return f"<ChildProcess {self.name} pid={self.pid} {'running' if self.is_running else 'stopped'}>"
