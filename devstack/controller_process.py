@@ -13,8 +13,6 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from processes.child import ChildProcess, http_ok
 from processes.ports import reserve_port
@@ -24,18 +22,16 @@ _START_TIMEOUT_SECONDS = 60.0
 _STOP_TIMEOUT_SECONDS = 30.0
 
 
-class ControllerProcess:
+class ControllerProcess(ChildProcess):
     def __init__(self, *, settings: Mapping[str, str], log_path: Path) -> None:
-        self._metrics_port = reserve_port()
-        self._health_port = reserve_port()
-        self.metrics_port = self._metrics_port.port
-        self.health_port = self._health_port.port
-        self.log_path = log_path
-        self._child = ChildProcess(
+        metrics, health = reserve_port(), reserve_port()
+        self.metrics_port = metrics.port
+        self.health_port = health.port
+        super().__init__(
             "controller",
             [sys.executable, "-m", "controller"],
             log_path=log_path,
-            listens_on=[self.metrics_port, self.health_port],
+            reservations=[metrics, health],
             is_ready=lambda: http_ok(self.health_url),
             environment={
                 **os.environ,
@@ -54,40 +50,3 @@ class ControllerProcess:
     @property
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}/healthz"
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def child(self) -> ChildProcess:
-        return self._child
-
-    def death_report(self) -> str | None:
-        return self._child.death_report()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def start(self) -> Self:
-        self._child.start()
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM and wait: kopf runs its cleanup, which flushes the audit buffer."""
-        self._child.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as in a crash."""
-        self._child.kill()
-
-    def close(self) -> None:
-        """Stops the controller and gives its ports back."""
-        self.stop()
-        self._metrics_port.release()
-        self._health_port.release()

@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Final, Self
 
 from processes.child import ChildProcess, http_ok
@@ -22,7 +21,7 @@ from processes.ports import reserve_port
 _STOP_TIMEOUT: Final = 30.0
 
 
-class DataStorageProcess:
+class DataStorageProcess(ChildProcess):
     def __init__(
         self,
         *,
@@ -33,10 +32,9 @@ class DataStorageProcess:
         extra_env: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        self._reservation = reserve_port()
-        self._port = self._reservation.port
-        self._log_path = Path(log_path)
-        self._child = ChildProcess(
+        reservation = reserve_port()
+        self.port = reservation.port
+        super().__init__(
             "DataStorage",
             [
                 sys.executable,
@@ -46,11 +44,11 @@ class DataStorageProcess:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self._port),
+                str(self.port),
                 *extra_args,
             ],
-            log_path=self._log_path,
-            listens_on=[self._port],
+            log_path=Path(log_path),
+            reservations=[reservation],
             is_ready=lambda: http_ok(f"{self.url}/health/ready"),
             environment={
                 **os.environ,
@@ -64,54 +62,10 @@ class DataStorageProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def log_path(self) -> Path:
-        return self._log_path
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
-
-    @property
-    def child(self) -> ChildProcess:
-        return self._child
-
-    @property
-    def is_running(self) -> bool:
-        return self._child.is_running
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        """Starts the process (same port on every start) and waits until it is ready."""
+        """Starts the process (same port on every start), unless it runs, and waits until it is ready."""
         if not self.is_running:
-            self._child.start()
+            super().start()
         return self
-
-    def stop(self) -> None:
-        """SIGTERM and wait (graceful shutdown); SIGKILL if it takes longer than the stop timeout."""
-        self._child.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: the process gets no chance to finish anything (crash simulation)."""
-        self._child.kill()
-
-    def close(self) -> None:
-        """Stops it and gives the port back."""
-        self.stop()
-        self._reservation.release()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -41,6 +41,8 @@ def supervisor_process(
         argv,
         log_path=log_path,
         is_ready=state_path.exists,
+        # devstack runs from the source tree (it is not part of the wheel), whatever the caller's cwd.
+        cwd=Path(__file__).resolve().parent.parent,
         start_timeout=START_TIMEOUT_SECONDS,
         stop_timeout=STOP_TIMEOUT_SECONDS,
         dies_with_parent=False,

@@ -73,7 +73,7 @@ def _start_datastorage(
                 database_url=postgres.url, redis_url=redis.url, log_path=workdir / "datastorage.log"
             )
         )
-    servers.extend([redis.child, postgres.child, service.child])
+    servers.extend([redis.child, postgres.child, service])
     return {"database_url": postgres.url, "redis_url": redis.url, "datastorage_url": service.url}
 
 

@@ -35,6 +35,9 @@ from processes.child import ChildProcess, ProcessStartError, http_ok, log_tail
 from processes.ports import PortReservation, reserve_port
 
 _LOG_TAIL_LINES = 25
+# The harness runs from the source tree (it is not part of the wheel): the reaper it starts with
+# `python -m` must find the tree's packages whatever the owner's working directory.
+_SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 
 class ControlPlaneError(RuntimeError):
@@ -176,7 +179,10 @@ class ControlPlane:
             raise ControlPlaneError(f"port {self.apiserver_port} for kube-apiserver is already in use")
         self._workdir = Path(tempfile.mkdtemp(prefix="envtest-"))
         self._reaper = subprocess.Popen(
-            [sys.executable, "-m", "envtest._reaper"], stdin=subprocess.PIPE, start_new_session=True
+            [sys.executable, "-m", "envtest._reaper"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+            cwd=_SOURCE_TREE,
         )
         self._tell_reaper(f"dir {self._workdir}")
         if self.kubeconfig is None:

@@ -25,6 +25,7 @@ def is_gone(pid: int) -> bool:
 def test_serves_health_and_stops_reaped(opa_binary: Path, tmp_path: Path) -> None:
     server = OpaServer(opa_binary, log_path=tmp_path / "opa.log").start()
     pid = server.pid
+    assert pid is not None
     with urllib.request.urlopen(f"{server.url}/health", timeout=2) as health:
         assert health.status == 200
     server.stop()

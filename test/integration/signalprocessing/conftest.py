@@ -103,7 +103,7 @@ def operator(worker_controller: ControllerProcess, worker_opa: OpaServer) -> Ite
     if worker_opa.death_report() is not None:
         worker_opa.start()
         worker_controller.stop()
-    if not worker_controller.child.is_running:
+    if not worker_controller.is_running:
         worker_controller.start()
     with depending_on(worker_controller.death_report, worker_opa.death_report):
         yield worker_controller
