@@ -32,6 +32,7 @@ class OwnController:
     """A running controller plus what a spec needs to start another one just like it."""
 
     process: ControllerProcess
+    opa: OpaServer
     prefix: str
     settings: dict[str, str]
     work_dir: Path
@@ -64,7 +65,9 @@ def own_controller(
             stack, namespaces=f"{prefix}*", policy_dir=policy_dir, opa_url=opa.url, **overrides
         )
         process = ControllerProcess(settings=settings, log_path=work_dir / "controller.log")
-        own = OwnController(process=process, prefix=prefix, settings=settings, work_dir=work_dir, core=core)
+        own = OwnController(
+            process=process, opa=opa, prefix=prefix, settings=settings, work_dir=work_dir, core=core
+        )
         try:
             with process:
                 yield own

@@ -424,21 +424,30 @@ def test_a_controller_killed_mid_burst_leaves_exact_trails_after_restart(
         finished = create_burst(custom_objects, namespace, 8)
         for name in finished:
             wait_for_phase(custom_objects, namespace, name, "Completed")
+        # Without its OPA the controller cannot evaluate the custom labels while enriching, so the
+        # second wave stays mid-pipeline, retrying, however fast the machine: the kill lands there.
+        own.opa.stop()
         in_flight = create_burst(custom_objects, namespace, 8)
 
-        def enriching() -> bool:
-            # Three more steps before an Enriching SP completes: a kill right after this lands mid-pipeline.
-            phases = phases_in(custom_objects, namespace)
-            return any(phases.get(name) == "Enriching" for name in in_flight)
+        def all_retrying_mid_pipeline() -> dict[str, dict[str, Any]] | None:
+            statuses = statuses_in(custom_objects, namespace)
+            retrying = [
+                name
+                for name in in_flight
+                if statuses.get(name, {}).get("phase") in MID_PIPELINE
+                and statuses[name].get("consecutiveFailures")
+            ]
+            return statuses if retrying == in_flight else None
 
-        eventually(enriching, interval=0.02, message="no SignalProcessing of the second wave began enriching")
+        eventually(all_retrying_mid_pipeline, message="the second wave did not start retrying mid-pipeline")
         own.process.kill()
 
         at_kill = phases_in(custom_objects, namespace)
         interrupted = [name for name in in_flight if at_kill[name] in MID_PIPELINE]
-        assert interrupted, f"the kill did not land mid-pipeline; phases at the kill: {at_kill}"
+        assert interrupted == in_flight, f"the kill did not land mid-pipeline; phases at the kill: {at_kill}"
         names = finished + in_flight
 
+        own.opa.start()  # on its reserved port, where the replacement expects it
         with own.replacement() as restarted:
             done = [wait_for_phase(custom_objects, namespace, name, "Completed") for name in names]
             for sp in done:
@@ -462,10 +471,15 @@ def create_burst(api: client.CustomObjectsApi, namespace: str, count: int) -> li
     ]
 
 
+def statuses_in(api: client.CustomObjectsApi, namespace: str) -> dict[str, dict[str, Any]]:
+    """The status of every SignalProcessing in `namespace`, read in one list call."""
+    listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, SP_PLURAL)["items"]
+    return {sp["metadata"]["name"]: dict(sp.get("status") or {}) for sp in listed}
+
+
 def phases_in(api: client.CustomObjectsApi, namespace: str) -> dict[str, str]:
     """The phase of every SignalProcessing in `namespace`, read in one list call."""
-    listed = api.list_namespaced_custom_object(GROUP, VERSION, namespace, SP_PLURAL)["items"]
-    return {sp["metadata"]["name"]: str((sp.get("status") or {}).get("phase", "")) for sp in listed}
+    return {name: str(status.get("phase", "")) for name, status in statuses_in(api, namespace).items()}
 
 
 def _template(name: str) -> dict[str, Any]:
