@@ -7,11 +7,12 @@ message naming the setting (the YAML key or the environment variable).
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -77,17 +78,23 @@ _FIELDS = {
 }
 
 
+_HIGHEST_PORT: Final = 65535  # ports are 16-bit; 0 lets the OS pick a free one
+
+
 def _convert(key: str, value: Any) -> Any:
     name = _FIELDS[key][0]
     try:
         if name == "watch_namespaces":
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(item.strip() for item in items if str(item).strip())
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise ValueError("expected names or globs, as a list or separated by commas")
+            return tuple(item.strip() for item in items if item.strip())
         if name == "policy_dir":
             return Path(value)
         if name in ("audit_batch_size", "metrics_port", "health_port"):
             number = int(value)
-            if number < 0 or (name == "audit_batch_size" and number < 1):
+            lowest, highest = (1, math.inf) if name == "audit_batch_size" else (0, _HIGHEST_PORT)
+            if not lowest <= number <= highest:
                 raise ValueError(f"{number} is out of range")
             return number
         if name == "peering_priority":
@@ -99,9 +106,12 @@ def _convert(key: str, value: Any) -> Any:
             return lifetime
         if name.endswith("_seconds") or name == "audit_flush_interval":
             seconds = float(value)
-            if seconds <= 0:
+            # NaN slips past any comparison; infinity is no wait the controller could schedule.
+            if not (math.isfinite(seconds) and seconds > 0):
                 raise ValueError(f"{seconds} must be positive")
             return seconds
+        if isinstance(value, Mapping | list):  # a YAML mapping or list where a URL or name belongs
+            raise ValueError(f"expected a string, not a {type(value).__name__}")
         return str(value) if value not in (None, "") else None
     except (TypeError, ValueError) as error:
         raise ConfigError(f"setting {key} ({_FIELDS[key][1]}): invalid value {value!r}: {error}") from error
@@ -117,7 +127,7 @@ def load_settings(config_file: Path | None = None, environ: Mapping[str, str] | 
             raise ConfigError(f"config file {config_file}: {error}") from error
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {config_file}: expected a mapping of settings")
-        unknown = sorted(set(loaded) - set(_FIELDS))
+        unknown = sorted(str(key) for key in set(loaded) - set(_FIELDS))  # YAML keys may be numbers
         if unknown:
             raise ConfigError(
                 f"config file {config_file}: unknown settings {unknown}; known: {sorted(_FIELDS)}"

@@ -106,8 +106,15 @@ class RawPod(TypedDict, total=False):
     status: RawPodStatus
 
 
+class RawDeploymentStrategy(TypedDict, total=False):
+    type: str
+
+
 class RawReplicasSpec(TypedDict, total=False):
+    """Spec of a Deployment, StatefulSet or ReplicaSet (only Deployments have `strategy`)."""
+
     replicas: int
+    strategy: RawDeploymentStrategy
 
 
 class RawReplicaStatus(TypedDict, total=False):
@@ -197,6 +204,7 @@ class RawPodContext(TypedDict, total=False):
     phase: str
     nodeName: str
     containerStatuses: list[RawContainerStatusContext]
+    creationTimestamp: str
 
 
 class RawDeploymentContext(TypedDict, total=False):
@@ -205,6 +213,7 @@ class RawDeploymentContext(TypedDict, total=False):
     replicas: int
     availableReplicas: int
     readyReplicas: int
+    strategy: str
 
 
 RawReplicaSetContext = RawDeploymentContext
@@ -374,6 +383,12 @@ class PodDetails:
     phase: str = ""
     node_name: str = ""
     container_statuses: tuple[ContainerStatus, ...] = ()
+    creation_timestamp: str = ""  # as the API wrote it; the custom-labels policy sees it
+
+    @property
+    def restart_count(self) -> int:
+        """The pod's restarts: its containers' added up, as `kubectl get pods` counts them."""
+        return sum(container.restart_count for container in self.container_statuses)
 
     @classmethod
     def from_raw(cls, raw: RawPodContext) -> PodDetails:
@@ -383,6 +398,7 @@ class PodDetails:
             phase=_str(raw.get("phase")),
             node_name=_str(raw.get("nodeName")),
             container_statuses=tuple(ContainerStatus.from_raw(c) for c in raw.get("containerStatuses") or []),
+            creation_timestamp=_str(raw.get("creationTimestamp")),
         )
 
     def to_raw(self) -> RawPodContext:
@@ -394,6 +410,7 @@ class PodDetails:
                 phase=self.phase,
                 nodeName=self.node_name,
                 containerStatuses=[c.to_raw() for c in self.container_statuses],
+                creationTimestamp=self.creation_timestamp,
             ),
         )
 
@@ -405,6 +422,7 @@ class DeploymentDetails:
     replicas: int = 0  # the desired count (spec), 0 when unset
     available_replicas: int = 0
     ready_replicas: int = 0
+    strategy: str = ""  # spec.strategy.type of a Deployment (RollingUpdate, Recreate); a ReplicaSet has none
 
     @classmethod
     def from_raw(cls, raw: RawDeploymentContext) -> DeploymentDetails:
@@ -414,12 +432,13 @@ class DeploymentDetails:
             replicas=_int(raw.get("replicas")),
             available_replicas=_int(raw.get("availableReplicas")),
             ready_replicas=_int(raw.get("readyReplicas")),
+            strategy=_str(raw.get("strategy")),
         )
 
     def to_raw(self) -> RawDeploymentContext:
         return cast(
             RawDeploymentContext,
-            _compact(labels=dict(self.labels), annotations=dict(self.annotations))
+            _compact(labels=dict(self.labels), annotations=dict(self.annotations), strategy=self.strategy)
             | {
                 "replicas": self.replicas,
                 "availableReplicas": self.available_replicas,
@@ -756,6 +775,7 @@ def pod_details(raw: RawPod) -> PodDetails:
         phase=_str(status.get("phase")),
         node_name=_str(spec.get("nodeName")),
         container_statuses=tuple(container_status(c) for c in status.get("containerStatuses") or []),
+        creation_timestamp=_str(meta.get("creationTimestamp")),
     )
 
 
@@ -767,6 +787,7 @@ def deployment_details(raw: RawDeployment) -> DeploymentDetails:
         replicas=_int(spec.get("replicas")),
         available_replicas=_int(status.get("availableReplicas")),
         ready_replicas=_int(status.get("readyReplicas")),
+        strategy=_str((spec.get("strategy") or {}).get("type")),
     )
 
 

@@ -88,6 +88,7 @@ class RawOwnerReference(TypedDict, total=False):
 class RawMeta(TypedDict, total=False):
     name: str
     namespace: str
+    creationTimestamp: str
     labels: dict[str, str]
     annotations: dict[str, str]
     ownerReferences: list[RawOwnerReference]

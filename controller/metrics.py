@@ -37,7 +37,7 @@ class ControllerMetrics:
             ),
             processing_duration=Histogram(
                 "signalprocessing_processing_duration_seconds",
-                "Time spent per phase; phase=completed is create-to-terminal",
+                "Time in each phase, by the phase left; phase=completed is start to Completed or Failed",
                 ["phase"],
                 buckets=_PHASE_BUCKETS,
                 registry=registry,

@@ -57,6 +57,7 @@ from controller.status import (
     is_terminal,
     parse_timestamp,
     phase_of,
+    seconds_in_phase,
     timestamp,
     with_condition,
 )
@@ -87,18 +88,27 @@ class PermanentFailure(Exception):
         self.reason = reason
 
 
+# Past this many doublings every delay is the cap anyway; a larger exponent would overflow a float.
+_MAX_DOUBLINGS: Final = 64
+
+
 @dataclass(frozen=True)
 class Backoff:
-    """The shared backoff of transient errors: base * 2^(n-1), capped, ±10 % jitter."""
+    """The shared backoff of transient errors: base * 2^(n-1), capped, ±10 % jitter.
+
+    The jitter spreads each delay evenly around its nominal value, so SPs that failed together
+    do not all retry together, at the cap too, and the cap is a hard ceiling: the first retry
+    comes 0.9 to 1.1 times `base` after the failure, and no retry ever waits longer than `cap`.
+    """
 
     base: float = 30.0
     cap: float = 300.0
     jitter: float = 0.1
 
     def delay(self, failures: int, rng: random.Random | None = None) -> float:
-        raw = min(self.cap, self.base * 2.0 ** max(0, failures - 1))
+        nominal = min(self.cap, self.base * 2.0 ** min(max(0, failures - 1), _MAX_DOUBLINGS))
         spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(self.base, raw * (1 + spread))
+        return min(self.cap, max(0.0, nominal * (1 + spread)))
 
 
 @dataclass
@@ -116,6 +126,8 @@ class Pipeline:
     async def advance(self, sp: Mapping[str, Any]) -> Mapping[str, Any]:
         """Runs every remaining step; returns the SP as last written. Raises `RetryLater`."""
         current: Mapping[str, Any] = sp
+        # When this pass's own write put the SP in its current phase; None when it found it there.
+        entered: datetime | None = None
         while not is_terminal(phase := phase_of(current.get("status"))):
             now = self.clock()
             step = _STEPS[phase]
@@ -126,13 +138,13 @@ class Pipeline:
                     )
                 patch = await step(self, current, now)
             except PermanentFailure as failure:
-                current = await self._fail(current, phase, failure, now)
+                current, entered = await self._fail(current, phase, failure, now, entered)
                 continue
             except (kube.TransientApiError, PolicyEngineUnavailable) as error:
                 self.metrics.processing_total.labels(phase=phase.value.lower(), result="failure").inc()
                 delay = await self._record_transient(current, phase, str(error), now)
                 raise RetryLater(delay, str(error)) from error
-            current = await self._write(current, phase, patch, now)
+            current, entered = await self._write(current, phase, patch, now, entered)
         return current
 
     def _is_past_deadline(self, sp: Mapping[str, Any], now: datetime) -> bool:
@@ -142,13 +154,16 @@ class Pipeline:
     # --- writing -------------------------------------------------------------------------------
 
     async def _write(
-        self, sp: Mapping[str, Any], phase: Phase, patch: Patch, now: datetime
-    ) -> Mapping[str, Any]:
+        self, sp: Mapping[str, Any], phase: Phase, patch: Patch, now: datetime, entered: datetime | None
+    ) -> tuple[Mapping[str, Any], datetime | None]:
+        """Writes a step's patch; returns the SP as it now is and when this write moved it into its
+        new phase (None when another writer had moved it on). `entered`: when `phase` began, if known."""
         written = await self._patch_conditionally(sp, phase, patch)
         if written is None:  # someone else moved it on; carry on from what is there now
-            return await self._reread(sp)
-        self._record(sp, written, phase, now)
-        return written
+            return await self._reread(sp), None
+        accepted = self.clock()
+        self._record(sp, written, phase, now, entered=entered, accepted=accepted)
+        return written, accepted
 
     async def _patch_conditionally(
         self, sp: Mapping[str, Any], phase: Phase, patch: Patch
@@ -176,7 +191,14 @@ class Pipeline:
         return fresh
 
     def _record(
-        self, before: Mapping[str, Any], after: Mapping[str, Any], phase: Phase, now: datetime
+        self,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        phase: Phase,
+        now: datetime,
+        *,
+        entered: datetime | None,
+        accepted: datetime,
     ) -> None:
         for event in new_events(before, after):
             self.audit.emit(event)
@@ -191,10 +213,13 @@ class Pipeline:
                 message=f"{phase.value or 'New'} -> {reached.value}",
                 now=now,
             )
-        if is_terminal(reached):
+        spent = seconds_in_phase(before.get("status") or {}, phase, left=accepted, entered=entered)
+        if spent is not None:  # New has no duration of its own: it is the wait for the first write
+            self.metrics.processing_duration.labels(phase=phase.value.lower()).observe(spent)
+        if is_terminal(reached):  # the total, start to end, of Completed and Failed SPs alike, as always
             started = parse_timestamp(after["status"]["startTime"])
             self.metrics.processing_duration.labels(phase="completed").observe(
-                (now - started).total_seconds()
+                (accepted - started).total_seconds()
             )
         if reached is Phase.COMPLETED:
             self.events.record(
@@ -206,8 +231,13 @@ class Pipeline:
             )
 
     async def _fail(
-        self, sp: Mapping[str, Any], phase: Phase, failure: PermanentFailure, now: datetime
-    ) -> Mapping[str, Any]:
+        self,
+        sp: Mapping[str, Any],
+        phase: Phase,
+        failure: PermanentFailure,
+        now: datetime,
+        entered: datetime | None,
+    ) -> tuple[Mapping[str, Any], datetime | None]:
         status = sp.get("status") or {}
         failing = phase if phase is not Phase.NEW else Phase.PENDING
         patch = failed_patch(
@@ -232,7 +262,7 @@ class Pipeline:
             failure.reason, "PolicyEvaluationFailed"
         )
         self.events.record(sp, kind="Warning", reason=event_reason, message=str(failure), now=now)
-        return await self._write(sp, phase, patch, now)
+        return await self._write(sp, phase, patch, now, entered)
 
     async def _record_transient(
         self, sp: Mapping[str, Any], phase: Phase, error: str, now: datetime
@@ -294,7 +324,9 @@ class Pipeline:
         context, recovery = context_read, recovery_read
         detected, custom = await asyncio.gather(
             read_detected_labels(self.api, target, context, self.caches),
-            self._evaluate(extract_custom_labels(self.policies, _facts(context), _signal(spec))),
+            self._evaluate(
+                extract_custom_labels(self.policies, kubernetes_facts(context, target), _signal(spec))
+            ),
         )
         context = replace(context, detected_labels=detected, custom_labels=custom.labels)
         self.metrics.enrichment_duration.labels(resource_kind=target.kind.lower()).observe(
@@ -335,8 +367,7 @@ class Pipeline:
 
     async def _classify(self, sp: Mapping[str, Any], now: datetime) -> Patch:
         spec, status = sp["spec"], sp.get("status") or {}
-        context = _context(status)
-        facts, signal = _facts(context), _signal(spec)
+        facts, signal = _recorded_facts(sp), _signal(spec)
         environment = await self._evaluate(classify_environment(self.policies, facts.namespace, signal))
         priority = await self._evaluate(
             assign_priority(self.policies, signal, environment.environment, facts.namespace, facts.deployment)
@@ -378,8 +409,7 @@ class Pipeline:
 
     async def _categorize(self, sp: Mapping[str, Any], now: datetime) -> Patch:
         status = sp.get("status") or {}
-        context = _context(status)
-        facts = _facts(context)
+        facts = _recorded_facts(sp)
         environment = status["environmentClassification"]["environment"]
         priority = status["priorityAssignment"]["priority"]
         business = await self._evaluate(
@@ -449,8 +479,11 @@ def _cleared_failures(status: Mapping[str, Any]) -> Patch:
     return {"consecutiveFailures": None, "error": None} if status.get("consecutiveFailures") else {}
 
 
-def _context(status: Mapping[str, Any]) -> KubernetesContext:
-    return KubernetesContext.from_raw(cast(RawKubernetesContext, status.get("kubernetesContext") or {}))
+def _recorded_facts(sp: Mapping[str, Any]) -> KubernetesFacts:
+    """The facts of the context the Enriching step wrote into the status."""
+    context = (sp.get("status") or {}).get("kubernetesContext") or {}
+    target = TargetResource.from_raw(sp["spec"]["signal"]["targetResource"])
+    return kubernetes_facts(KubernetesContext.from_raw(cast(RawKubernetesContext, context)), target)
 
 
 def _signal(spec: Mapping[str, Any]) -> SignalFacts:
@@ -463,7 +496,12 @@ def _signal(spec: Mapping[str, Any]) -> SignalFacts:
     )
 
 
-def _facts(context: KubernetesContext) -> KubernetesFacts:
+def kubernetes_facts(context: KubernetesContext, target: TargetResource) -> KubernetesFacts:
+    """What the policies see of the `target` whose `context` enrichment read.
+
+    The context has a pod or deployment section only when the target is that pod or deployment,
+    so the target names it.
+    """
     namespace = (
         NamespaceFacts(context.namespace.name, context.namespace.labels, context.namespace.annotations)
         if context.namespace is not None
@@ -471,17 +509,23 @@ def _facts(context: KubernetesContext) -> KubernetesFacts:
     )
     pod = (
         PodFacts(
-            name="", phase=context.pod.phase, labels=context.pod.labels, annotations=context.pod.annotations
+            name=target.name,
+            phase=context.pod.phase,
+            labels=context.pod.labels,
+            annotations=context.pod.annotations,
+            restart_count=context.pod.restart_count,
+            creation_timestamp=context.pod.creation_timestamp,
         )
         if context.pod is not None
         else None
     )
     deployment = (
         DeploymentFacts(
-            name="",
+            name=target.name,
             replicas=context.deployment.replicas,
             ready_replicas=context.deployment.ready_replicas,
             available_replicas=context.deployment.available_replicas,
+            strategy=context.deployment.strategy,
             labels=context.deployment.labels,
             annotations=context.deployment.annotations,
         )

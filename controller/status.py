@@ -64,6 +64,45 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+def condition_time(status: Mapping[str, Any], kind: ConditionType) -> datetime | None:
+    """When the condition of type `kind` last changed status; None while the status has no such condition."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind and condition.get("lastTransitionTime"):
+            return parse_timestamp(condition["lastTransitionTime"])
+    return None
+
+
+def phase_entered_at(status: Mapping[str, Any], phase: Phase) -> datetime | None:
+    """When the SP entered `phase`, as its status records it (whole seconds); None where it does not.
+
+    Each step's write dates what it did, and that date is when the next phase began. The Pending
+    step writes the phase alone, so Enriching is dated at `startTime` too, as the audit trail does.
+    """
+    match phase:
+        case Phase.PENDING | Phase.ENRICHING:
+            started = status.get("startTime")
+            return parse_timestamp(started) if started else None
+        case Phase.CLASSIFYING:
+            return condition_time(status, ConditionType.ENRICHMENT)
+        case Phase.CATEGORIZING:
+            return condition_time(status, ConditionType.CLASSIFICATION)
+        case _:  # New is the SP's creation, in its metadata; the terminal phases are never left
+            return None
+
+
+def seconds_in_phase(
+    status: Mapping[str, Any], phase: Phase, *, left: datetime, entered: datetime | None = None
+) -> float | None:
+    """How long the SP spent in `phase`, which it left at `left`; None when its start is unknown.
+
+    `entered` is when the controller's own write put the SP in `phase`, when it still knows (the
+    same pass): exact. Otherwise the status's record is used, whole seconds cut down, so up to a
+    second too long; such a phase was entered before a retry or a restart and lasted longer anyway.
+    """
+    since = entered or phase_entered_at(status, phase)
+    return max(0.0, (left - since).total_seconds()) if since is not None else None
+
+
 def with_condition(
     conditions: Sequence[Mapping[str, Any]],
     kind: ConditionType,

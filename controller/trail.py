@@ -27,7 +27,7 @@ from controller.audit_events import (
     phase_transition,
     signal_processed,
 )
-from controller.status import ConditionType, Phase, parse_timestamp, phase_of
+from controller.status import ConditionType, Phase, condition_time, parse_timestamp, phase_of
 
 
 def subject_of(sp: Mapping[str, Any]) -> AuditSubject:
@@ -40,13 +40,6 @@ def subject_of(sp: Mapping[str, Any]) -> AuditSubject:
         signal_name=signal["name"],
         severity=signal["severity"],
     )
-
-
-def _condition_time(status: Mapping[str, Any], kind: ConditionType) -> datetime | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == kind and condition.get("lastTransitionTime"):
-            return parse_timestamp(condition["lastTransitionTime"])
-    return None
 
 
 def _classification(status: Mapping[str, Any]) -> Classification:
@@ -104,7 +97,7 @@ def audit_trail(sp: Mapping[str, Any]) -> list[AuditEvent]:
     events = []
     if reached.order >= Phase.ENRICHING.order:
         events.append(phase_transition(subject, from_phase="Pending", to_phase="Enriching", at=started))
-    enriched = _condition_time(status, ConditionType.ENRICHMENT)
+    enriched = condition_time(status, ConditionType.ENRICHMENT)
     if reached.order >= Phase.CLASSIFYING.order and enriched is not None:
         events.append(
             enrichment_completed(

@@ -7,7 +7,8 @@ about the policy machinery (loading, sanitising what a custom policy
 returns, bounding an evaluation in time), the spec loads its own policies
 into an OPA server of this module's own: the worker's OPA serves the
 worker's controller, so loading other texts into it would change that
-controller's decisions.
+controller's decisions. A custom policy whose effect on an SP's status is
+the point runs on a controller (and OPA) of the spec's own.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from controller.policies import ActivePolicies, Policy, ReloadStatus
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyEvaluationError
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
+from devstack.state import StackState
 from envtest import assets
 from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
+from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import create_sp, wait_for_phase
 
 SHIPPED_POLICIES = REPOSITORY / "policies"
@@ -342,6 +345,72 @@ async def test_empty_custom_labels_fall_back_to_namespace_labels(
 
     assert custom.source == "namespace-fallback"
     assert dict(custom.labels) == {"team": ("payments",), "cost": ("cc-7",), "region": ("eu-west-1",)}
+
+
+# Each label is a rule of its own, so a fact missing from the input drops its label, not all of them.
+POD_FACTS_LABELS = """package signalprocessing.labels
+
+labels["pod"] := [input.kubernetes.podDetails.name]
+
+labels["restarts"] := [sprintf("%d", [input.kubernetes.podDetails.restartCount])]
+
+labels["created"] := [input.kubernetes.podDetails.creationTimestamp]
+"""
+
+
+@pytest.mark.br("BR-SP-102")
+def test_a_custom_labels_policy_sees_the_target_pods_name_restarts_and_age(
+    stack: StackState,
+    api_client: client.ApiClient,
+    custom_objects: client.CustomObjectsApi,
+    tmp_path: Path,
+    worker_id: str,
+) -> None:
+    policies = policy_dir(tmp_path, customlabels=POD_FACTS_LABELS)
+    with own_controller(
+        stack, api_client, tmp_path / "controller", worker_id, POLICY_DIR=str(policies)
+    ) as own:
+        namespace = own.make_namespace({ENVIRONMENT_LABEL: "production"})
+        manifest = pod("checkout")
+        manifest["spec"]["containers"].append({"name": "sidecar", "image": "registry.local/sidecar:1"})
+        created = own.core.create_namespaced_pod(namespace, manifest)
+        # No kubelet runs here: the pod's status is what the spec says it is.
+        own.core.patch_namespaced_pod_status(
+            "checkout",
+            namespace,
+            {
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {
+                            "name": name,
+                            "ready": True,
+                            "restartCount": restarts,
+                            "image": "registry.local/app:1",
+                            "imageID": "",
+                            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                        }
+                        for name, restarts in (("app", 2), ("sidecar", 1))
+                    ],
+                }
+            },
+        )
+        sp = create_sp(custom_objects, signal_processing(namespace, target_name="checkout"))
+        status = wait_for_phase(custom_objects, namespace, sp["metadata"]["name"])["status"]
+
+    created_at = created.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")  # as the API wrote it
+    context = status.get("kubernetesContext") or {}
+    # The policy saw the pod's name, restarts and creation time, and the CRD keeps the time in the
+    # status (it is not pruned), so the later steps' facts have it too.
+    assert (
+        status["phase"],
+        context.get("customLabels"),
+        context.get("pod", {}).get("creationTimestamp"),
+    ) == (
+        "Completed",
+        {"pod": ["checkout"], "restarts": ["3"], "created": [created_at]},
+        created_at,
+    ), status.get("error")
 
 
 BROKEN_PRIORITY = """package signalprocessing.priority

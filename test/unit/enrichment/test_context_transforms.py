@@ -142,6 +142,18 @@ def test_pod_details() -> None:
     )
 
 
+def test_pod_creation_timestamp_is_kept_as_the_api_wrote_it() -> None:
+    raw = obj("Pod", "web-1", "shop")
+    raw["metadata"]["creationTimestamp"] = "2026-01-01T09:00:00Z"
+    assert pod_details(cast(RawPod, raw)).creation_timestamp == "2026-01-01T09:00:00Z"
+
+
+def test_pod_restart_count_adds_up_its_containers() -> None:
+    containers = (ContainerStatus("app", restart_count=2), ContainerStatus("proxy", restart_count=5))
+    assert PodDetails(container_statuses=containers).restart_count == 7
+    assert PodDetails().restart_count == 0
+
+
 def test_pending_pod_without_node_or_statuses() -> None:
     raw = obj("Pod", "web-1", "shop", spec={}, status={"phase": "Pending"})
     assert pod_details(cast(RawPod, raw)) == PodDetails(phase="Pending")
@@ -172,6 +184,11 @@ def test_pending_pod_without_node_or_statuses() -> None:
             obj("Deployment", "web", "shop", spec={"replicas": 0}),
             DeploymentDetails(),
             id="scaled-to-zero-and-no-status",
+        ),
+        pytest.param(
+            obj("Deployment", "web", "shop", spec={"replicas": 1, "strategy": {"type": "Recreate"}}),
+            DeploymentDetails(replicas=1, strategy="Recreate"),
+            id="strategy-type",
         ),
     ],
 )
@@ -396,6 +413,17 @@ EVERY_SECTION = [
     pytest.param(FULL_CONTEXT, id="pod-with-everything"),
     pytest.param(
         KubernetesContext(namespace=NS, deployment=DeploymentDetails({"a": "b"}, replicas=2)), id="deployment"
+    ),
+    pytest.param(
+        KubernetesContext(
+            namespace=NS,
+            pod=PodDetails(phase="Running", creation_timestamp="2026-01-01T09:00:00Z"),
+        ),
+        id="pod-with-creation-timestamp",
+    ),
+    pytest.param(
+        KubernetesContext(namespace=NS, deployment=DeploymentDetails(replicas=2, strategy="RollingUpdate")),
+        id="deployment-with-strategy",
     ),
     pytest.param(
         KubernetesContext(namespace=NS, stateful_set=StatefulSetDetails(replicas=1, current_replicas=1)),

@@ -1,0 +1,1 @@
+"""Tests of the controller's core without a cluster: configuration, status, audit trail, backoff, facts."""
