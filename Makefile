@@ -12,11 +12,12 @@ PYTEST_ARGS ?=
 
 # --- set-up ---------------------------------------------------------------
 
+# -qq: errors only; setuptools' warning about editable installs is ten lines of nothing new.
 $(VENV)/.installed: pyproject.toml
 	@echo "==> Python virtualenv and dependencies ($(VENV))"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install -qq -e '.[dev]'
 	@touch $@
 
 deps: $(VENV)/.installed
@@ -49,7 +50,7 @@ lint: deps
 
 policy-test: assets
 	@echo "==> Rego unit tests (opa test)"
-	$$($(PY) -m envtest assets --tool opa --print-path) test -v policies/
+	$$($(PY) -m envtest assets --tool opa --print-path) test policies/
 
 test-unit: deps
 	$(PY) -m pytest test/unit $(PYTEST_ARGS)
