@@ -50,12 +50,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller_process import ControllerProcess
 from devstack.launch import supervised_stack
+from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing, unique_rr_name
 from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from envtest import assets
 
 REPOSITORY: Final = Path(__file__).resolve().parents[1]
-GROUP, VERSION, PLURAL = "kubernaut.ai", "v1alpha1", "signalprocessings"
 SEVERITIES: Final = ("critical", "warning", "info")
 FLOOR_PHASES: Final = ("Pending", "Enriching", "Classifying", "Categorizing", "Completed")
 COMPLETION_TIMEOUT: Final = 120.0
@@ -67,32 +67,12 @@ COMPLETION_TIMEOUT: Final = 120.0
 # --- objects ------------------------------------------------------------------------------------
 
 
-def signal_processing(namespace: str, severity: str) -> dict[str, Any]:
-    rr = f"rr-{secrets.token_hex(6)}"
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SignalProcessing",
-        "metadata": {"name": f"sp-{rr}", "namespace": namespace},
-        "spec": {
-            "remediationRequestRef": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "RemediationRequest",
-                "name": rr,
-                "namespace": namespace,
-            },
-            "signal": {
-                "fingerprint": secrets.token_hex(32),
-                "name": "HighMemoryUsage",
-                "severity": severity,
-                "type": "prometheus",
-                "source": "prometheus",
-                "targetType": "kubernetes",
-                "targetResource": {"kind": "Pod", "name": "app", "namespace": namespace},
-                "labels": {},
-                "receivedTime": "2026-01-01T00:00:00Z",
-            },
-        },
-    }
+def random_signal_processing(namespace: str, severity: str) -> dict[str, Any]:
+    """The shared SignalProcessing with a random fingerprint, as this benchmark has always made it."""
+    rr = unique_rr_name()
+    return signal_processing(
+        namespace, rr_name=rr, severity=severity, signal_fingerprint=secrets.token_hex(32)
+    )
 
 
 def make_namespaces(core: client.CoreV1Api, prefix: str, count: int) -> list[str]:
@@ -116,7 +96,7 @@ def make_namespaces(core: client.CoreV1Api, prefix: str, count: int) -> list[str
 
 def manifests(namespaces: list[str], count: int) -> list[dict[str, Any]]:
     return [
-        signal_processing(namespaces[i % len(namespaces)], SEVERITIES[i % len(SEVERITIES)])
+        random_signal_processing(namespaces[i % len(namespaces)], SEVERITIES[i % len(SEVERITIES)])
         for i in range(count)
     ]
 
@@ -135,7 +115,7 @@ class CompletionWatch:
         self.completed: dict[str, float] = {}
         self.failed: dict[str, str] = {}
         self._stop = threading.Event()
-        listed = api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+        listed = api.list_cluster_custom_object(GROUP, VERSION, SP_PLURAL, limit=1)
         self._resource_version = listed["metadata"]["resourceVersion"]
         self._thread = threading.Thread(target=self._run, name="completion-watch", daemon=True)
         self._thread.start()
@@ -148,7 +128,7 @@ class CompletionWatch:
                     self._api.list_cluster_custom_object,
                     GROUP,
                     VERSION,
-                    PLURAL,
+                    SP_PLURAL,
                     resource_version=self._resource_version,
                     timeout_seconds=60,
                 ):
@@ -206,7 +186,7 @@ def key_of(manifest: dict[str, Any]) -> str:
 
 def create(api: client.CustomObjectsApi, manifest: dict[str, Any]) -> dict[str, Any]:
     namespace = manifest["metadata"]["namespace"]
-    return dict(api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest))
+    return dict(api.create_namespaced_custom_object(GROUP, VERSION, namespace, SP_PLURAL, manifest))
 
 
 def floor_sequence(api: client.CustomObjectsApi, manifest: dict[str, Any]) -> None:
@@ -216,7 +196,7 @@ def floor_sequence(api: client.CustomObjectsApi, manifest: dict[str, Any]) -> No
     version = created["metadata"]["resourceVersion"]
     for phase in FLOOR_PHASES:
         body = {"metadata": {"resourceVersion": version}, "status": {"phase": phase}}
-        written = api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
+        written = api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, SP_PLURAL, name, body)
         version = written["metadata"]["resourceVersion"]
 
 

@@ -66,7 +66,7 @@ _INDEX_IN_DETAIL: Final = re.compile(r"\bindex\s*:?\s*(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
+class DeliveryBackoff:
     """Delay before the n-th consecutive retry of a batch: ``base * factor**n``, capped, with jitter.
 
     ``jitter`` is a fraction: each delay is scaled by a random factor in ``[1 - jitter, 1 + jitter]``
@@ -173,7 +173,7 @@ class AuditClient:
         flush_interval: float = 1.0,
         max_pending: int = 100_000,
         request_timeout: float = 5.0,
-        backoff: Backoff | None = None,
+        backoff: DeliveryBackoff | None = None,
         registry: CollectorRegistry | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
@@ -193,7 +193,7 @@ class AuditClient:
         self._flush_interval = flush_interval
         self._max_pending = max_pending
         self._request_timeout = aiohttp.ClientTimeout(total=request_timeout)
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or DeliveryBackoff()
         self._rng = random.Random()
         self._metrics = _Metrics(REGISTRY if registry is None else registry, max_pending)
         self._session = session

@@ -124,7 +124,7 @@ class Classification:
 
 
 @dataclass(frozen=True, slots=True)
-class BusinessClassification:
+class BusinessSummary:
     """``status.businessClassification``; empty fields are left out of the event.
 
     ``serviceOwner`` is deliberately absent: the audit event has never carried it.
@@ -306,7 +306,7 @@ def classification_decision(
 def business_classified(
     subject: AuditSubject,
     *,
-    business: BusinessClassification,
+    business: BusinessSummary,
     policy_hashes: Mapping[str, str],
     at: datetime,
 ) -> AuditEvent:

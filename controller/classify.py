@@ -1,7 +1,8 @@
 """Classification: the input each policy sees, and what its answer may mean.
 
-For each of the four policies this module builds the Rego input from typed
-facts (never `None`, which strict builtins refuse: absent maps are `{}`),
+For each of the four policies this module builds the Rego input from the
+SignalProcessing's own typed values (`Signal`, the `KubernetesContext` sections;
+never `None`, which strict builtins refuse: absent maps are `{}`),
 evaluates it through the `PolicyEvaluator` passed in, and turns the answer
 into a frozen result carrying the hash of the policy text that decided it.
 Answers that break the contract raise `PolicyOutputError`, which fails the
@@ -25,17 +26,24 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
+from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext, PodDetails
 from controller.policies import Decision, Policy, PolicyEvaluator
 from controller.policy_engine import PolicyError
+from controller.signalprocessing import (
+    BusinessClassification,
+    EnvironmentClassification,
+    PriorityAssignment,
+    Signal,
+    TargetResource,
+)
 
 PRIORITIES: Final = frozenset({"P0", "P1", "P2", "P3"})
 CRITICALITIES: Final = frozenset({"critical", "high", "medium", "low"})
 SLA_TIERS: Final = frozenset({"platinum", "gold", "silver", "bronze"})
-PRIORITY_SOURCE: Final = "rego-policy"
 
 # DD-WORKFLOW-001 v1.9 limits for custom labels.
 MAX_CUSTOM_LABEL_KEYS: Final = 10
@@ -73,84 +81,7 @@ class PolicyOutputError(PolicyError):
 
 
 # --------------------------------------------------------------------------------------------------
-# Facts the controller gathered (adapted from the SP spec and status.kubernetesContext)
-
-
-def _empty() -> Mapping[str, str]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class NamespaceFacts:
-    name: str
-    labels: Mapping[str, str] = field(default_factory=_empty)
-    annotations: Mapping[str, str] = field(default_factory=_empty)
-
-
-@dataclass(frozen=True)
-class SignalFacts:
-    severity: str
-    source: str
-    type: str = ""
-    labels: Mapping[str, str] = field(default_factory=_empty)
-
-
-@dataclass(frozen=True)
-class PodFacts:
-    name: str
-    phase: str = ""
-    labels: Mapping[str, str] = field(default_factory=_empty)
-    annotations: Mapping[str, str] = field(default_factory=_empty)
-    restart_count: int = 0
-    creation_timestamp: str = ""
-
-
-@dataclass(frozen=True)
-class DeploymentFacts:
-    name: str
-    replicas: int = 0
-    ready_replicas: int = 0
-    available_replicas: int = 0
-    strategy: str = ""
-    labels: Mapping[str, str] = field(default_factory=_empty)
-    annotations: Mapping[str, str] = field(default_factory=_empty)
-
-
-@dataclass(frozen=True)
-class KubernetesFacts:
-    """The target's context; `namespace` is None for cluster-scoped targets (Nodes)."""
-
-    namespace: NamespaceFacts | None
-    pod: PodFacts | None = None
-    deployment: DeploymentFacts | None = None
-
-
-# --------------------------------------------------------------------------------------------------
 # Results
-
-
-@dataclass(frozen=True)
-class EnvironmentClassification:
-    environment: str
-    source: str
-    policy_hash: str
-
-
-@dataclass(frozen=True)
-class PriorityAssignment:
-    priority: str
-    policy_name: str
-    policy_hash: str
-    source: str = PRIORITY_SOURCE
-
-
-@dataclass(frozen=True)
-class BusinessClassification:
-    business_unit: str
-    service_owner: str
-    criticality: str
-    sla_requirement: str
-    policy_hash: str
 
 
 @dataclass(frozen=True)
@@ -170,11 +101,11 @@ class CustomLabels:
 # Inputs
 
 
-def _labels(facts: NamespaceFacts | DeploymentFacts | PodFacts | None) -> dict[str, str]:
-    return dict(facts.labels) if facts is not None else {}
+def _labels(section: NamespaceContext | DeploymentDetails | PodDetails | None) -> dict[str, str]:
+    return dict(section.labels) if section is not None else {}
 
 
-def environment_input(namespace: NamespaceFacts | None, signal: SignalFacts) -> dict[str, object]:
+def environment_input(namespace: NamespaceContext | None, signal: Signal) -> dict[str, object]:
     return {
         "namespace": {"name": namespace.name if namespace else "", "labels": _labels(namespace)},
         "signal": {"labels": dict(signal.labels)},
@@ -182,10 +113,10 @@ def environment_input(namespace: NamespaceFacts | None, signal: SignalFacts) -> 
 
 
 def priority_input(
-    signal: SignalFacts,
+    signal: Signal,
     environment: str,
-    namespace: NamespaceFacts | None,
-    deployment: DeploymentFacts | None,
+    namespace: NamespaceContext | None,
+    deployment: DeploymentDetails | None,
 ) -> dict[str, object]:
     return {
         "signal": {"severity": signal.severity, "source": signal.source},
@@ -196,7 +127,7 @@ def priority_input(
 
 
 def business_input(
-    environment: str, namespace: NamespaceFacts | None, deployment: DeploymentFacts | None
+    environment: str, namespace: NamespaceContext | None, deployment: DeploymentDetails | None
 ) -> dict[str, object]:
     return {
         "environment": environment,
@@ -212,8 +143,14 @@ def business_input(
     }
 
 
-def customlabels_input(kubernetes: KubernetesFacts, signal: SignalFacts) -> dict[str, object]:
-    """The shape of the original `RegoInput`; `podDetails`/`deploymentDetails` only for those targets."""
+def customlabels_input(
+    kubernetes: KubernetesContext, target: TargetResource, signal: Signal
+) -> dict[str, object]:
+    """The shape of the original `RegoInput`; `podDetails`/`deploymentDetails` only for those targets.
+
+    The context has a pod or deployment section only when the target is that pod or deployment,
+    so the target names it.
+    """
     namespace = kubernetes.namespace
     context: dict[str, object] = {
         "namespace": namespace.name if namespace else "",
@@ -222,7 +159,7 @@ def customlabels_input(kubernetes: KubernetesFacts, signal: SignalFacts) -> dict
     }
     if (pod := kubernetes.pod) is not None:
         context["podDetails"] = {
-            "name": pod.name,
+            "name": target.name,
             "phase": pod.phase,
             "labels": dict(pod.labels),
             "annotations": dict(pod.annotations),
@@ -231,7 +168,7 @@ def customlabels_input(kubernetes: KubernetesFacts, signal: SignalFacts) -> dict
         }
     if (deployment := kubernetes.deployment) is not None:
         context["deploymentDetails"] = {
-            "name": deployment.name,
+            "name": target.name,
             "replicas": deployment.replicas,
             "readyReplicas": deployment.ready_replicas,
             "availableReplicas": deployment.available_replicas,
@@ -290,7 +227,7 @@ def interpret_priority(decision: Decision) -> PriorityAssignment:
 
 
 def _from_labels(
-    key: str, namespace: NamespaceFacts | None, deployment: DeploymentFacts | None
+    key: str, namespace: NamespaceContext | None, deployment: DeploymentDetails | None
 ) -> str | None:
     """The first usable label value, namespace before deployment; invalid tiers are skipped."""
     allowed = _BUSINESS_ALLOWED.get(key)
@@ -306,7 +243,7 @@ def _from_labels(
 
 
 def decide_business(
-    decision: Decision, namespace: NamespaceFacts | None, deployment: DeploymentFacts | None
+    decision: Decision, namespace: NamespaceContext | None, deployment: DeploymentDetails | None
 ) -> BusinessClassification:
     """Labels, then the policy's answer (an empty string or a missing key means no opinion), then defaults."""
     policy = Policy.BUSINESS
@@ -416,7 +353,7 @@ def sanitise_custom_labels(value: object) -> tuple[dict[str, tuple[str, ...]], t
     return labels, tuple(reserved)
 
 
-def interpret_custom_labels(decision: Decision, namespace: NamespaceFacts | None) -> CustomLabels:
+def interpret_custom_labels(decision: Decision, namespace: NamespaceContext | None) -> CustomLabels:
     labels, reserved = sanitise_custom_labels(decision.value)
     if labels:
         return CustomLabels(MappingProxyType(labels), "policy", decision.policy_hash, reserved)
@@ -434,7 +371,7 @@ def interpret_custom_labels(decision: Decision, namespace: NamespaceFacts | None
 
 
 async def classify_environment(
-    evaluator: PolicyEvaluator, namespace: NamespaceFacts | None, signal: SignalFacts
+    evaluator: PolicyEvaluator, namespace: NamespaceContext | None, signal: Signal
 ) -> EnvironmentClassification:
     decision = await evaluator.evaluate(Policy.ENVIRONMENT, environment_input(namespace, signal))
     return interpret_environment(decision)
@@ -442,10 +379,10 @@ async def classify_environment(
 
 async def assign_priority(
     evaluator: PolicyEvaluator,
-    signal: SignalFacts,
+    signal: Signal,
     environment: str,
-    namespace: NamespaceFacts | None,
-    deployment: DeploymentFacts | None,
+    namespace: NamespaceContext | None,
+    deployment: DeploymentDetails | None,
 ) -> PriorityAssignment:
     inputs = priority_input(signal, environment, namespace, deployment)
     return interpret_priority(await evaluator.evaluate(Policy.PRIORITY, inputs))
@@ -454,30 +391,29 @@ async def assign_priority(
 async def classify_business(
     evaluator: PolicyEvaluator,
     environment: str,
-    namespace: NamespaceFacts | None,
-    deployment: DeploymentFacts | None,
+    namespace: NamespaceContext | None,
+    deployment: DeploymentDetails | None,
 ) -> BusinessClassification:
     inputs = business_input(environment, namespace, deployment)
     return decide_business(await evaluator.evaluate(Policy.BUSINESS, inputs), namespace, deployment)
 
 
 async def extract_custom_labels(
-    evaluator: PolicyEvaluator, kubernetes: KubernetesFacts, signal: SignalFacts
+    evaluator: PolicyEvaluator, kubernetes: KubernetesContext, target: TargetResource, signal: Signal
 ) -> CustomLabels:
-    decision = await evaluator.evaluate(Policy.CUSTOMLABELS, customlabels_input(kubernetes, signal))
+    decision = await evaluator.evaluate(Policy.CUSTOMLABELS, customlabels_input(kubernetes, target, signal))
     return interpret_custom_labels(decision, kubernetes.namespace)
 
 
-SMOKE_NAMESPACE: Final = NamespaceFacts(
+SMOKE_NAMESPACE: Final = NamespaceContext(
     "smoke-check",
     MappingProxyType({"kubernaut.ai/environment": "production", "kubernaut.ai/team": "platform"}),
 )
-SMOKE_SIGNAL: Final = SignalFacts(
+SMOKE_SIGNAL: Final = Signal(
     "critical", "prometheus", "prometheus-alert", MappingProxyType({"alertname": "Smoke"})
 )
-SMOKE_DEPLOYMENT: Final = DeploymentFacts(
-    "smoke-check", replicas=2, labels=MappingProxyType({"app": "smoke"})
-)
+SMOKE_DEPLOYMENT: Final = DeploymentDetails(replicas=2, labels=MappingProxyType({"app": "smoke"}))
+SMOKE_TARGET: Final = TargetResource("Deployment", "smoke-check", "smoke-check")
 
 
 async def smoke_check(evaluator: PolicyEvaluator) -> None:
@@ -485,5 +421,5 @@ async def smoke_check(evaluator: PolicyEvaluator) -> None:
     environment = await classify_environment(evaluator, SMOKE_NAMESPACE, SMOKE_SIGNAL)
     await assign_priority(evaluator, SMOKE_SIGNAL, environment.environment, SMOKE_NAMESPACE, SMOKE_DEPLOYMENT)
     await classify_business(evaluator, environment.environment, SMOKE_NAMESPACE, SMOKE_DEPLOYMENT)
-    kubernetes = KubernetesFacts(SMOKE_NAMESPACE, deployment=SMOKE_DEPLOYMENT)
-    await extract_custom_labels(evaluator, kubernetes, SMOKE_SIGNAL)
+    kubernetes = KubernetesContext(namespace=SMOKE_NAMESPACE, deployment=SMOKE_DEPLOYMENT)
+    await extract_custom_labels(evaluator, kubernetes, SMOKE_TARGET, SMOKE_SIGNAL)

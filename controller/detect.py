@@ -41,7 +41,9 @@ from collections.abc import Mapping, Sequence
 from typing import Final, Literal, TypeAlias, TypedDict, TypeVar, cast
 
 from controller import kube
-from controller.enrich import DetectedLabels, EnrichmentCaches, KubernetesContext, TargetResource
+from controller.caches import EnrichmentCaches
+from controller.kubernetes_context import DetectedLabels, KubernetesContext
+from controller.signalprocessing import TargetResource
 from controller.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)

@@ -14,14 +14,14 @@ import contextlib
 import logging
 import secrets
 from collections import deque
-from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
 from controller import kube
-from controller.status import timestamp
+from controller.signalprocessing import API_VERSION, KIND, SignalProcessing, timestamp
 
 EVENTS: Final = kube.Resource("", "v1", "events")
 _COMPONENT: Final = "signalprocessing-controller"
@@ -31,8 +31,24 @@ _CONCURRENCY: Final = 4
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class InvolvedObject:
+    """The object an Event is about: a SignalProcessing, or the controller's own Pod."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, sp: SignalProcessing) -> InvolvedObject:
+        metadata = sp.metadata
+        return cls(API_VERSION, KIND, metadata.name, metadata.namespace, metadata.uid)
+
+
 class EventRecorder:
-    def __init__(self, api: kube.ClusterReader, registry: CollectorRegistry) -> None:
+    def __init__(self, api: kube.ApiClient, registry: CollectorRegistry) -> None:
         self._api = api
         self._queue: deque[dict[str, Any]] = deque(maxlen=_QUEUE_LIMIT)
         self._ready = asyncio.Event()
@@ -56,14 +72,13 @@ class EventRecorder:
 
     def record(
         self,
-        sp: Mapping[str, Any],
+        involved: InvolvedObject,
         *,
         kind: Literal["Normal", "Warning"],
         reason: str,
         message: str,
         now: datetime,
     ) -> None:
-        metadata = sp["metadata"]
         if len(self._queue) == self._queue.maxlen:
             self._dropped.inc()
         self._queue.append(
@@ -71,15 +86,15 @@ class EventRecorder:
                 "apiVersion": "v1",
                 "kind": "Event",
                 "metadata": {
-                    "name": f"{metadata['name']}.{secrets.token_hex(8)}",
-                    "namespace": metadata["namespace"],
+                    "name": f"{involved.name}.{secrets.token_hex(8)}",
+                    "namespace": involved.namespace,
                 },
                 "involvedObject": {
-                    "apiVersion": sp["apiVersion"],
-                    "kind": sp["kind"],
-                    "name": metadata["name"],
-                    "namespace": metadata["namespace"],
-                    "uid": metadata["uid"],
+                    "apiVersion": involved.api_version,
+                    "kind": involved.kind,
+                    "name": involved.name,
+                    "namespace": involved.namespace,
+                    "uid": involved.uid,
                 },
                 "type": kind,
                 "reason": reason,

@@ -15,6 +15,7 @@ from kopf._cogs.configs.configuration import PeeringSettings  # not re-exported 
 
 from controller.config import Settings
 from controller.runtime import Runtime, start_runtime
+from controller.signalprocessing import SignalProcessing
 
 # kopf waits this long for more events of one object before handling them;
 # its 0.1 s default would add 0.1 s to every SP for nothing.
@@ -57,12 +58,11 @@ async def controller_cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("kubernaut.ai", "v1alpha1", "signalprocessings")
 async def signalprocessing_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
-    # The raw object as the watch delivered it; the pipeline reads it and never changes it.
-    sp = event["object"]
-    if not runtime.settings.watches(sp["metadata"]["namespace"]):
+    sp = SignalProcessing.from_raw(event["object"])
+    if not runtime.settings.watches(sp.metadata.namespace):
         return
     if event["type"] == "DELETED":
-        runtime.reconciler.forget(sp["metadata"]["uid"])
+        runtime.reconciler.forget(sp.metadata.uid)
         return
     await runtime.reconciler.on_event(sp)
 

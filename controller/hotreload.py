@@ -32,11 +32,12 @@ named by the `POD_NAME` and `POD_NAMESPACE` environment variables (set from
 the downward API). Without them there is no Pod to attach to and the
 rejection is logged and counted only.
 
-OPA restarts: an OPA sidecar that restarts comes back empty, and every rule
-would be "undefined". Every `ENGINE_CHECK_SECONDS` the watcher lists OPA's
-modules (`GET /v1/policies`, a few KB) and, if any of the four is gone, loads
-the active set into it again (counter result=restored). The embedded engine
-lives in this process and cannot lose its modules.
+Engine restarts: an OPA sidecar that restarts comes back empty, and every
+rule would be "undefined". Every `ENGINE_CHECK_SECONDS` the watcher asks the
+engine which of the four modules it lost (`PolicyEngine.lost_modules`) and,
+if any, loads the active set into it again (counter result=restored). The
+embedded engine lives in this process, cannot lose its modules and always
+answers none.
 
 Boundary: files, timing and reporting; what a valid policy is and how it is
 swapped in is `policies.ActivePolicies`.
@@ -54,22 +55,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import aiohttp
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from controller import kube
-from controller.events import EventRecorder
+from controller.events import EventRecorder, InvolvedObject
 from controller.metrics import ControllerMetrics
-from controller.policies import ActivePolicies, Policy, ReloadOutcome, ReloadStatus
-from controller.policy_engine import OpaServerEngine, PolicyEngine, PolicyError
+from controller.policies import ActivePolicies, CandidateVerdict, Policy, ReloadOutcome
+from controller.policy_engine import PolicyEngine, PolicyEngineUnavailable, PolicyError
 
 logger = logging.getLogger(__name__)
 
 # The kubelet's swap and an editor's save each produce a handful of events within a few
 # milliseconds; 200 ms after the last one the burst is over in practice.
 DEBOUNCE_SECONDS: Final = 0.2
-# How often OPA is asked whether it still holds the modules; a restart is repaired within this.
+# How often the engine is asked whether it still holds the modules; a restart is repaired within this.
 ENGINE_CHECK_SECONDS: Final = 2.0
 # The kubelet's `..data` link and its timestamped generation directories.
 CONFIGMAP_DATA_LINK: Final = "..data"
@@ -79,8 +79,14 @@ POLICY_FILE_NAMES: Final = frozenset(policy.file_name for policy in Policy)
 _CHANGE_EVENT_TYPES: Final = frozenset({"created", "modified", "deleted", "moved", "closed"})
 
 
-class ReloadResult:
-    """The `result` label values of `signalprocessing_policy_reloads_total`."""
+class ReportedReloadResult:
+    """What the watcher reports for one reload (or restore): the `result` label values of
+    `signalprocessing_policy_reloads_total` and the probe's `lastReload.result`.
+
+    Finer than `CandidateVerdict`, the verdict of `ActivePolicies.reload`: a
+    rejection for a deleted file is `missing`, and `restored` counts loading
+    the active set into an engine that lost it.
+    """
 
     ACTIVATED: Final = "activated"
     UNCHANGED: Final = "unchanged"
@@ -216,7 +222,7 @@ class Debouncer:
 class PodEventNotifier:
     """Posts Warning Events about policy reloads on the controller's own Pod."""
 
-    def __init__(self, api: kube.ClusterReader, events: EventRecorder, pod: ControllerPod) -> None:
+    def __init__(self, api: kube.ApiClient, events: EventRecorder, pod: ControllerPod) -> None:
         self._api = api
         self._events = events
         self._pod = pod
@@ -233,11 +239,7 @@ class PodEventNotifier:
                 logger.warning("Pod %s/%s not found; Event %s not posted", *self._pod_key(), reason)
                 return
             self._uid = str(found["metadata"]["uid"])
-        involved = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": self._pod.name, "namespace": self._pod.namespace, "uid": self._uid},
-        }
+        involved = InvolvedObject("v1", "Pod", self._pod.name, self._pod.namespace, self._uid)
         self._events.record(involved, kind="Warning", reason=reason, message=message, now=datetime.now(UTC))
 
     def _pod_key(self) -> tuple[str, str]:
@@ -312,7 +314,7 @@ class PolicyWatcher:
         self._last_rejection: ReloadReport | None = None
 
     async def start(self) -> None:
-        """Watch the directory (and OPA's modules); also reload once, for changes made since start-up."""
+        """Watch the directory (and the engine's modules); reload once too, for changes since start-up."""
         loop = asyncio.get_running_loop()
         observer = Observer()
         observer.schedule(_DirectoryEvents(loop, self._debouncer.poke), str(self._directory), recursive=False)
@@ -320,8 +322,8 @@ class PolicyWatcher:
         observer.start()
         self._observer = observer
         self._debouncer.poke()
-        if isinstance(self._engine, OpaServerEngine):
-            self._engine_check = asyncio.create_task(self._check_engine_forever(self._engine.url))
+        if self._engine is not None:
+            self._engine_check = asyncio.create_task(self._check_engine_forever(self._engine))
         logger.info("watching %s for policy changes", self._directory)
 
     async def close(self) -> None:
@@ -357,24 +359,24 @@ class PolicyWatcher:
     async def _report(self, outcome: ReloadOutcome, source: Path) -> None:
         now = datetime.now(UTC)
         changed = tuple(policy.value for policy in outcome.changed)
-        if outcome.status is ReloadStatus.ACTIVATED:
-            result = ReloadResult.ACTIVATED
+        if outcome.status is CandidateVerdict.ACTIVATED:
+            result = ReportedReloadResult.ACTIVATED
             assert outcome.active is not None  # an activation always has an active set
             self._metrics.show_active_hashes(
                 {policy.value: digest for policy, digest in outcome.active.hashes.items()}
             )
-        elif outcome.status is ReloadStatus.UNCHANGED:
-            result = ReloadResult.UNCHANGED
+        elif outcome.status is CandidateVerdict.UNCHANGED:
+            result = ReportedReloadResult.UNCHANGED
         else:
             # A read failure rejects before any text is compared, so nothing is "changed".
             missing = missing_policy_files(source) if not outcome.changed else []
-            result = ReloadResult.MISSING if missing else ReloadResult.REJECTED
+            result = ReportedReloadResult.MISSING if missing else ReportedReloadResult.REJECTED
         self._metrics.policy_reloads.labels(result=result).inc()
         self._last = ReloadReport(result, now, changed, outcome.error)
-        if result in (ReloadResult.ACTIVATED, ReloadResult.UNCHANGED):
+        if result in (ReportedReloadResult.ACTIVATED, ReportedReloadResult.UNCHANGED):
             return
         self._last_rejection = self._last
-        if result == ReloadResult.MISSING:
+        if result == ReportedReloadResult.MISSING:
             reason = "PolicyFileMissing"
             message = (
                 f"policy file(s) {', '.join(missing)} missing in {self._directory}; keeping the last good"
@@ -386,33 +388,26 @@ class PolicyWatcher:
         if self._notifier is not None:
             await self._notifier.warn(reason, message)
 
-    async def _check_engine_forever(self, url: str) -> None:
-        timeout = aiohttp.ClientTimeout(total=max(1.0, self._engine_check_interval))
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                await asyncio.sleep(self._engine_check_interval)
-                await self.check_engine(session, url)
+    async def _check_engine_forever(self, engine: PolicyEngine) -> None:
+        while True:
+            await asyncio.sleep(self._engine_check_interval)
+            await self.check_engine(engine)
 
-    async def check_engine(self, session: aiohttp.ClientSession, url: str) -> bool:
-        """Load the active set into OPA again if it lost a module; True if it did."""
+    async def check_engine(self, engine: PolicyEngine) -> bool:
+        """Load the active set into `engine` again if it lost a module (an OPA restarted); True if it did."""
         try:
-            async with session.get(f"{url}/v1/policies") as response:
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-            logger.debug("OPA at %s did not list its policies: %r", url, error)
+            async with asyncio.timeout(max(1.0, self._engine_check_interval)):
+                lost = await engine.lost_modules(policy.module_id for policy in Policy)
+        except (PolicyEngineUnavailable, TimeoutError) as error:
+            logger.debug("the policy engine did not list its modules: %r", error)
             return False
-        modules = body.get("result") if isinstance(body, dict) else None
-        if not isinstance(modules, list):
-            return False
-        loaded = {module.get("id") for module in modules if isinstance(module, dict)}
-        lost = sorted(policy.module_id for policy in Policy if policy.module_id not in loaded)
         if not lost or self._policies.current is None:
             return False
-        logger.warning("OPA at %s lost %s (restarted?); loading the active policies again", url, lost)
+        logger.warning("the policy engine lost %s (restarted?); loading the active policies again", lost)
         try:
             await self._policies.restore()
         except PolicyError as error:
-            logger.warning("could not load the active policies into OPA at %s: %s", url, error)
+            logger.warning("could not load the active policies into the policy engine again: %s", error)
             return False
-        self._metrics.policy_reloads.labels(result=ReloadResult.RESTORED).inc()
+        self._metrics.policy_reloads.labels(result=ReportedReloadResult.RESTORED).inc()
         return True

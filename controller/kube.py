@@ -13,7 +13,7 @@ variant and the in-cluster token rotation); requests never go through it, becaus
 synchronous.
 
 Everything else reads through the ``Reader`` protocol, which lets unit tests substitute an
-in-memory fake for ``ClusterReader``.
+in-memory fake for ``ApiClient``.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def is_cluster_scoped(kind: str) -> bool:
 
 
 class Reader(Protocol):
-    """What enrichment needs from the API. `ClusterReader` is the real one."""
+    """What enrichment needs from the API. `ApiClient` is the real one."""
 
     async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> RawObject | None:
         """One object, or None when it does not exist (404, or an empty name)."""
@@ -262,11 +262,13 @@ def _error_for(status: int, body: str) -> ApiError:
     return ApiError(text, status=status, reason=reason)
 
 
-class ClusterReader:
-    """A `Reader` over HTTP. Open it once per process and `close()` it (or use `async with`).
+class ApiClient:
+    """A `Reader` over HTTP, plus the controller's only writes (`patch_status`, `create`).
 
-    `calls` counts requests per verb ("get", "list"; every page of a list counts), failed ones
-    included, so a benchmark can report API reads per SignalProcessing.
+    Open it once per process and `close()` it (or use `async with`).
+
+    `calls` counts requests per verb ("get", "list", "patch", "create"; every page of a list
+    counts), failed ones included, so a benchmark can report API calls per SignalProcessing.
     """
 
     def __init__(self, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -276,7 +278,7 @@ class ClusterReader:
         self._session: aiohttp.ClientSession | None = None
         self.calls: collections.Counter[str] = collections.Counter()
 
-    async def __aenter__(self) -> ClusterReader:
+    async def __aenter__(self) -> ApiClient:
         return self
 
     async def __aexit__(

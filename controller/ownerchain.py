@@ -12,41 +12,14 @@ not read, or a cycle ends it early, and it never fails enrichment.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Final, TypedDict, cast
+from typing import Final, cast
 
 from controller import kube
+from controller.kubernetes_context import OwnerRef
 
 MAX_OWNERS: Final = 5  # the CRD's ownerChain maxItems
 
 logger = logging.getLogger(__name__)
-
-
-class RawOwnerChainEntry(TypedDict, total=False):
-    """One item of `status.kubernetesContext.ownerChain`."""
-
-    namespace: str
-    kind: str
-    name: str
-
-
-@dataclass(frozen=True)
-class OwnerRef:
-    """One controlling owner. `namespace` is empty for cluster-scoped owners (a Node, say)."""
-
-    kind: str
-    name: str
-    namespace: str = ""
-
-    @classmethod
-    def from_raw(cls, raw: RawOwnerChainEntry) -> OwnerRef:
-        return cls(kind=raw.get("kind", ""), name=raw.get("name", ""), namespace=raw.get("namespace", ""))
-
-    def to_raw(self) -> RawOwnerChainEntry:
-        raw = RawOwnerChainEntry(kind=self.kind, name=self.name)
-        if self.namespace:
-            raw["namespace"] = self.namespace
-        return raw
 
 
 def _meta(raw: kube.RawObject) -> kube.RawMeta:

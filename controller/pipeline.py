@@ -18,49 +18,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar, cast
+from typing import Final, Literal, Protocol, TypeVar
 
 from controller import kube
-from controller.audit import AuditClient
+from controller.audit_events import AuditEvent
+from controller.caches import EnrichmentCaches
 from controller.classify import (
-    DeploymentFacts,
-    KubernetesFacts,
-    NamespaceFacts,
-    PodFacts,
-    SignalFacts,
     assign_priority,
     classify_business,
     classify_environment,
     extract_custom_labels,
 )
 from controller.detect import read_detected_labels
-from controller.enrich import (
-    EnrichmentCaches,
-    KubernetesContext,
-    NamespaceMissing,
-    RawKubernetesContext,
-    TargetResource,
-    read_kubernetes_context,
-)
-from controller.events import EventRecorder
+from controller.enrich import NamespaceMissing, read_kubernetes_context
+from controller.events import InvolvedObject
+from controller.kubernetes_context import KubernetesContext
 from controller.metrics import ControllerMetrics
 from controller.policies import ActivePolicies, Policy
 from controller.policy_engine import PolicyEngineUnavailable, PolicyError
-from controller.recovery import RemediationRequestRef, read_recovery_context
-from controller.status import (
+from controller.recovery import read_recovery_context
+from controller.signalprocessing import (
     ConditionType,
+    FailureReason,
     Phase,
-    failed_patch,
-    is_terminal,
-    parse_timestamp,
-    phase_of,
-    seconds_in_phase,
-    timestamp,
-    with_condition,
+    SignalProcessing,
+    Status,
+    status_patch,
 )
+from controller.status import failed, seconds_in_phase, with_condition
 from controller.trail import new_events
 
 SIGNALPROCESSINGS: Final = kube.Resource("kubernaut.ai", "v1alpha1", "signalprocessings")
@@ -68,12 +56,52 @@ _CONFLICT_RETRIES: Final = 5
 
 logger = logging.getLogger(__name__)
 
-Patch = dict[str, Any]
 T = TypeVar("T")
 
 
+# --- What the pipeline needs from the world ------------------------------------------------------
+
+
+class StatusWriter(kube.Reader, Protocol):
+    """The cluster as the pipeline uses it: reads, and conditional writes of an SP's status."""
+
+    async def patch_status(
+        self, resource: kube.Resource, name: str, *, namespace: str, patch: kube.RawObject
+    ) -> kube.RawObject:
+        """Merge-patches the status; raises `kube.Conflict` when the resourceVersion is stale."""
+        ...
+
+
+class AuditSink(Protocol):
+    """Where audit events go (`controller.audit.AuditClient`)."""
+
+    @property
+    def saturated(self) -> bool:
+        """True while so many events wait for delivery that new work should be deferred."""
+        ...
+
+    def emit(self, event: AuditEvent) -> None: ...
+
+
+class EventSink(Protocol):
+    """Where Kubernetes Events go (`controller.events.EventRecorder`)."""
+
+    def record(
+        self,
+        involved: InvolvedObject,
+        *,
+        kind: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None: ...
+
+
+# --- Outcomes ------------------------------------------------------------------------------------
+
+
 class RetryLater(Exception):
-    """A transient failure was recorded; process the SP again after `delay` seconds."""
+    """Process the SP again after `delay` seconds: a transient failure (recorded) or a full audit queue."""
 
     def __init__(self, delay: float, cause: str) -> None:
         super().__init__(f"retrying in {delay:.1f}s: {cause}")
@@ -83,7 +111,7 @@ class RetryLater(Exception):
 class PermanentFailure(Exception):
     """The SP cannot succeed; it goes to Failed with this reason."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: FailureReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -93,8 +121,8 @@ _MAX_DOUBLINGS: Final = 64
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """The shared backoff of transient errors: base * 2^(n-1), capped, ±10 % jitter.
+class RetryBackoff:
+    """When to retry an SP after its n-th transient failure: base * 2^(n-1), capped, ±10 % jitter.
 
     The jitter spreads each delay evenly around its nominal value, so SPs that failed together
     do not all retry together, at the cap too, and the cap is a hard ceiling: the first retry
@@ -111,32 +139,39 @@ class Backoff:
         return min(self.cap, max(0.0, nominal * (1 + spread)))
 
 
+# A step computes the status its phase ends with; the write sends what changed.
+Step = Callable[["Pipeline", SignalProcessing, datetime], Awaitable[Status]]
+
+
 @dataclass
 class Pipeline:
-    api: kube.ClusterReader
+    api: StatusWriter
     caches: EnrichmentCaches
     policies: ActivePolicies
-    audit: AuditClient
-    events: EventRecorder
+    audit: AuditSink
+    events: EventSink
     metrics: ControllerMetrics
     deadline: timedelta
-    backoff: Backoff
+    backoff: RetryBackoff
     clock: Callable[[], datetime]
 
-    async def advance(self, sp: Mapping[str, Any]) -> Mapping[str, Any]:
+    async def advance(self, sp: SignalProcessing) -> SignalProcessing:
         """Runs every remaining step; returns the SP as last written. Raises `RetryLater`."""
-        current: Mapping[str, Any] = sp
+        current = sp
         # When this pass's own write put the SP in its current phase; None when it found it there.
         entered: datetime | None = None
-        while not is_terminal(phase := phase_of(current.get("status"))):
+        while not (phase := current.phase).is_terminal:
+            if self.audit.saturated:
+                # Nothing is lost by waiting: the step has not happened, so neither have its events.
+                raise RetryLater(self.backoff.delay(1), "the audit queue is full; DataStorage is behind")
             now = self.clock()
             step = _STEPS[phase]
             try:
                 if self._is_past_deadline(current, now):
                     raise PermanentFailure(
-                        "TimedOut", f"not completed within {self.deadline.total_seconds():.0f}s"
+                        FailureReason.TIMED_OUT, f"not completed within {self.deadline.total_seconds():.0f}s"
                     )
-                patch = await step(self, current, now)
+                status = await step(self, current, now)
             except PermanentFailure as failure:
                 current, entered = await self._fail(current, phase, failure, now, entered)
                 continue
@@ -144,21 +179,26 @@ class Pipeline:
                 self.metrics.processing_total.labels(phase=phase.value.lower(), result="failure").inc()
                 delay = await self._record_transient(current, phase, str(error), now)
                 raise RetryLater(delay, str(error)) from error
-            current, entered = await self._write(current, phase, patch, now, entered)
+            current, entered = await self._write(current, phase, status, now, entered)
         return current
 
-    def _is_past_deadline(self, sp: Mapping[str, Any], now: datetime) -> bool:
-        started = (sp.get("status") or {}).get("startTime") or sp["metadata"].get("creationTimestamp")
-        return bool(started) and now - parse_timestamp(started) > self.deadline
+    async def fetch(self, name: str, namespace: str) -> SignalProcessing | None:
+        """The SP as the API server has it now; None when it is gone."""
+        raw = await self.api.get(SIGNALPROCESSINGS, name, namespace=namespace)
+        return SignalProcessing.from_raw(raw) if raw is not None else None
+
+    def _is_past_deadline(self, sp: SignalProcessing, now: datetime) -> bool:
+        started = sp.status.start_time or sp.metadata.creation_timestamp
+        return started is not None and now - started > self.deadline
 
     # --- writing -------------------------------------------------------------------------------
 
     async def _write(
-        self, sp: Mapping[str, Any], phase: Phase, patch: Patch, now: datetime, entered: datetime | None
-    ) -> tuple[Mapping[str, Any], datetime | None]:
-        """Writes a step's patch; returns the SP as it now is and when this write moved it into its
+        self, sp: SignalProcessing, phase: Phase, status: Status, now: datetime, entered: datetime | None
+    ) -> tuple[SignalProcessing, datetime | None]:
+        """Writes a step's status; returns the SP as it now is and when this write moved it into its
         new phase (None when another writer had moved it on). `entered`: when `phase` began, if known."""
-        written = await self._patch_conditionally(sp, phase, patch)
+        written = await self._patch_conditionally(sp, phase, status)
         if written is None:  # someone else moved it on; carry on from what is there now
             return await self._reread(sp), None
         accepted = self.clock()
@@ -166,34 +206,36 @@ class Pipeline:
         return written, accepted
 
     async def _patch_conditionally(
-        self, sp: Mapping[str, Any], phase: Phase, patch: Patch
-    ) -> Mapping[str, Any] | None:
-        """Writes `patch` if the SP is still in `phase`; None when another writer moved it on."""
+        self, sp: SignalProcessing, phase: Phase, status: Status
+    ) -> SignalProcessing | None:
+        """Writes the change from `sp.status` to `status` if the SP is still in `phase`; None when
+        another writer moved it on."""
+        patch = status_patch(sp.status, status)
         current = sp
         for _ in range(_CONFLICT_RETRIES):
-            metadata = current["metadata"]
-            body = {"metadata": {"resourceVersion": metadata["resourceVersion"]}, "status": patch}
+            metadata = current.metadata
+            body = {"metadata": {"resourceVersion": metadata.resource_version}, "status": patch}
             try:
-                return await self.api.patch_status(
-                    SIGNALPROCESSINGS, metadata["name"], namespace=metadata["namespace"], patch=body
+                raw = await self.api.patch_status(
+                    SIGNALPROCESSINGS, metadata.name, namespace=metadata.namespace, patch=body
                 )
+                return SignalProcessing.from_raw(raw)
             except kube.Conflict:
                 current = await self._reread(current)
-                if phase_of(current.get("status")) is not phase:
+                if current.phase is not phase:
                     return None
-        raise kube.TransientApiError(f"status of {sp['metadata']['name']} kept changing under the controller")
+        raise kube.TransientApiError(f"status of {sp.key} kept changing under the controller")
 
-    async def _reread(self, sp: Mapping[str, Any]) -> Mapping[str, Any]:
-        metadata = sp["metadata"]
-        fresh = await self.api.get(SIGNALPROCESSINGS, metadata["name"], namespace=metadata["namespace"])
+    async def _reread(self, sp: SignalProcessing) -> SignalProcessing:
+        fresh = await self.fetch(sp.metadata.name, sp.metadata.namespace)
         if fresh is None:
-            raise kube.TransientApiError(f"{metadata['namespace']}/{metadata['name']} was deleted")
+            raise kube.TransientApiError(f"{sp.key} was deleted")
         return fresh
 
     def _record(
         self,
-        before: Mapping[str, Any],
-        after: Mapping[str, Any],
+        before: SignalProcessing,
+        after: SignalProcessing,
         phase: Phase,
         now: datetime,
         *,
@@ -202,110 +244,98 @@ class Pipeline:
     ) -> None:
         for event in new_events(before, after):
             self.audit.emit(event)
-        reached = phase_of(after.get("status"))
+        reached = after.phase
         if reached is not Phase.FAILED:  # a failed step was already counted as a failure by _fail
             self.metrics.processing_total.labels(phase=phase.value.lower() or "new", result="success").inc()
         if reached is not Phase.PENDING:
             self.events.record(
-                after,
+                InvolvedObject.of(after),
                 kind="Warning" if reached is Phase.FAILED else "Normal",
                 reason="PhaseTransition",
                 message=f"{phase.value or 'New'} -> {reached.value}",
                 now=now,
             )
-        spent = seconds_in_phase(before.get("status") or {}, phase, left=accepted, entered=entered)
+        spent = seconds_in_phase(before.status, phase, left=accepted, entered=entered)
         if spent is not None:  # New has no duration of its own: it is the wait for the first write
             self.metrics.processing_duration.labels(phase=phase.value.lower()).observe(spent)
-        if is_terminal(reached):  # the total, start to end, of Completed and Failed SPs alike, as always
-            started = parse_timestamp(after["status"]["startTime"])
+        started = after.status.start_time
+        if reached.is_terminal and started is not None:
+            # The total, start to end, of Completed and Failed SPs alike, as always.
             self.metrics.processing_duration.labels(phase="completed").observe(
                 (accepted - started).total_seconds()
             )
-        if reached is Phase.COMPLETED:
+        processed = after.status.condition(ConditionType.PROCESSING)
+        if reached is Phase.COMPLETED and processed is not None:
             self.events.record(
-                after,
+                InvolvedObject.of(after),
                 kind="Normal",
                 reason="SignalProcessed",
-                message=after["status"]["conditions"][-1]["message"],
+                message=processed.message,
                 now=now,
             )
 
     async def _fail(
         self,
-        sp: Mapping[str, Any],
+        sp: SignalProcessing,
         phase: Phase,
         failure: PermanentFailure,
         now: datetime,
         entered: datetime | None,
-    ) -> tuple[Mapping[str, Any], datetime | None]:
-        status = sp.get("status") or {}
+    ) -> tuple[SignalProcessing, datetime | None]:
         failing = phase if phase is not Phase.NEW else Phase.PENDING
-        patch = failed_patch(
-            status,
+        status = failed(
+            sp.status,
             failing,
             reason=failure.reason,
             message=str(failure),
             now=now,
-            generation=sp["metadata"].get("generation", 1),
+            generation=sp.metadata.generation,
         )
-        patch.setdefault("startTime", status.get("startTime") or timestamp(now))
-        logger.warning(
-            "%s/%s failed in %s: %s: %s",
-            sp["metadata"]["namespace"],
-            sp["metadata"]["name"],
-            failing.value,
-            failure.reason,
-            failure,
-        )
+        logger.warning("%s failed in %s: %s: %s", sp.key, failing.value, failure.reason.value, failure)
         self.metrics.processing_total.labels(phase=failing.value.lower(), result="failure").inc()
-        event_reason = {"TimedOut": "ProcessingTimedOut", "EnrichmentFailed": "EnrichmentFailed"}.get(
-            failure.reason, "PolicyEvaluationFailed"
+        self.events.record(
+            InvolvedObject.of(sp),
+            kind="Warning",
+            reason=failure.reason.event_reason,
+            message=str(failure),
+            now=now,
         )
-        self.events.record(sp, kind="Warning", reason=event_reason, message=str(failure), now=now)
-        return await self._write(sp, phase, patch, now, entered)
+        return await self._write(sp, phase, status, now, entered)
 
-    async def _record_transient(
-        self, sp: Mapping[str, Any], phase: Phase, error: str, now: datetime
-    ) -> float:
+    async def _record_transient(self, sp: SignalProcessing, phase: Phase, error: str, now: datetime) -> float:
         """Records the failure (BR-SP-111) and returns how long to wait before the next attempt."""
-        status = sp.get("status") or {}
-        failures = int(status.get("consecutiveFailures") or 0) + 1
-        patch = {"consecutiveFailures": failures, "lastFailureTime": timestamp(now), "error": error[:1024]}
+        failures = sp.status.consecutive_failures + 1
+        status = replace(sp.status, consecutive_failures=failures, last_failure_time=now, error=error[:1024])
         delay = self.backoff.delay(failures)
-        started = status.get("startTime")
-        if started:  # never sleep past the deadline: the next attempt must be able to time out
-            remaining = (parse_timestamp(started) + self.deadline - now).total_seconds()
+        started = sp.status.start_time
+        if started is not None:  # never sleep past the deadline: the next attempt must be able to time out
+            remaining = (started + self.deadline - now).total_seconds()
             delay = max(0.0, min(delay, remaining + 1))
         try:
-            await self._patch_conditionally(sp, phase, patch)
+            await self._patch_conditionally(sp, phase, status)
         except kube.ApiError as write_error:
             logger.warning("could not record a transient failure: %s", write_error)
         return delay
 
     # --- the steps -----------------------------------------------------------------------------
 
-    async def _start(self, sp: Mapping[str, Any], now: datetime) -> Patch:
-        return {
-            "phase": Phase.PENDING.value,
-            "startTime": timestamp(now),
-            "observedGeneration": sp["metadata"].get("generation", 1),
-        }
+    async def _start(self, sp: SignalProcessing, now: datetime) -> Status:
+        return replace(
+            sp.status, phase=Phase.PENDING, start_time=now, observed_generation=sp.metadata.generation
+        )
 
-    async def _begin_enriching(self, sp: Mapping[str, Any], now: datetime) -> Patch:
-        return {"phase": Phase.ENRICHING.value}
+    async def _begin_enriching(self, sp: SignalProcessing, now: datetime) -> Status:
+        return replace(sp.status, phase=Phase.ENRICHING)
 
-    async def _enrich(self, sp: Mapping[str, Any], now: datetime) -> Patch:
-        spec, status = sp["spec"], sp.get("status") or {}
-        target = TargetResource.from_raw(spec["signal"]["targetResource"])
+    async def _enrich(self, sp: SignalProcessing, now: datetime) -> Status:
+        signal = sp.spec.signal
+        target = signal.target_resource
         began = self.clock()
         # The reads that do not depend on each other go out together: each one is a round trip.
         context_read, recovery_read = await asyncio.gather(
             read_kubernetes_context(self.api, target, self.caches),
             read_recovery_context(
-                self.api,
-                RemediationRequestRef.from_raw(spec["remediationRequestRef"]),
-                sp_namespace=sp["metadata"]["namespace"],
-                now=now,
+                self.api, sp.spec.remediation_request_ref, sp_namespace=sp.metadata.namespace, now=now
             ),
             return_exceptions=True,
         )
@@ -313,7 +343,7 @@ class Pipeline:
             self.metrics.enrichment_total.labels(result="failure").inc()
             self.metrics.enrichment_errors.labels(error_type="not_found").inc()
             raise PermanentFailure(
-                "EnrichmentFailed", f"target namespace {context_read.namespace!r} does not exist"
+                FailureReason.ENRICHMENT_FAILED, f"target namespace {context_read.namespace!r} does not exist"
             ) from context_read
         if isinstance(context_read, BaseException):
             self._count_read_error(context_read)
@@ -324,9 +354,7 @@ class Pipeline:
         context, recovery = context_read, recovery_read
         detected, custom = await asyncio.gather(
             read_detected_labels(self.api, target, context, self.caches),
-            self._evaluate(
-                extract_custom_labels(self.policies, kubernetes_facts(context, target), _signal(spec))
-            ),
+            self._evaluate(extract_custom_labels(self.policies, context, target, signal)),
         )
         context = replace(context, detected_labels=detected, custom_labels=custom.labels)
         self.metrics.enrichment_duration.labels(resource_kind=target.kind.lower()).observe(
@@ -339,86 +367,80 @@ class Pipeline:
                 "DegradedMode",
                 f"Enrichment completed in degraded mode: {where} (target not found)",
             )
-            self.events.record(sp, kind="Warning", reason="EnrichmentDegraded", message=message, now=now)
+            self.events.record(
+                InvolvedObject.of(sp), kind="Warning", reason="EnrichmentDegraded", message=message, now=now
+            )
         else:
             reason, message = "EnrichmentSucceeded", f"K8s context enriched: {where}"
-        patch: Patch = {
-            "phase": Phase.CLASSIFYING.value,
-            "kubernetesContext": context.to_raw(),
-            "conditions": with_condition(
-                status.get("conditions") or [],
+        return replace(
+            _succeeded(sp.status),
+            phase=Phase.CLASSIFYING,
+            kubernetes_context=context,
+            conditions=with_condition(
+                sp.status.conditions,
                 ConditionType.ENRICHMENT,
                 succeeded=True,
                 reason=reason,
                 message=message,
                 now=now,
-                generation=sp["metadata"].get("generation", 1),
+                generation=sp.metadata.generation,
             ),
-            "policyHashes": {Policy.CUSTOMLABELS.value: custom.policy_hash},
-            **_cleared_failures(status),
-        }
-        if recovery is not None:
-            patch["recoveryContext"] = recovery.to_raw()
-        return patch
+            policy_hashes={**sp.status.policy_hashes, Policy.CUSTOMLABELS.value: custom.policy_hash},
+            recovery_context=recovery if recovery is not None else sp.status.recovery_context,
+        )
 
     def _count_read_error(self, error: BaseException) -> None:
         if isinstance(error, kube.TransientApiError):
             self.metrics.enrichment_errors.labels(error_type="api_error").inc()
 
-    async def _classify(self, sp: Mapping[str, Any], now: datetime) -> Patch:
-        spec, status = sp["spec"], sp.get("status") or {}
-        facts, signal = _recorded_facts(sp), _signal(spec)
-        environment = await self._evaluate(classify_environment(self.policies, facts.namespace, signal))
+    async def _classify(self, sp: SignalProcessing, now: datetime) -> Status:
+        context = sp.status.kubernetes_context or KubernetesContext()
+        signal = sp.spec.signal
+        environment = await self._evaluate(classify_environment(self.policies, context.namespace, signal))
         priority = await self._evaluate(
-            assign_priority(self.policies, signal, environment.environment, facts.namespace, facts.deployment)
+            assign_priority(
+                self.policies, signal, environment.environment, context.namespace, context.deployment
+            )
         )
         message = (
             f"Classified: environment={environment.environment} (source={environment.source}), "
             f"priority={priority.priority} (source={priority.source})"
         )
-        return {
-            "phase": Phase.CATEGORIZING.value,
-            "environmentClassification": {
-                "environment": environment.environment,
-                "source": environment.source,
-                "classifiedAt": timestamp(now),
-                "policyHash": environment.policy_hash,
-            },
-            "priorityAssignment": {
-                "priority": priority.priority,
-                "source": priority.source,
-                "policyName": priority.policy_name,
-                "assignedAt": timestamp(now),
-                "policyHash": priority.policy_hash,
-            },
-            "conditions": with_condition(
-                status.get("conditions") or [],
+        return replace(
+            _succeeded(sp.status),
+            phase=Phase.CATEGORIZING,
+            environment_classification=replace(environment, classified_at=now),
+            priority_assignment=replace(priority, assigned_at=now),
+            conditions=with_condition(
+                sp.status.conditions,
                 ConditionType.CLASSIFICATION,
                 succeeded=True,
                 reason="ClassificationSucceeded",
                 message=message,
                 now=now,
-                generation=sp["metadata"].get("generation", 1),
+                generation=sp.metadata.generation,
             ),
-            "policyHashes": {
+            policy_hashes={
+                **sp.status.policy_hashes,
                 Policy.ENVIRONMENT.value: environment.policy_hash,
                 Policy.PRIORITY.value: priority.policy_hash,
             },
-            **_cleared_failures(status),
-        }
-
-    async def _categorize(self, sp: Mapping[str, Any], now: datetime) -> Patch:
-        status = sp.get("status") or {}
-        facts = _recorded_facts(sp)
-        environment = status["environmentClassification"]["environment"]
-        priority = status["priorityAssignment"]["priority"]
-        business = await self._evaluate(
-            classify_business(self.policies, environment, facts.namespace, facts.deployment)
         )
-        generation = sp["metadata"].get("generation", 1)
-        elapsed = (now - parse_timestamp(status["startTime"])).total_seconds()
+
+    async def _categorize(self, sp: SignalProcessing, now: datetime) -> Status:
+        status = sp.status
+        context = status.kubernetes_context or KubernetesContext()
+        environment = (
+            status.environment_classification.environment if status.environment_classification else ""
+        )
+        priority = status.priority_assignment.priority if status.priority_assignment else ""
+        business = await self._evaluate(
+            classify_business(self.policies, environment, context.namespace, context.deployment)
+        )
+        generation = sp.metadata.generation
+        elapsed = (now - status.start_time).total_seconds() if status.start_time is not None else 0.0
         conditions = with_condition(
-            status.get("conditions") or [],
+            status.conditions,
             ConditionType.CATEGORIZATION,
             succeeded=True,
             reason="CategorizationSucceeded",
@@ -441,20 +463,14 @@ class Pipeline:
             now=now,
             generation=generation,
         )
-        return {
-            "phase": Phase.COMPLETED.value,
-            "businessClassification": {
-                "businessUnit": business.business_unit,
-                "serviceOwner": business.service_owner,
-                "criticality": business.criticality,
-                "slaRequirement": business.sla_requirement,
-                "policyHash": business.policy_hash,
-            },
-            "completionTime": timestamp(now),
-            "conditions": conditions,
-            "policyHashes": {Policy.BUSINESS.value: business.policy_hash},
-            **_cleared_failures(status),
-        }
+        return replace(
+            _succeeded(status),
+            phase=Phase.COMPLETED,
+            business_classification=business,
+            completion_time=now,
+            conditions=conditions,
+            policy_hashes={**status.policy_hashes, Policy.BUSINESS.value: business.policy_hash},
+        )
 
     async def _evaluate(self, evaluation: Awaitable[T]) -> T:
         try:
@@ -462,10 +478,12 @@ class Pipeline:
         except PolicyEngineUnavailable:
             raise
         except PolicyError as error:
-            raise PermanentFailure("RegoEvaluationError", f"policy evaluation failed: {error}") from error
+            raise PermanentFailure(
+                FailureReason.REGO_EVALUATION_ERROR, f"policy evaluation failed: {error}"
+            ) from error
 
 
-_STEPS: Final[dict[Phase, Callable[[Pipeline, Mapping[str, Any], datetime], Awaitable[Patch]]]] = {
+_STEPS: Final[dict[Phase, Step]] = {
     Phase.NEW: Pipeline._start,
     Phase.PENDING: Pipeline._begin_enriching,
     Phase.ENRICHING: Pipeline._enrich,
@@ -474,62 +492,6 @@ _STEPS: Final[dict[Phase, Callable[[Pipeline, Mapping[str, Any], datetime], Awai
 }
 
 
-def _cleared_failures(status: Mapping[str, Any]) -> Patch:
-    """A successful step resets the transient-failure record (BR-SP-111); None deletes a field."""
-    return {"consecutiveFailures": None, "error": None} if status.get("consecutiveFailures") else {}
-
-
-def _recorded_facts(sp: Mapping[str, Any]) -> KubernetesFacts:
-    """The facts of the context the Enriching step wrote into the status."""
-    context = (sp.get("status") or {}).get("kubernetesContext") or {}
-    target = TargetResource.from_raw(sp["spec"]["signal"]["targetResource"])
-    return kubernetes_facts(KubernetesContext.from_raw(cast(RawKubernetesContext, context)), target)
-
-
-def _signal(spec: Mapping[str, Any]) -> SignalFacts:
-    signal = spec["signal"]
-    return SignalFacts(
-        severity=signal["severity"],
-        source=signal.get("source", ""),
-        type=signal.get("type", ""),
-        labels=signal.get("labels") or {},
-    )
-
-
-def kubernetes_facts(context: KubernetesContext, target: TargetResource) -> KubernetesFacts:
-    """What the policies see of the `target` whose `context` enrichment read.
-
-    The context has a pod or deployment section only when the target is that pod or deployment,
-    so the target names it.
-    """
-    namespace = (
-        NamespaceFacts(context.namespace.name, context.namespace.labels, context.namespace.annotations)
-        if context.namespace is not None
-        else None
-    )
-    pod = (
-        PodFacts(
-            name=target.name,
-            phase=context.pod.phase,
-            labels=context.pod.labels,
-            annotations=context.pod.annotations,
-            restart_count=context.pod.restart_count,
-            creation_timestamp=context.pod.creation_timestamp,
-        )
-        if context.pod is not None
-        else None
-    )
-    deployment = (
-        DeploymentFacts(
-            name=target.name,
-            replicas=context.deployment.replicas,
-            ready_replicas=context.deployment.ready_replicas,
-            available_replicas=context.deployment.available_replicas,
-            strategy=context.deployment.strategy,
-            labels=context.deployment.labels,
-            annotations=context.deployment.annotations,
-        )
-        if context.deployment is not None
-        else None
-    )
-    return KubernetesFacts(namespace=namespace, pod=pod, deployment=deployment)
+def _succeeded(status: Status) -> Status:
+    """A successful step clears the transient-failure record (BR-SP-111), lastFailureTime kept."""
+    return replace(status, consecutive_failures=0, error="") if status.consecutive_failures else status

@@ -182,7 +182,10 @@ SmokeCheck = Callable[[PolicyEvaluator], Awaitable[None]]
 """Evaluates a candidate set on representative inputs; raises `PolicyError` if an answer is unusable."""
 
 
-class ReloadStatus(enum.StrEnum):
+class CandidateVerdict(enum.StrEnum):
+    """What `ActivePolicies.reload` did with the set it read: made it active, found it equal to the
+    active set, or refused it (the active set stays). `hotreload` reports it in finer terms."""
+
     ACTIVATED = "activated"
     UNCHANGED = "unchanged"
     REJECTED = "rejected"
@@ -190,7 +193,7 @@ class ReloadStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ReloadOutcome:
-    status: ReloadStatus
+    status: CandidateVerdict
     active: PolicySet | None
     """The set active after this reload (the previous one unless ACTIVATED)."""
     changed: tuple[Policy, ...] = ()
@@ -275,7 +278,7 @@ class ActivePolicies:
         """The first load, at controller start; with no last good set to keep, a failure raises
         `PolicyLoadError` naming the file or the problem."""
         outcome = await self.reload(directory)
-        if outcome.active is None or outcome.status is ReloadStatus.REJECTED:
+        if outcome.active is None or outcome.status is CandidateVerdict.REJECTED:
             raise PolicyLoadError(f"policies in {directory} not loaded: {outcome.error}")
         return outcome.active
 
@@ -285,7 +288,7 @@ class ActivePolicies:
             candidate = await asyncio.to_thread(read_policy_set, directory)
         except PolicyFileError as error:
             logger.warning("policy reload rejected: %s", error)
-            return ReloadOutcome(ReloadStatus.REJECTED, self._current, error=str(error))
+            return ReloadOutcome(CandidateVerdict.REJECTED, self._current, error=str(error))
         async with self._lock.writing():
             return await self._activate(candidate)
 
@@ -297,7 +300,7 @@ class ActivePolicies:
             if current is None or not self._in_sync or current[policy].sha256 != candidate[policy].sha256
         )
         if not changed:
-            return ReloadOutcome(ReloadStatus.UNCHANGED, current)
+            return ReloadOutcome(CandidateVerdict.UNCHANGED, current)
         loaded: list[Policy] = []
         try:
             for policy in changed:
@@ -315,7 +318,9 @@ class ActivePolicies:
         except PolicyError as error:
             await self._roll_back(current, loaded)
             logger.warning("policy reload rejected (%s): %s", ", ".join(changed), error)
-            return ReloadOutcome(ReloadStatus.REJECTED, current, changed, f"{type(error).__name__}: {error}")
+            return ReloadOutcome(
+                CandidateVerdict.REJECTED, current, changed, f"{type(error).__name__}: {error}"
+            )
         except BaseException:
             # Cancelled or a bug mid-way: the engine may hold part of the candidate. The next
             # evaluation reloads the active set first.
@@ -327,7 +332,7 @@ class ActivePolicies:
             "policies activated: %s",
             ", ".join(f"{policy}={candidate[policy].sha256[:16]}" for policy in changed),
         )
-        return ReloadOutcome(ReloadStatus.ACTIVATED, candidate, changed)
+        return ReloadOutcome(CandidateVerdict.ACTIVATED, candidate, changed)
 
     async def _roll_back(self, previous: PolicySet | None, loaded: list[Policy]) -> None:
         if not loaded:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final, Protocol
 
 from controller import kube
-from controller.audit import AuditClient
-from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
-from controller.status import Phase, is_terminal, phase_of
+from controller.pipeline import AuditSink, RetryLater
+from controller.signalprocessing import Phase, SignalProcessing
 from controller.trail import audit_trail
 
 _REMEMBERED: Final = 50_000  # SPs whose progress is kept; older ones only cost a trail re-send
@@ -28,8 +26,20 @@ _REMEMBERED: Final = 50_000  # SPs whose progress is kept; older ones only cost 
 logger = logging.getLogger(__name__)
 
 
+class Advancer(Protocol):
+    """What the reconciler drives (`controller.pipeline.Pipeline`)."""
+
+    async def advance(self, sp: SignalProcessing) -> SignalProcessing:
+        """Runs the remaining steps; returns the SP as last written. Raises `RetryLater`."""
+        ...
+
+    async def fetch(self, name: str, namespace: str) -> SignalProcessing | None:
+        """The SP as the API server has it now; None when it is gone."""
+        ...
+
+
 class Reconciler:
-    def __init__(self, pipeline: Pipeline, audit: AuditClient) -> None:
+    def __init__(self, pipeline: Advancer, audit: AuditSink) -> None:
         self._pipeline = pipeline
         self._audit = audit
         self._progress: OrderedDict[str, Phase] = OrderedDict()
@@ -37,8 +47,8 @@ class Reconciler:
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def on_event(self, sp: Mapping[str, Any]) -> None:
-        uid = sp["metadata"]["uid"]
+    async def on_event(self, sp: SignalProcessing) -> None:
+        uid = sp.metadata.uid
         if uid in self._retries:
             return  # a retry is scheduled; this is the echo of recording the failure
         lock = self._locks.setdefault(uid, asyncio.Lock())
@@ -58,25 +68,25 @@ class Reconciler:
         for task in list(self._tasks):
             task.cancel()
 
-    async def _process(self, sp: Mapping[str, Any]) -> None:
-        uid = sp["metadata"]["uid"]
-        phase = phase_of(sp.get("status"))
+    async def _process(self, sp: SignalProcessing) -> None:
+        uid = sp.metadata.uid
+        phase = sp.phase
         known = self._progress.get(uid)
         if known is None:
             for event in audit_trail(sp):
                 self._audit.emit(event)
-        elif phase.order < known.order or is_terminal(known):
+        elif phase.order < known.order or known.is_terminal:
             return
-        if is_terminal(phase):
+        if phase.is_terminal:
             self._remember(uid, phase)
             return
         try:
             final = await self._pipeline.advance(sp)
         except RetryLater as retry:
-            logger.info("%s/%s: %s", sp["metadata"]["namespace"], sp["metadata"]["name"], retry)
+            logger.info("%s: %s", sp.key, retry)
             self._schedule_retry(sp, retry.delay)
             return
-        self._remember(uid, phase_of(final.get("status")))
+        self._remember(uid, final.phase)
         self._locks.pop(uid, None)
 
     def _remember(self, uid: str, phase: Phase) -> None:
@@ -85,9 +95,8 @@ class Reconciler:
         while len(self._progress) > _REMEMBERED:
             self._progress.popitem(last=False)
 
-    def _schedule_retry(self, sp: Mapping[str, Any], delay: float) -> None:
-        metadata = sp["metadata"]
-        uid, name, namespace = metadata["uid"], metadata["name"], metadata["namespace"]
+    def _schedule_retry(self, sp: SignalProcessing, delay: float) -> None:
+        uid, name, namespace = sp.metadata.uid, sp.metadata.name, sp.metadata.namespace
 
         def fire() -> None:
             self._retries.pop(uid, None)
@@ -99,7 +108,7 @@ class Reconciler:
 
     async def _retry(self, name: str, namespace: str) -> None:
         try:
-            fresh = await self._pipeline.api.get(SIGNALPROCESSINGS, name, namespace=namespace)
+            fresh = await self._pipeline.fetch(name, namespace)
         except kube.ApiError as error:
             logger.warning("retry of %s/%s could not read it: %s", namespace, name, error)
             return

@@ -20,21 +20,11 @@ first failure, and its first attempt began then.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypedDict, cast
 
 from controller import kube
-
-
-class RawObjectReference(TypedDict, total=False):
-    """`spec.remediationRequestRef`."""
-
-    apiVersion: str
-    kind: str
-    name: str
-    namespace: str
-    uid: str
+from controller.signalprocessing import RecoveryContext, RemediationRequestRef, optional_time
 
 
 class RawRemediationRequestStatus(TypedDict, total=False):
@@ -48,68 +38,6 @@ class RawRemediationRequest(TypedDict, total=False):
     status: RawRemediationRequestStatus
 
 
-class RawRecoveryContext(TypedDict, total=False):
-    """`status.recoveryContext`."""
-
-    previousRemediationId: str
-    attemptCount: int
-    lastFailureReason: str
-    timeSinceFirstFailure: str
-
-
-@dataclass(frozen=True)
-class RemediationRequestRef:
-    name: str
-    namespace: str = ""  # empty: the RR is in the SignalProcessing's own namespace
-
-    @classmethod
-    def from_raw(cls, raw: RawObjectReference) -> RemediationRequestRef:
-        return cls(name=raw.get("name") or "", namespace=raw.get("namespace") or "")
-
-    def namespace_or(self, sp_namespace: str) -> str:
-        return self.namespace or sp_namespace
-
-
-@dataclass(frozen=True)
-class RecoveryContext:
-    previous_remediation_id: str
-    attempt_count: int
-    last_failure_reason: str = ""
-    time_since_first_failure: timedelta | None = None
-
-    def to_raw(self) -> RawRecoveryContext:
-        raw = RawRecoveryContext(
-            previousRemediationId=self.previous_remediation_id, attemptCount=self.attempt_count
-        )
-        if self.last_failure_reason:
-            raw["lastFailureReason"] = self.last_failure_reason
-        if self.time_since_first_failure is not None:
-            raw["timeSinceFirstFailure"] = go_duration(self.time_since_first_failure)
-        return raw
-
-
-def go_duration(delta: timedelta) -> str:
-    """Whole seconds in Go's `Duration.String()` form: "0s", "42s", "5m0s", "26h3m4s"; negatives are 0s."""
-    seconds = max(int(delta.total_seconds()), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{seconds}s"
-    if minutes:
-        return f"{minutes}m{seconds}s"
-    return f"{seconds}s"
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def recovery_context(rr: RawRemediationRequest, *, now: datetime) -> RecoveryContext | None:
     """The recovery context of a RemediationRequest, or None when it has no recovery attempts.
 
@@ -119,7 +47,7 @@ def recovery_context(rr: RawRemediationRequest, *, now: datetime) -> RecoveryCon
     attempts = status.get("recoveryAttempts")
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts <= 0:
         return None
-    started = _parse_time(status.get("startTime"))
+    started = optional_time(status.get("startTime"))
     reason = status.get("failureReason")
     return RecoveryContext(
         previous_remediation_id=(rr.get("metadata") or {}).get("name", ""),

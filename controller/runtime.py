@@ -17,11 +17,11 @@ from prometheus_client import start_http_server
 
 from controller import classify, hotreload, kube
 from controller.audit import AuditClient
+from controller.caches import EnrichmentCaches
 from controller.config import Settings
-from controller.enrich import EnrichmentCaches
 from controller.events import EventRecorder
 from controller.metrics import ControllerMetrics
-from controller.pipeline import Backoff, Pipeline
+from controller.pipeline import Pipeline, RetryBackoff
 from controller.policies import ActivePolicies
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
 from controller.reconciler import Reconciler
@@ -36,7 +36,7 @@ def utc_now() -> datetime:
 @dataclass
 class Runtime:
     settings: Settings
-    api: kube.ClusterReader
+    api: kube.ApiClient
     engine: PolicyEngine
     policies: ActivePolicies
     audit: AuditClient
@@ -64,7 +64,7 @@ async def start_runtime(settings: Settings) -> Runtime:
         if settings.kubeconfig
         else kube.Credentials.in_cluster()
     )
-    api = kube.ClusterReader(credentials)
+    api = kube.ApiClient(credentials)
     metrics = ControllerMetrics.create()
     engine: PolicyEngine = OpaServerEngine(settings.opa_url) if settings.opa_url else EmbeddedEngine()
     policies = ActivePolicies(engine, classify.smoke_check)
@@ -87,7 +87,7 @@ async def start_runtime(settings: Settings) -> Runtime:
         events=events,
         metrics=metrics,
         deadline=timedelta(seconds=settings.deadline_seconds),
-        backoff=Backoff(base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds),
+        backoff=RetryBackoff(base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds),
         clock=utc_now,
     )
     pod = hotreload.controller_pod_from_env(os.environ)

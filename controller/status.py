@@ -1,51 +1,17 @@
-"""The SignalProcessing status as a state machine: phases, conditions and the patch of each step.
+"""The SignalProcessing status as a state machine: conditions, failure, and when each phase began.
 
-Pure functions only: each returns the status fields one phase step writes.
-The pipeline sends them as conditional patches; nothing here touches the API.
-Timestamps are whole seconds in UTC, as Kubernetes stores them, so an audit
-event rebuilt from the status after a restart carries the same timestamp.
+Pure functions on the typed `Status` only; each returns the status one phase step writes. The
+pipeline sends the difference as a conditional patch; nothing here touches the API.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Final
 
-
-class Phase(enum.StrEnum):
-    NEW = ""
-    PENDING = "Pending"
-    ENRICHING = "Enriching"
-    CLASSIFYING = "Classifying"
-    CATEGORIZING = "Categorizing"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-
-    @property
-    def order(self) -> int:
-        return _ORDER[self]
-
-
-_ORDER: Final = {phase: index for index, phase in enumerate(Phase)}
-_ORDER[Phase.FAILED] = _ORDER[Phase.COMPLETED]
-
-
-def is_terminal(phase: Phase) -> bool:
-    return phase in (Phase.COMPLETED, Phase.FAILED)
-
-
-def phase_of(status: Mapping[str, Any] | None) -> Phase:
-    return Phase((status or {}).get("phase", ""))
-
-
-class ConditionType(enum.StrEnum):
-    ENRICHMENT = "EnrichmentComplete"
-    CLASSIFICATION = "ClassificationComplete"
-    CATEGORIZATION = "CategorizationComplete"
-    PROCESSING = "ProcessingComplete"
-
+from controller.signalprocessing import Condition, ConditionType, FailureReason, Phase, Status
 
 # The condition that a failure in each phase marks False.
 FAILING_CONDITION: Final = {
@@ -56,23 +22,13 @@ FAILING_CONDITION: Final = {
 }
 
 
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def condition_time(status: Mapping[str, Any], kind: ConditionType) -> datetime | None:
+def condition_time(status: Status, kind: ConditionType) -> datetime | None:
     """When the condition of type `kind` last changed status; None while the status has no such condition."""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == kind and condition.get("lastTransitionTime"):
-            return parse_timestamp(condition["lastTransitionTime"])
-    return None
+    condition = status.condition(kind)
+    return condition.last_transition_time if condition is not None else None
 
 
-def phase_entered_at(status: Mapping[str, Any], phase: Phase) -> datetime | None:
+def phase_entered_at(status: Status, phase: Phase) -> datetime | None:
     """When the SP entered `phase`, as its status records it (whole seconds); None where it does not.
 
     Each step's write dates what it did, and that date is when the next phase began. The Pending
@@ -80,8 +36,7 @@ def phase_entered_at(status: Mapping[str, Any], phase: Phase) -> datetime | None
     """
     match phase:
         case Phase.PENDING | Phase.ENRICHING:
-            started = status.get("startTime")
-            return parse_timestamp(started) if started else None
+            return status.start_time
         case Phase.CLASSIFYING:
             return condition_time(status, ConditionType.ENRICHMENT)
         case Phase.CATEGORIZING:
@@ -91,7 +46,7 @@ def phase_entered_at(status: Mapping[str, Any], phase: Phase) -> datetime | None
 
 
 def seconds_in_phase(
-    status: Mapping[str, Any], phase: Phase, *, left: datetime, entered: datetime | None = None
+    status: Status, phase: Phase, *, left: datetime, entered: datetime | None = None
 ) -> float | None:
     """How long the SP spent in `phase`, which it left at `left`; None when its start is unknown.
 
@@ -104,7 +59,7 @@ def seconds_in_phase(
 
 
 def with_condition(
-    conditions: Sequence[Mapping[str, Any]],
+    conditions: Sequence[Condition],
     kind: ConditionType,
     *,
     succeeded: bool,
@@ -112,53 +67,42 @@ def with_condition(
     message: str,
     now: datetime,
     generation: int,
-) -> list[dict[str, Any]]:
+) -> tuple[Condition, ...]:
     """Upserts one condition by type; its transition time moves only when its status changes."""
     status = "True" if succeeded else "False"
-    updated: list[dict[str, Any]] = []
-    replaced = False
+    updated = Condition(
+        type=kind.value,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=now,
+    )
+    result: list[Condition] = []
     for condition in conditions:
-        if condition.get("type") != kind:
-            updated.append(dict(condition))
-            continue
-        replaced = True
-        moved = condition.get("status") != status
-        updated.append(
-            {
-                "type": kind.value,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": timestamp(now) if moved else condition.get("lastTransitionTime"),
-            }
-        )
-    if not replaced:
-        updated.append(
-            {
-                "type": kind.value,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": timestamp(now),
-            }
-        )
-    return updated
+        if condition.type != kind:
+            result.append(condition)
+        elif condition.status == status:
+            result.append(replace(updated, last_transition_time=condition.last_transition_time))
+        else:
+            result.append(updated)
+    if all(condition.type != kind for condition in conditions):
+        result.append(updated)
+    return tuple(result)
 
 
-def failed_patch(
-    status: Mapping[str, Any],
+def failed(
+    status: Status,
     failing_phase: Phase,
     *,
-    reason: str,
+    reason: FailureReason,
     message: str,
     now: datetime,
     generation: int,
-) -> dict[str, Any]:
-    """The terminal patch of a permanent failure: phase Failed, the phase's condition False."""
+) -> Status:
+    """The terminal status of a permanent failure: phase Failed, the phase's condition False."""
     conditions = with_condition(
-        status.get("conditions") or [],
+        status.conditions,
         FAILING_CONDITION[failing_phase],
         succeeded=False,
         reason=reason,
@@ -175,10 +119,12 @@ def failed_patch(
         now=now,
         generation=generation,
     )
-    return {
-        "phase": Phase.FAILED.value,
-        "failedPhase": failing_phase.value,
-        "error": message,
-        "completionTime": timestamp(now),
-        "conditions": conditions,
-    }
+    return replace(
+        status,
+        phase=Phase.FAILED,
+        failed_phase=failing_phase,
+        error=message,
+        completion_time=now,
+        start_time=status.start_time or now,
+        conditions=conditions,
+    )

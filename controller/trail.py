@@ -9,14 +9,12 @@ without DataStorage storing anything twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from controller.audit_events import (
     AuditEvent,
     AuditSubject,
-    BusinessClassification,
+    BusinessSummary,
     Classification,
     EnrichmentSummary,
     ProcessingSummary,
@@ -27,73 +25,72 @@ from controller.audit_events import (
     phase_transition,
     signal_processed,
 )
-from controller.status import ConditionType, Phase, condition_time, parse_timestamp, phase_of
+from controller.signalprocessing import ConditionType, Phase, SignalProcessing, Status
+from controller.status import condition_time
 
 
-def subject_of(sp: Mapping[str, Any]) -> AuditSubject:
-    metadata, signal = sp["metadata"], sp["spec"]["signal"]
+def subject_of(sp: SignalProcessing) -> AuditSubject:
+    signal = sp.spec.signal
     return AuditSubject(
-        namespace=metadata["namespace"],
-        name=metadata["name"],
-        uid=metadata["uid"],
-        correlation_id=sp["spec"]["remediationRequestRef"]["name"],
-        signal_name=signal["name"],
-        severity=signal["severity"],
+        namespace=sp.metadata.namespace,
+        name=sp.metadata.name,
+        uid=sp.metadata.uid,
+        correlation_id=sp.spec.remediation_request_ref.name,
+        signal_name=signal.name,
+        severity=signal.severity,
     )
 
 
-def _classification(status: Mapping[str, Any]) -> Classification:
-    environment = status.get("environmentClassification") or {}
-    priority = status.get("priorityAssignment") or {}
-    business = status.get("businessClassification") or {}
+def _classification(status: Status) -> Classification:
+    environment = status.environment_classification
+    priority = status.priority_assignment
+    business = status.business_classification
     return Classification(
-        environment=environment.get("environment"),
-        environment_source=environment.get("source"),
-        priority=priority.get("priority"),
-        priority_source=priority.get("source"),
-        criticality=business.get("criticality"),
-        sla_requirement=business.get("slaRequirement"),
+        environment=environment.environment if environment else None,
+        environment_source=environment.source if environment else None,
+        priority=priority.priority if priority else None,
+        priority_source=priority.source if priority else None,
+        criticality=business.criticality or None if business else None,
+        sla_requirement=business.sla_requirement or None if business else None,
     )
 
 
-def _summary(status: Mapping[str, Any], phase: Phase) -> ProcessingSummary:
-    context = status.get("kubernetesContext")
-    detected = (context or {}).get("detectedLabels")
+def _summary(status: Status) -> ProcessingSummary:
+    context = status.kubernetes_context
+    detected = context.detected_labels if context is not None else None
     return ProcessingSummary(
-        phase=phase.value,
+        phase=status.phase.value,
         classification=_classification(status),
-        owner_chain_length=len(context.get("ownerChain") or []) if context is not None else None,
-        degraded_mode=bool(context.get("degradedMode")) if context is not None else None,
-        has_pdb=bool(detected.get("hasPDB")) if detected is not None else None,
-        has_hpa=bool(detected.get("hasHPA")) if detected is not None else None,
-        error=status.get("error") or "",
+        owner_chain_length=len(context.owner_chain) if context is not None else None,
+        degraded_mode=context.degraded_mode if context is not None else None,
+        has_pdb=detected.has_pdb if detected is not None else None,
+        has_hpa=detected.has_hpa if detected is not None else None,
+        error=status.error,
     )
 
 
-def _enrichment_summary(
-    status: Mapping[str, Any], started: datetime, enriched: datetime
-) -> EnrichmentSummary:
-    context = status.get("kubernetesContext") or {}
+def _enrichment_summary(status: Status, started: datetime, enriched: datetime) -> EnrichmentSummary:
+    context = status.kubernetes_context
     return EnrichmentSummary(
         duration_ms=max(0, int((enriched - started).total_seconds() * 1000)),
-        has_namespace="namespace" in context,
-        has_pod="pod" in context,
-        has_deployment="deployment" in context,
-        owner_chain_length=len(context.get("ownerChain") or []),
-        degraded_mode=bool(context.get("degradedMode")),
+        has_namespace=context is not None and context.namespace is not None,
+        has_pod=context is not None and context.pod is not None,
+        has_deployment=context is not None and context.deployment is not None,
+        owner_chain_length=len(context.owner_chain) if context is not None else 0,
+        degraded_mode=context is not None and context.degraded_mode,
     )
 
 
-def audit_trail(sp: Mapping[str, Any]) -> list[AuditEvent]:
+def audit_trail(sp: SignalProcessing) -> list[AuditEvent]:
     """Every audit event that the steps recorded in `sp.status` stand for, in order."""
-    status = sp.get("status") or {}
-    phase = phase_of(status)
-    if phase in (Phase.NEW, Phase.PENDING) or not status.get("startTime"):
+    status = sp.status
+    phase = status.phase
+    if phase in (Phase.NEW, Phase.PENDING) or status.start_time is None:
         return []
     subject = subject_of(sp)
-    hashes = dict(status.get("policyHashes") or {})
-    reached = Phase(status.get("failedPhase", "")) if phase is Phase.FAILED else phase
-    started = parse_timestamp(status["startTime"])
+    hashes = dict(status.policy_hashes)
+    reached = (status.failed_phase or Phase.NEW) if phase is Phase.FAILED else phase
+    started = status.start_time
     events = []
     if reached.order >= Phase.ENRICHING.order:
         events.append(phase_transition(subject, from_phase="Pending", to_phase="Enriching", at=started))
@@ -105,29 +102,28 @@ def audit_trail(sp: Mapping[str, Any]) -> list[AuditEvent]:
             )
         )
         events.append(phase_transition(subject, from_phase="Enriching", to_phase="Classifying", at=enriched))
-    classified_at = (status.get("environmentClassification") or {}).get("classifiedAt")
-    if reached.order >= Phase.CATEGORIZING.order and classified_at:
+    environment = status.environment_classification
+    classified_at = environment.classified_at if environment is not None else None
+    if reached.order >= Phase.CATEGORIZING.order and classified_at is not None:
         events.append(
-            phase_transition(
-                subject, from_phase="Classifying", to_phase="Categorizing", at=parse_timestamp(classified_at)
-            )
+            phase_transition(subject, from_phase="Classifying", to_phase="Categorizing", at=classified_at)
         )
-    if phase in (Phase.COMPLETED, Phase.FAILED) and status.get("completionTime"):
-        finished = parse_timestamp(status["completionTime"])
+    if phase.is_terminal and status.completion_time is not None:
+        finished = status.completion_time
         if phase is Phase.COMPLETED:
-            business = status.get("businessClassification") or {}
+            business = status.business_classification
             events += [
                 phase_transition(subject, from_phase="Categorizing", to_phase="Completed", at=finished),
-                signal_processed(subject, summary=_summary(status, phase), at=finished),
+                signal_processed(subject, summary=_summary(status), at=finished),
                 classification_decision(
                     subject, classification=_classification(status), policy_hashes=hashes, at=finished
                 ),
                 business_classified(
                     subject,
-                    business=BusinessClassification(
-                        business_unit=business.get("businessUnit", ""),
-                        criticality=business.get("criticality", ""),
-                        sla_requirement=business.get("slaRequirement", ""),
+                    business=BusinessSummary(
+                        business_unit=business.business_unit if business else "",
+                        criticality=business.criticality if business else "",
+                        sla_requirement=business.sla_requirement if business else "",
                     ),
                     policy_hashes=hashes,
                     at=finished,
@@ -135,13 +131,13 @@ def audit_trail(sp: Mapping[str, Any]) -> list[AuditEvent]:
             ]
         else:
             events += [
-                error_occurred(subject, phase=reached.value, error=status.get("error") or "", at=finished),
+                error_occurred(subject, phase=reached.value, error=status.error, at=finished),
                 phase_transition(subject, from_phase=reached.value, to_phase="Failed", at=finished),
             ]
     return events
 
 
-def new_events(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[AuditEvent]:
+def new_events(before: SignalProcessing, after: SignalProcessing) -> list[AuditEvent]:
     """The events a write added to the trail: what `after` implies that `before` did not."""
     known = {event.event_id for event in audit_trail(before)}
     return [event for event in audit_trail(after) if event.event_id not in known]

@@ -19,6 +19,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import signal_processing, unique_rr_name
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from test.integration.deploy.charts import (
@@ -29,7 +30,6 @@ from test.integration.deploy.charts import (
     unique_name,
 )
 from test.integration.deploy.peering import ensure_peering_crd
-from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import signal_processing, unique_rr_name
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from test.integration.deploy.charts import (
@@ -27,7 +28,6 @@ from test.integration.deploy.charts import (
     service_account_kubeconfig,
     unique_name,
 )
-from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
     audit_events,

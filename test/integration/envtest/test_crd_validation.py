@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from test.integration.manifests import (
+from devstack.manifests import (
     DELETE,
     GROUP,
     SP_PLURAL,

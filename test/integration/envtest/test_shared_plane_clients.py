@@ -9,8 +9,8 @@ from pathlib import Path
 
 from kubernetes import client
 
+from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing
 from envtest import versions
-from test.integration.manifests import GROUP, SP_PLURAL, VERSION, signal_processing
 
 REPO = Path(__file__).resolve().parents[3]
 CRDS = REPO / "crds"

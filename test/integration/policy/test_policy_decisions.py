@@ -12,19 +12,11 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from controller.classify import (
-    DeploymentFacts,
-    KubernetesFacts,
-    NamespaceFacts,
-    PodFacts,
-    SignalFacts,
-    business_input,
-    customlabels_input,
-    environment_input,
-    priority_input,
-)
+from controller.classify import business_input, customlabels_input, environment_input, priority_input
+from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext, PodDetails
 from controller.policies import Policy, PolicySet
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.signalprocessing import Signal, TargetResource
 from devstack.opa_server import OpaServer
 
 
@@ -35,14 +27,14 @@ class Case:
     expected: object
 
 
-def ns(labels: Mapping[str, str] | None = None, name: str = "payments") -> NamespaceFacts:
-    return NamespaceFacts(name, dict(labels or {}))
+def ns(labels: Mapping[str, str] | None = None, name: str = "payments") -> NamespaceContext:
+    return NamespaceContext(name, dict(labels or {}))
 
 
-ALERT = SignalFacts("critical", "prometheus", "prometheus-alert")
+ALERT = Signal("critical", "prometheus", "prometheus-alert")
 
 
-def env(namespace: NamespaceFacts | None, expected: tuple[str, str], signal: SignalFacts = ALERT) -> Case:
+def env(namespace: NamespaceContext | None, expected: tuple[str, str], signal: Signal = ALERT) -> Case:
     environment, source = expected
     return Case(
         Policy.ENVIRONMENT,
@@ -53,11 +45,11 @@ def env(namespace: NamespaceFacts | None, expected: tuple[str, str], signal: Sig
 
 def prio(severity: str, environment: str, expected: tuple[str, str], tier: str | None = None) -> Case:
     namespace = ns({"tier": tier} if tier is not None else {})
-    deployment = DeploymentFacts("api", labels={"tier": "critical"})  # deployment labels never escalate
+    deployment = DeploymentDetails(labels={"tier": "critical"})  # deployment labels never escalate
     priority, name = expected
     return Case(
         Policy.PRIORITY,
-        priority_input(SignalFacts(severity, "prometheus"), environment, namespace, deployment),
+        priority_input(Signal(severity, "prometheus"), environment, namespace, deployment),
         {"priority": priority, "policy_name": name},
     )
 
@@ -68,13 +60,19 @@ def biz(
     criticality, sla = expected
     return Case(
         Policy.BUSINESS,
-        business_input(environment, ns(labels), DeploymentFacts("api")),
+        business_input(environment, ns(labels), DeploymentDetails()),
         {"business_unit": unit, "service_owner": "", "criticality": criticality, "sla": sla},
     )
 
 
-def labels(kubernetes: KubernetesFacts, expected: Mapping[str, list[str]]) -> Case:
-    return Case(Policy.CUSTOMLABELS, customlabels_input(kubernetes, ALERT), expected)
+# The target names the pod or deployment section; with neither, its name is not in the input.
+APP = TargetResource("Pod", "app", "payments")
+
+
+def labels(
+    kubernetes: KubernetesContext, expected: Mapping[str, list[str]], target: TargetResource = APP
+) -> Case:
+    return Case(Policy.CUSTOMLABELS, customlabels_input(kubernetes, target, ALERT), expected)
 
 
 UNKNOWN = ("unknown", "default")
@@ -94,7 +92,7 @@ CASES = {
     "env-signal-labels-untrusted": env(
         ns(),
         UNKNOWN,
-        SignalFacts("critical", "prometheus", labels={"kubernaut.ai/environment": "production"}),
+        Signal("critical", "prometheus", labels={"kubernaut.ai/environment": "production"}),
     ),
     # priority: the matrix
     "prio-critical-production": prio("critical", "production", ("P0", "critical-production")),
@@ -148,25 +146,32 @@ CASES = {
     ),
     # custom labels
     "labels-prefixed": labels(
-        KubernetesFacts(
-            ns({"kubernaut.ai/team": "payments", "kubernaut.ai/region": "eu-west-1", "app": "x"})
+        KubernetesContext(
+            namespace=ns({"kubernaut.ai/team": "payments", "kubernaut.ai/region": "eu-west-1", "app": "x"})
         ),
         {"team": ["payments"], "region": ["eu-west-1"]},
     ),
-    "labels-none": labels(KubernetesFacts(ns({"app": "checkout"})), {}),
-    "labels-bare-prefix": labels(KubernetesFacts(ns({"kubernaut.ai/": "x"})), {}),
-    "labels-unicode": labels(KubernetesFacts(ns({"kubernaut.ai/owner": "Zoë 🇫🇷"})), {"owner": ["Zoë 🇫🇷"]}),
+    "labels-none": labels(KubernetesContext(namespace=ns({"app": "checkout"})), {}),
+    "labels-bare-prefix": labels(KubernetesContext(namespace=ns({"kubernaut.ai/": "x"})), {}),
+    "labels-unicode": labels(
+        KubernetesContext(namespace=ns({"kubernaut.ai/owner": "Zoë 🇫🇷"})), {"owner": ["Zoë 🇫🇷"]}
+    ),
     "labels-pod-target": labels(
-        KubernetesFacts(ns({"kubernaut.ai/stage": "prod"}), pod=PodFacts("api-0", "Running", {"app": "api"})),
+        KubernetesContext(
+            namespace=ns({"kubernaut.ai/stage": "prod"}),
+            pod=PodDetails(labels={"app": "api"}, phase="Running"),
+        ),
         {"stage": ["prod"]},
+        TargetResource("Pod", "api-0", "payments"),
     ),
     "labels-deployment-target": labels(
-        KubernetesFacts(
-            ns({"kubernaut.ai/cost-center": "cc-1"}), deployment=DeploymentFacts("api", replicas=3)
+        KubernetesContext(
+            namespace=ns({"kubernaut.ai/cost-center": "cc-1"}), deployment=DeploymentDetails(replicas=3)
         ),
         {"cost-center": ["cc-1"]},
+        TargetResource("Deployment", "api", "payments"),
     ),
-    "labels-node-target": labels(KubernetesFacts(None), {}),
+    "labels-node-target": labels(KubernetesContext(), {}, TargetResource("Node", "node-1")),
 }
 
 

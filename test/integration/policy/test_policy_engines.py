@@ -264,7 +264,7 @@ async def test_embedded_engine_discards_a_result_past_its_time_bound(package: st
 
 
 async def test_embedded_engine_turns_a_panic_into_a_typed_error() -> None:
-    from controller.policy_engine import _Failure, _guarded
+    from controller.policy_engine.embedded import _Failure, _guarded
 
     class PanicException(BaseException):  # the name pyo3 gives Rust panics
         pass

@@ -15,20 +15,21 @@ from pathlib import Path
 import pytest
 
 from controller import classify
-from controller.classify import DeploymentFacts, NamespaceFacts, SignalFacts
+from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext
 from controller.policies import (
     ActivePolicies,
+    CandidateVerdict,
     Policy,
     PolicyLoadError,
-    ReloadStatus,
     hash_text,
 )
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.signalprocessing import PriorityAssignment, Signal, TargetResource
 
 from .conftest import POLICY_DIR
 
-PRODUCTION = NamespaceFacts("payments", {"kubernaut.ai/environment": "production"})
-CRITICAL = SignalFacts("critical", "prometheus", "prometheus-alert")
+PRODUCTION = NamespaceContext("payments", {"kubernaut.ai/environment": "production"})
+CRITICAL = Signal("critical", "prometheus", "prometheus-alert")
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ async def active(engine: PolicyEngine, policy_dir: Path) -> ActivePolicies:
     return policies
 
 
-async def priority_of(active: ActivePolicies) -> classify.PriorityAssignment:
+async def priority_of(active: ActivePolicies) -> PriorityAssignment:
     return await classify.assign_priority(active, CRITICAL, "production", PRODUCTION, None)
 
 
@@ -76,7 +77,7 @@ async def test_start_activates_the_files_with_their_hashes(active: ActivePolicie
 
 async def test_unchanged_texts_are_skipped(active: ActivePolicies, policy_dir: Path) -> None:
     outcome = await active.reload(policy_dir)
-    assert outcome.status is ReloadStatus.UNCHANGED
+    assert outcome.status is CandidateVerdict.UNCHANGED
     assert outcome.active is active.current
 
 
@@ -84,9 +85,11 @@ async def test_a_valid_change_is_activated(active: ActivePolicies, policy_dir: P
     text = 'package signalprocessing.labels\n\nlabels := {"version": ["v2"]}\n'
     new_hash = write(policy_dir, Policy.CUSTOMLABELS, text)
     outcome = await active.reload(policy_dir)
-    assert outcome.status is ReloadStatus.ACTIVATED
+    assert outcome.status is CandidateVerdict.ACTIVATED
     assert outcome.changed == (Policy.CUSTOMLABELS,)
-    labels = await classify.extract_custom_labels(active, classify.KubernetesFacts(PRODUCTION), CRITICAL)
+    labels = await classify.extract_custom_labels(
+        active, KubernetesContext(namespace=PRODUCTION), TargetResource("Pod", "app", "payments"), CRITICAL
+    )
     assert labels.to_status() == {"version": ["v2"]}
     assert labels.policy_hash == new_hash
 
@@ -120,7 +123,7 @@ async def test_a_bad_policy_is_rejected_and_the_last_good_stays(
     expected = await priority_of(active)
     write(policy_dir, Policy.PRIORITY, text)
     outcome = await active.reload(policy_dir)
-    assert outcome.status is ReloadStatus.REJECTED
+    assert outcome.status is CandidateVerdict.REJECTED
     assert outcome.changed == (Policy.PRIORITY,)
     assert outcome.error and "priority.rego" in outcome.error
     assert active.current is before
@@ -140,7 +143,7 @@ async def test_all_changes_of_a_rejected_reload_are_rolled_back(
     )
     write(policy_dir, Policy.PRIORITY, BAD_PRIORITIES["wrong-value"])
     outcome = await active.reload(policy_dir)
-    assert outcome.status is ReloadStatus.REJECTED
+    assert outcome.status is CandidateVerdict.REJECTED
     assert outcome.changed == (Policy.ENVIRONMENT, Policy.PRIORITY)
     assert await classify.classify_environment(active, PRODUCTION, CRITICAL) == environment_before
 
@@ -149,7 +152,7 @@ async def test_a_missing_file_keeps_the_last_good(active: ActivePolicies, policy
     before = active.current
     (policy_dir / "business.rego").unlink()
     outcome = await active.reload(policy_dir)
-    assert outcome.status is ReloadStatus.REJECTED
+    assert outcome.status is CandidateVerdict.REJECTED
     assert outcome.error is not None and "business.rego is missing" in outcome.error
     assert active.current is before
 
@@ -169,7 +172,7 @@ async def test_a_bad_policy_at_start_is_an_error(engine: PolicyEngine, policy_di
 
 
 async def test_business_labels_win_over_the_policy(active: ActivePolicies) -> None:
-    namespace = NamespaceFacts(
+    namespace = NamespaceContext(
         "payments",
         {
             "kubernaut.ai/environment": "production",
@@ -177,8 +180,8 @@ async def test_business_labels_win_over_the_policy(active: ActivePolicies) -> No
             "kubernaut.ai/team": "t",
         },
     )
-    deployment = DeploymentFacts(
-        "api", labels={"kubernaut.ai/sla-tier": "platinum", "kubernaut.ai/criticality": "low"}
+    deployment = DeploymentDetails(
+        labels={"kubernaut.ai/sla-tier": "platinum", "kubernaut.ai/criticality": "low"}
     )
     business = await classify.classify_business(active, "production", namespace, deployment)
     assert (

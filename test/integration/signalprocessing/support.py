@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from test.integration.manifests import GROUP, SP_PLURAL, VERSION
+from devstack.manifests import GROUP, SP_PLURAL, VERSION
 from test.integration.metrics import Scrape
 from test.integration.polling import eventually
 

@@ -23,8 +23,8 @@ from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
 from devstack.datastorage_process import DataStorageProcess
+from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing, unique_rr_name
 from devstack.state import StackState
-from test.integration.manifests import GROUP, SP_PLURAL, VERSION, signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller

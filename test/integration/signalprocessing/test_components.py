@@ -22,21 +22,24 @@ import pytest
 from kubernetes import client
 
 from controller import classify, kube
-from controller.classify import DeploymentFacts, NamespaceFacts, SignalFacts
+from controller.caches import EnrichmentCaches
 from controller.detect import read_detected_labels
-from controller.enrich import (
-    EnrichmentCaches,
-    KubernetesContext,
-    NamespaceMissing,
-    TargetResource,
-    read_kubernetes_context,
-)
-from controller.ownerchain import MAX_OWNERS, OwnerRef, read_owner_chain
+from controller.enrich import NamespaceMissing, read_kubernetes_context
+from controller.kubernetes_context import KubernetesContext, NamespaceContext, OwnerRef
+from controller.ownerchain import MAX_OWNERS, read_owner_chain
 from controller.policies import ActivePolicies, Policy, read_policy_set
 from controller.policy_engine import EmbeddedEngine
-from controller.recovery import RemediationRequestRef, read_recovery_context
+from controller.recovery import read_recovery_context
+from controller.signalprocessing import (
+    BusinessClassification,
+    EnvironmentClassification,
+    PriorityAssignment,
+    RemediationRequestRef,
+    Signal,
+    TargetResource,
+)
+from devstack.manifests import GROUP, RR_PLURAL, VERSION
 from devstack.state import StackState
-from test.integration.manifests import GROUP, RR_PLURAL, VERSION
 from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
 
 SHIPPED_POLICIES = REPOSITORY / "policies"
@@ -47,8 +50,8 @@ RawObject = dict[str, Any]
 
 
 @pytest.fixture
-async def reader(stack: StackState) -> AsyncIterator[kube.ClusterReader]:
-    async with kube.ClusterReader(kube.Credentials.from_kubeconfig(stack.kubeconfig)) as opened:
+async def reader(stack: StackState) -> AsyncIterator[kube.ApiClient]:
+    async with kube.ApiClient(kube.Credentials.from_kubeconfig(stack.kubeconfig)) as opened:
         yield opened
 
 
@@ -167,15 +170,9 @@ def detected(context: KubernetesContext) -> Any:
     return context.detected_labels
 
 
-def namespace_facts(context: KubernetesContext) -> NamespaceFacts:
+def namespace_of(context: KubernetesContext) -> NamespaceContext:
     assert context.namespace is not None
-    return NamespaceFacts(context.namespace.name, context.namespace.labels, context.namespace.annotations)
-
-
-def deployment_facts(context: KubernetesContext) -> DeploymentFacts | None:
-    if context.deployment is None:
-        return None
-    return DeploymentFacts("", labels=context.deployment.labels, annotations=context.deployment.annotations)
+    return context.namespace
 
 
 # --- K8sEnricher: real reads -----------------------------------------------------------------------
@@ -183,7 +180,7 @@ def deployment_facts(context: KubernetesContext) -> DeploymentFacts | None:
 
 @pytest.mark.br("BR-SP-001")
 async def test_pod_context_has_its_labels_annotations_and_status(
-    reader: kube.ClusterReader, core: client.CoreV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
     manifest = pod("checkout", labels={"app": "test-app", "version": "v1.2.3"})
     manifest["metadata"]["annotations"] = {"team.example/owner": "payments"}
@@ -228,7 +225,7 @@ async def test_pod_context_has_its_labels_annotations_and_status(
 
 @pytest.mark.br("BR-SP-001")
 async def test_deployment_context_has_its_labels_and_replicas(
-    reader: kube.ClusterReader, apps: client.AppsV1Api, namespace: str
+    reader: kube.ApiClient, apps: client.AppsV1Api, namespace: str
 ) -> None:
     apps.create_namespaced_deployment(
         namespace, deployment("web", {"app": "deploy-test", "tier": "web"}, replicas=4)
@@ -244,7 +241,7 @@ async def test_deployment_context_has_its_labels_and_replicas(
 
 @pytest.mark.br("BR-SP-001")
 async def test_statefulset_context_has_its_labels_and_replicas(
-    reader: kube.ClusterReader, apps: client.AppsV1Api, namespace: str
+    reader: kube.ApiClient, apps: client.AppsV1Api, namespace: str
 ) -> None:
     selector = {"app": "statefulset-test"}
     apps.create_namespaced_stateful_set(
@@ -270,7 +267,7 @@ async def test_statefulset_context_has_its_labels_and_replicas(
 
 @pytest.mark.br("BR-SP-001")
 async def test_service_context_has_its_labels_type_and_ports(
-    reader: kube.ClusterReader, core: client.CoreV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, namespace: str
 ) -> None:
     core.create_namespaced_service(
         namespace,
@@ -292,7 +289,7 @@ async def test_service_context_has_its_labels_type_and_ports(
 
 @pytest.mark.br("BR-SP-001")
 async def test_namespace_context_has_the_namespace_labels(
-    reader: kube.ClusterReader, unwatched_namespace: Callable[..., str]
+    reader: kube.ApiClient, unwatched_namespace: Callable[..., str]
 ) -> None:
     namespace = unwatched_namespace({"env": "staging", "team": "platform"})
 
@@ -305,7 +302,7 @@ async def test_namespace_context_has_the_namespace_labels(
 
 @pytest.mark.br("BR-SP-001")
 async def test_missing_target_gives_degraded_context_with_the_namespace(
-    reader: kube.ClusterReader, namespace: str
+    reader: kube.ApiClient, namespace: str
 ) -> None:
     context = await enrich(reader, "Pod", "non-existent-pod", namespace)
 
@@ -315,7 +312,7 @@ async def test_missing_target_gives_degraded_context_with_the_namespace(
 
 
 @pytest.mark.br("BR-SP-001")
-async def test_missing_target_namespace_is_a_permanent_error_naming_it(reader: kube.ClusterReader) -> None:
+async def test_missing_target_namespace_is_a_permanent_error_naming_it(reader: kube.ApiClient) -> None:
     absent = f"absent-{secrets.token_hex(4)}"
 
     with pytest.raises(NamespaceMissing) as missing:
@@ -328,7 +325,7 @@ async def test_missing_target_namespace_is_a_permanent_error_naming_it(reader: k
 
 @pytest.mark.br("BR-SP-001")
 async def test_namespace_cache_keeps_each_namespace_apart(
-    reader: kube.ClusterReader, unwatched_namespace: Callable[..., str]
+    reader: kube.ApiClient, unwatched_namespace: Callable[..., str]
 ) -> None:
     first = unwatched_namespace({"team": "first"})
     second = unwatched_namespace({"team": "second"})
@@ -350,16 +347,16 @@ async def test_namespace_cache_keeps_each_namespace_apart(
 
 
 async def classify_environment_of(
-    reader: kube.ClusterReader, policies: ActivePolicies, namespace: str
-) -> classify.EnvironmentClassification:
+    reader: kube.ApiClient, policies: ActivePolicies, namespace: str
+) -> EnvironmentClassification:
     context = await enrich(reader, "Pod", "app", namespace)
-    signal = SignalFacts("critical", "prometheus", labels={"kubernaut.ai/environment": "production"})
-    return await classify.classify_environment(policies, namespace_facts(context), signal)
+    signal = Signal("critical", "prometheus", labels={"kubernaut.ai/environment": "production"})
+    return await classify.classify_environment(policies, namespace_of(context), signal)
 
 
 @pytest.mark.br("BR-SP-052")
 async def test_namespace_name_alone_does_not_decide_the_environment(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     shipped_policies: ActivePolicies,
     make_namespace: NamespaceFactory,
     worker_id: str,
@@ -375,7 +372,7 @@ async def test_namespace_name_alone_does_not_decide_the_environment(
 
 @pytest.mark.br("BR-SP-051")
 async def test_namespace_label_wins_over_a_production_looking_name(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     shipped_policies: ActivePolicies,
     make_namespace: NamespaceFactory,
     worker_id: str,
@@ -391,23 +388,23 @@ async def test_namespace_label_wins_over_a_production_looking_name(
 
 
 async def priority_of(
-    reader: kube.ClusterReader, policies: ActivePolicies, namespace: str, severity: str
-) -> classify.PriorityAssignment:
+    reader: kube.ApiClient, policies: ActivePolicies, namespace: str, severity: str
+) -> PriorityAssignment:
     context = await enrich(reader, "Pod", "app", namespace)
-    facts = namespace_facts(context)
-    environment = await classify.classify_environment(policies, facts, SignalFacts(severity, "prometheus"))
+    facts = namespace_of(context)
+    environment = await classify.classify_environment(policies, facts, Signal(severity, "prometheus"))
     return await classify.assign_priority(
         policies,
-        SignalFacts(severity, "prometheus"),
+        Signal(severity, "prometheus"),
         environment.environment,
         facts,
-        deployment_facts(context),
+        context.deployment,
     )
 
 
 @pytest.mark.br("BR-SP-070")
 async def test_critical_signal_in_production_is_p0_from_the_rego_policy(
-    reader: kube.ClusterReader, shipped_policies: ActivePolicies, unwatched_namespace: Callable[..., str]
+    reader: kube.ApiClient, shipped_policies: ActivePolicies, unwatched_namespace: Callable[..., str]
 ) -> None:
     namespace = unwatched_namespace({"kubernaut.ai/environment": "production"})
 
@@ -422,7 +419,7 @@ async def test_critical_signal_in_production_is_p0_from_the_rego_policy(
 
 @pytest.mark.br("BR-SP-071")
 async def test_unknown_environment_falls_to_the_policy_default_not_a_go_fallback(
-    reader: kube.ClusterReader, shipped_policies: ActivePolicies, unwatched_namespace: Callable[..., str]
+    reader: kube.ApiClient, shipped_policies: ActivePolicies, unwatched_namespace: Callable[..., str]
 ) -> None:
     # The severity-only fallback matrix of the original (critical -> P1) was removed: the
     # policy's own default decides, and a namespace tier label can still escalate.
@@ -438,7 +435,7 @@ async def test_unknown_environment_falls_to_the_policy_default_not_a_go_fallback
 
 @pytest.mark.br("BR-SP-072")
 async def test_priority_policy_is_loaded_from_its_mounted_file(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     shipped_policies: ActivePolicies,
     unwatched_namespace: Callable[..., str],
     tmp_path: Path,
@@ -467,19 +464,17 @@ async def test_priority_policy_is_loaded_from_its_mounted_file(
 
 
 async def business_of(
-    reader: kube.ClusterReader, policies: ActivePolicies, kind: str, name: str, namespace: str
-) -> classify.BusinessClassification:
+    reader: kube.ApiClient, policies: ActivePolicies, kind: str, name: str, namespace: str
+) -> BusinessClassification:
     context = await enrich(reader, kind, name, namespace)
-    facts = namespace_facts(context)
-    environment = await classify.classify_environment(policies, facts, SignalFacts("warning", "prometheus"))
-    return await classify.classify_business(
-        policies, environment.environment, facts, deployment_facts(context)
-    )
+    facts = namespace_of(context)
+    environment = await classify.classify_environment(policies, facts, Signal("warning", "prometheus"))
+    return await classify.classify_business(policies, environment.environment, facts, context.deployment)
 
 
 @pytest.mark.br("BR-SP-002")
 async def test_business_unit_comes_from_the_namespace_team_label(
-    reader: kube.ClusterReader, shipped_policies: ActivePolicies, unwatched_namespace: Callable[..., str]
+    reader: kube.ApiClient, shipped_policies: ActivePolicies, unwatched_namespace: Callable[..., str]
 ) -> None:
     namespace = unwatched_namespace(
         {"kubernaut.ai/team": "payments", "kubernaut.ai/environment": "production"}
@@ -493,7 +488,7 @@ async def test_business_unit_comes_from_the_namespace_team_label(
 
 @pytest.mark.br("BR-SP-002")
 async def test_business_labels_on_namespace_then_deployment_win_over_name_and_policy(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     shipped_policies: ActivePolicies,
     apps: client.AppsV1Api,
     make_namespace: NamespaceFactory,
@@ -534,7 +529,7 @@ async def test_business_labels_on_namespace_then_deployment_win_over_name_and_po
 
 @pytest.mark.br("BR-SP-100")
 async def test_owner_chain_follows_controller_references_pod_to_deployment(
-    reader: kube.ClusterReader, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
 ) -> None:
     owner = apps.create_namespaced_deployment(namespace, deployment("api"))
     rs = apps.create_namespaced_replica_set(
@@ -552,7 +547,7 @@ async def test_owner_chain_follows_controller_references_pod_to_deployment(
 
 @pytest.mark.br("BR-SP-100")
 async def test_owner_references_without_controller_flag_are_not_followed(
-    reader: kube.ClusterReader, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
 ) -> None:
     rs = apps.create_namespaced_replica_set(namespace, replica_set("loose", None))
     core.create_namespaced_pod(
@@ -569,7 +564,7 @@ async def test_owner_references_without_controller_flag_are_not_followed(
 
 @pytest.mark.br("BR-SP-100")
 async def test_owner_chain_stops_after_five_owners(
-    reader: kube.ClusterReader, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
 ) -> None:
     owner = None
     for level in range(MAX_OWNERS + 2, 0, -1):  # rs-7 owns rs-6 ... owns rs-1
@@ -587,7 +582,7 @@ async def test_owner_chain_stops_after_five_owners(
 
 @pytest.mark.br("BR-SP-101")
 async def test_pdb_selecting_the_pod_is_detected(
-    reader: kube.ClusterReader, core: client.CoreV1Api, disruption: client.PolicyV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, disruption: client.PolicyV1Api, namespace: str
 ) -> None:
     core.create_namespaced_pod(namespace, pod("guarded", labels={"app": "pdb-protected"}))
     disruption.create_namespaced_pod_disruption_budget(namespace, pdb("guard", {"app": "pdb-protected"}))
@@ -600,7 +595,7 @@ async def test_pdb_selecting_the_pod_is_detected(
 
 @pytest.mark.br("BR-SP-101")
 async def test_hpa_targeting_the_deployment_is_detected(
-    reader: kube.ClusterReader, apps: client.AppsV1Api, autoscaling: client.AutoscalingV2Api, namespace: str
+    reader: kube.ApiClient, apps: client.AppsV1Api, autoscaling: client.AutoscalingV2Api, namespace: str
 ) -> None:
     apps.create_namespaced_deployment(namespace, deployment("scaled"))
     autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, hpa("scaler", "Deployment", "scaled"))
@@ -612,7 +607,7 @@ async def test_hpa_targeting_the_deployment_is_detected(
 
 @pytest.mark.br("BR-SP-101")
 async def test_hpa_on_the_pods_deployment_is_found_through_the_owner_chain(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
     autoscaling: client.AutoscalingV2Api,
@@ -633,7 +628,7 @@ async def test_hpa_on_the_pods_deployment_is_found_through_the_owner_chain(
 
 @pytest.mark.br("BR-SP-101")
 async def test_network_policy_in_the_namespace_means_network_isolated(
-    reader: kube.ClusterReader, core: client.CoreV1Api, api_client: client.ApiClient, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, api_client: client.ApiClient, namespace: str
 ) -> None:
     core.create_namespaced_pod(namespace, pod("isolated"))
     before = detected(await enrich(reader, "Pod", "isolated", namespace))
@@ -658,7 +653,7 @@ async def test_network_policy_in_the_namespace_means_network_isolated(
     ],
 )
 async def test_gitops_namespace_annotation_marks_the_target_gitops_managed(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
     namespace: str,
@@ -678,7 +673,7 @@ async def test_gitops_namespace_annotation_marks_the_target_gitops_managed(
 
 @pytest.mark.br("BR-SP-101")
 async def test_no_gitops_marks_means_not_gitops_managed(
-    reader: kube.ClusterReader, apps: client.AppsV1Api, namespace: str
+    reader: kube.ApiClient, apps: client.AppsV1Api, namespace: str
 ) -> None:
     apps.create_namespaced_deployment(
         namespace, deployment("manual", {"app.kubernetes.io/managed-by": "Helm"})
@@ -695,7 +690,7 @@ async def test_no_gitops_marks_means_not_gitops_managed(
 
 @pytest.mark.br("BR-SP-101")
 async def test_pdb_with_another_selector_is_not_detected(
-    reader: kube.ClusterReader, core: client.CoreV1Api, disruption: client.PolicyV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, disruption: client.PolicyV1Api, namespace: str
 ) -> None:
     core.create_namespaced_pod(namespace, pod("plain", labels={"app": "plain"}))
     disruption.create_namespaced_pod_disruption_budget(namespace, pdb("other", {"app": "something-else"}))
@@ -708,7 +703,7 @@ async def test_pdb_with_another_selector_is_not_detected(
 
 @pytest.mark.br("BR-SP-101")
 async def test_one_matching_pdb_among_several_is_detected(
-    reader: kube.ClusterReader, core: client.CoreV1Api, disruption: client.PolicyV1Api, namespace: str
+    reader: kube.ApiClient, core: client.CoreV1Api, disruption: client.PolicyV1Api, namespace: str
 ) -> None:
     core.create_namespaced_pod(namespace, pod("payments", labels={"app": "payments", "tier": "backend"}))
     disruption.create_namespaced_pod_disruption_budget(namespace, pdb("frontend", {"tier": "frontend"}))
@@ -721,7 +716,7 @@ async def test_one_matching_pdb_among_several_is_detected(
 
 @pytest.mark.br("BR-SP-101")
 async def test_hpa_on_another_deployment_is_not_detected(
-    reader: kube.ClusterReader, apps: client.AppsV1Api, autoscaling: client.AutoscalingV2Api, namespace: str
+    reader: kube.ApiClient, apps: client.AppsV1Api, autoscaling: client.AutoscalingV2Api, namespace: str
 ) -> None:
     apps.create_namespaced_deployment(namespace, deployment("mine"))
     apps.create_namespaced_deployment(namespace, deployment("theirs"))
@@ -734,7 +729,7 @@ async def test_hpa_on_another_deployment_is_not_detected(
 
 @pytest.mark.br("BR-SP-101")
 async def test_one_matching_hpa_among_several_is_detected(
-    reader: kube.ClusterReader, apps: client.AppsV1Api, autoscaling: client.AutoscalingV2Api, namespace: str
+    reader: kube.ApiClient, apps: client.AppsV1Api, autoscaling: client.AutoscalingV2Api, namespace: str
 ) -> None:
     apps.create_namespaced_deployment(namespace, deployment("mine"))
     autoscaling.create_namespaced_horizontal_pod_autoscaler(
@@ -749,7 +744,7 @@ async def test_one_matching_hpa_among_several_is_detected(
 
 @pytest.mark.br("BR-SP-101")
 async def test_hpa_on_the_deployment_directly_owning_the_pod_is_detected(
-    reader: kube.ClusterReader,
+    reader: kube.ApiClient,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
     autoscaling: client.AutoscalingV2Api,
@@ -780,7 +775,7 @@ def remediation_request(
 
 @pytest.mark.br("BR-SP-003")
 async def test_retried_remediation_gives_a_recovery_context(
-    reader: kube.ClusterReader, custom_objects: client.CustomObjectsApi, namespace: str
+    reader: kube.ApiClient, custom_objects: client.CustomObjectsApi, namespace: str
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     started = now - timedelta(minutes=5)
@@ -810,7 +805,7 @@ async def test_retried_remediation_gives_a_recovery_context(
 
 @pytest.mark.br("BR-SP-003")
 async def test_first_attempt_gives_no_recovery_context_until_an_attempt_is_recorded(
-    reader: kube.ClusterReader, custom_objects: client.CustomObjectsApi, namespace: str
+    reader: kube.ApiClient, custom_objects: client.CustomObjectsApi, namespace: str
 ) -> None:
     remediation_request(custom_objects, namespace, "rr-first", {"recoveryAttempts": 0})
     ref = RemediationRequestRef("rr-first", namespace)
@@ -828,7 +823,7 @@ async def test_first_attempt_gives_no_recovery_context_until_an_attempt_is_recor
 
 @pytest.mark.br("BR-SP-003")
 async def test_missing_remediation_request_gives_no_recovery_context(
-    reader: kube.ClusterReader, namespace: str
+    reader: kube.ApiClient, namespace: str
 ) -> None:
     recovery = await read_recovery_context(
         reader, RemediationRequestRef("non-existent-rr"), sp_namespace=namespace, now=datetime.now(UTC)

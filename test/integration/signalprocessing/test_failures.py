@@ -38,11 +38,11 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import signal_processing, unique_rr_name
 from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
-from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import controller_settings, pod
 from test.integration.signalprocessing.support import (

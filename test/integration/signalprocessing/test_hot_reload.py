@@ -28,14 +28,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.hotreload import ReloadResult
+from controller.hotreload import ReportedReloadResult
 from controller.policies import Policy
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import signal_processing, unique_rr_name
 from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
-from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import (
     REPOSITORY,
@@ -87,11 +87,11 @@ class ReloadingController:
 
     def begin_spec(self) -> None:
         results = (
-            ReloadResult.ACTIVATED,
-            ReloadResult.UNCHANGED,
-            ReloadResult.REJECTED,
-            ReloadResult.MISSING,
-            ReloadResult.RESTORED,
+            ReportedReloadResult.ACTIVATED,
+            ReportedReloadResult.UNCHANGED,
+            ReportedReloadResult.REJECTED,
+            ReportedReloadResult.MISSING,
+            ReportedReloadResult.RESTORED,
         )
         self.counted_from = {
             result: counter_value(self.process.metrics_url, RELOADS_METRIC, result=result)
@@ -121,7 +121,7 @@ class ReloadingController:
         )
 
     def reloads(self, result: str) -> float:
-        """Reloads in this spec that ended in `result` (a `ReloadResult`); fails while no reload of
+        """Reloads in this spec that ended in `result` (a `ReportedReloadResult`); fails while no reload of
         this controller ever has (no series yet)."""
         total = metric_value(self.process.metrics_url, RELOADS_METRIC, result=result)
         return total - self.counted_from.get(result, 0.0)
@@ -233,7 +233,7 @@ def start_controller(
         process.start()
         # The watcher reloads once at start (changes made while it started); let that pass first,
         # so every reload a spec counts is its own.
-        controller.wait_for_reloads(ReloadResult.UNCHANGED, 1)
+        controller.wait_for_reloads(ReportedReloadResult.UNCHANGED, 1)
         controller.begin_spec()
         return controller
 
@@ -258,7 +258,7 @@ def test_a_changed_policy_file_is_detected(
     controller.wait_until_active(Policy.CUSTOMLABELS, v2)
 
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"version": ["v2"]}
-    assert controller.reloads(ReloadResult.ACTIVATED) == 2
+    assert controller.reloads(ReportedReloadResult.ACTIVATED) == 2
 
 
 @pytest.mark.br("BR-SP-072")
@@ -298,7 +298,7 @@ def test_an_invalid_update_keeps_the_old_policy_and_says_so(
     assert custom_labels(controller.classify(custom_objects, watched)) == {"stage": ["prod"]}
 
     controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
-    controller.wait_for_reloads(ReloadResult.REJECTED, 1)
+    controller.wait_for_reloads(ReportedReloadResult.REJECTED, 1)
 
     assert controller.is_active(Policy.CUSTOMLABELS, prod)
     assert not controller.is_active(Policy.CUSTOMLABELS, sha256(BROKEN_LABELS_POLICY))
@@ -324,7 +324,7 @@ def test_a_valid_policy_after_an_invalid_one_is_picked_up(
     controller = worker_reloading
     namespace = controller.make_namespace()
     controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
-    controller.wait_for_reloads(ReloadResult.REJECTED, 1)
+    controller.wait_for_reloads(ReportedReloadResult.REJECTED, 1)
 
     fixed = controller.write(Policy.CUSTOMLABELS, labels_policy({"fixed": ["yes"]}))
     controller.wait_until_active(Policy.CUSTOMLABELS, fixed)
@@ -346,8 +346,8 @@ def test_a_configmap_symlink_swap_is_picked_up(
 
     assert custom_labels(shipped) == {"environment": ["production"]}
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"mounted": ["configmap"]}
-    assert controller.reloads_if_any(ReloadResult.REJECTED) == 0
-    assert controller.reloads_if_any(ReloadResult.MISSING) == 0
+    assert controller.reloads_if_any(ReportedReloadResult.REJECTED) == 0
+    assert controller.reloads_if_any(ReportedReloadResult.MISSING) == 0
 
 
 @pytest.mark.br("BR-SP-072")
@@ -378,7 +378,7 @@ def test_a_deleted_policy_keeps_the_last_good_until_it_is_recreated(
     controller.wait_until_active(Policy.CUSTOMLABELS, kept)
 
     (controller.policy_dir / Policy.CUSTOMLABELS.file_name).unlink()
-    controller.wait_for_reloads(ReloadResult.MISSING, 1)
+    controller.wait_for_reloads(ReportedReloadResult.MISSING, 1)
 
     assert controller.is_active(Policy.CUSTOMLABELS, kept)
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"kept": ["yes"]}
@@ -443,7 +443,7 @@ def test_each_of_the_four_policies_reloads(
     assert status["policyHashes"] == {
         policy.value: sha256(text) for policy, text in RELOADED_POLICIES.items()
     }
-    assert controller.reloads(ReloadResult.ACTIVATED) == 4
+    assert controller.reloads(ReportedReloadResult.ACTIVATED) == 4
 
 
 @pytest.mark.br("BR-SP-072")
@@ -495,7 +495,7 @@ def test_a_restarted_opa_gets_the_active_policies_again(
 
     controller.opa.stop()
     controller.opa.start()  # on the port it keeps reserved, where the controller expects it
-    controller.wait_for_reloads(ReloadResult.RESTORED, 1)
+    controller.wait_for_reloads(ReportedReloadResult.RESTORED, 1)
 
     assert opa_modules(controller.opa.url) == {policy.module_id for policy in Policy}
     status = controller.classify(custom_objects, namespace)

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devstack.manifests import signal_processing
 from devstack.state import StackState
-from test.integration.manifests import signal_processing
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import pod
 from test.integration.signalprocessing.own_controller import OwnController, own_controller

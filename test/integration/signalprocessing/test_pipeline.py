@@ -6,8 +6,8 @@ import pytest
 from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import signal_processing, unique_rr_name
 from devstack.state import StackState
-from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import pod
 from test.integration.signalprocessing.support import (

@@ -24,8 +24,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
-from devstack.state import StackState
-from test.integration.manifests import (
+from devstack.manifests import (
     DELETE,
     GROUP,
     RR_PLURAL,
@@ -35,6 +34,7 @@ from test.integration.manifests import (
     unique_rr_name,
     with_change,
 )
+from devstack.state import StackState
 from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,

@@ -25,21 +25,24 @@ import pytest
 from kubernetes import client
 
 from controller import classify
-from controller.classify import KubernetesFacts, NamespaceFacts, SignalFacts
-from controller.policies import ActivePolicies, Policy, ReloadStatus
+from controller.kubernetes_context import KubernetesContext, NamespaceContext
+from controller.policies import ActivePolicies, CandidateVerdict, Policy
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyEvaluationError
+from controller.signalprocessing import Signal, TargetResource
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import signal_processing, unique_rr_name
 from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
-from test.integration.manifests import signal_processing, unique_rr_name
 from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import create_sp, wait_for_phase
 
 SHIPPED_POLICIES = REPOSITORY / "policies"
 ENVIRONMENT_LABEL = "kubernaut.ai/environment"
-ALERT = SignalFacts("critical", "prometheus", "prometheus-alert")
+ALERT = Signal("critical", "prometheus", "prometheus-alert")
+# The custom-labels input has no pod or deployment section here, so the target's name is not in it.
+TARGET = TargetResource("Pod", "app", "payments")
 
 
 # --- through the worker's controller ------------------------------------------------------------
@@ -312,7 +315,7 @@ async def test_custom_labels_from_a_policy_are_sanitised(engine: PolicyEngine, t
     policies = await started(engine, policy_dir(tmp_path, customlabels=labels_policy(produced)))
 
     custom = await classify.extract_custom_labels(
-        policies, KubernetesFacts(NamespaceFacts("payments")), ALERT
+        policies, KubernetesContext(namespace=NamespaceContext("payments")), TARGET, ALERT
     )
 
     assert custom.source == "policy"
@@ -331,7 +334,7 @@ async def test_empty_custom_labels_fall_back_to_namespace_labels(
     engine: PolicyEngine, tmp_path: Path
 ) -> None:
     policies = await started(engine, policy_dir(tmp_path, customlabels=labels_policy({"system/only": ["x"]})))
-    namespace = NamespaceFacts(
+    namespace = NamespaceContext(
         "payments",
         {
             "kubernaut.ai/team": "payments",
@@ -341,7 +344,9 @@ async def test_empty_custom_labels_fall_back_to_namespace_labels(
         },
     )
 
-    custom = await classify.extract_custom_labels(policies, KubernetesFacts(namespace), ALERT)
+    custom = await classify.extract_custom_labels(
+        policies, KubernetesContext(namespace=namespace), TARGET, ALERT
+    )
 
     assert custom.source == "namespace-fallback"
     assert dict(custom.labels) == {"team": ("payments",), "cost": ("cc-7",), "region": ("eu-west-1",)}
@@ -434,11 +439,11 @@ async def test_a_policy_that_fails_to_load_is_refused_with_file_and_line(
 
     outcome = await policies.reload(directory)
 
-    assert outcome.status is ReloadStatus.REJECTED
+    assert outcome.status is CandidateVerdict.REJECTED
     assert outcome.error is not None and re.search(r"priority\.rego:\d+", outcome.error), outcome.error
     assert policies.current is good
     assignment = await classify.assign_priority(
-        policies, ALERT, "production", NamespaceFacts("payments"), None
+        policies, ALERT, "production", NamespaceContext("payments"), None
     )
     assert assignment.priority == "P0"
 
@@ -484,11 +489,13 @@ async def test_a_policy_too_slow_for_an_ordinary_input_is_never_activated(
 
         outcome = await asyncio.wait_for(policies.reload(directory), timeout=5)
 
-        assert outcome.status is ReloadStatus.REJECTED
+        assert outcome.status is CandidateVerdict.REJECTED
         assert outcome.changed == (Policy.CUSTOMLABELS,)
         assert policies.current is good
-        namespace = NamespaceFacts("payments", {"kubernaut.ai/team": "payments"})
-        custom = await classify.extract_custom_labels(policies, KubernetesFacts(namespace), ALERT)
+        namespace = NamespaceContext("payments", {"kubernaut.ai/team": "payments"})
+        custom = await classify.extract_custom_labels(
+            policies, KubernetesContext(namespace=namespace), TARGET, ALERT
+        )
         assert dict(custom.labels) == {"team": ("payments",)}
     finally:
         await engine.close()

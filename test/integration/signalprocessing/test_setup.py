@@ -14,8 +14,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
+from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing
 from devstack.state import StackState
-from test.integration.manifests import GROUP, SP_PLURAL, VERSION, signal_processing
 from test.integration.signalprocessing.support import create_sp, get_sp, metric_value
 
 

@@ -16,12 +16,12 @@ from typing import Any, Literal
 import pytest
 from aiohttp import web
 
-from controller.audit import Backoff
+from controller.audit import DeliveryBackoff
 from controller.audit_events import AuditEvent, AuditSubject, phase_transition
 
 IndexStyle = Literal["field", "detail", "none"]
 
-FAST_BACKOFF = Backoff(base=0.001, factor=2.0, cap=0.005, jitter=0.0)
+FAST_BACKOFF = DeliveryBackoff(base=0.001, factor=2.0, cap=0.005, jitter=0.0)
 # Generous: conditions normally hold within milliseconds; this only bounds a broken test.
 WAIT_LIMIT = 5.0
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.audit import AuditClient, Backoff
+from controller.audit import AuditClient, DeliveryBackoff
 
 from .conftest import MakeClient
 from .fakes import FakeDataStorage, ids, make_events, wait_until
@@ -25,7 +25,7 @@ def metric(registry: CollectorRegistry, name: str) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class RecordingBackoff(Backoff):
+class RecordingDeliveryBackoff(DeliveryBackoff):
     """A fast backoff that remembers which retry attempts it was asked about."""
 
     attempts: list[int] = dataclasses.field(default_factory=list)
@@ -39,7 +39,7 @@ class RecordingBackoff(Backoff):
 
 
 def test_backoff_doubles_from_half_a_second_up_to_the_cap() -> None:
-    backoff = Backoff(jitter=0.0)
+    backoff = DeliveryBackoff(jitter=0.0)
 
     delays = [backoff.delay(attempt, random.Random(0)) for attempt in range(8)]
 
@@ -47,7 +47,7 @@ def test_backoff_doubles_from_half_a_second_up_to_the_cap() -> None:
 
 
 def test_backoff_jitter_stays_within_its_fraction_and_the_cap() -> None:
-    backoff = Backoff()
+    backoff = DeliveryBackoff()
     rng = random.Random(7)
 
     early = [backoff.delay(2, rng) for _ in range(200)]
@@ -59,7 +59,7 @@ def test_backoff_jitter_stays_within_its_fraction_and_the_cap() -> None:
 
 
 def test_retrying_forever_does_not_overflow_the_backoff() -> None:
-    assert Backoff(jitter=0.0).delay(100_000, random.Random(0)) == 30.0
+    assert DeliveryBackoff(jitter=0.0).delay(100_000, random.Random(0)) == 30.0
 
 
 # --- configuration ---------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ async def test_other_answers_are_retried_with_backoff(
     datastorage: FakeDataStorage, make_client: MakeClient, registry: CollectorRegistry, status: int
 ) -> None:
     events = make_events(4)
-    backoff = RecordingBackoff()
+    backoff = RecordingDeliveryBackoff()
     datastorage.answers.extend([status] * 3)
     client = make_client(backoff=backoff)
     await client.start()
@@ -199,7 +199,7 @@ async def test_other_answers_are_retried_with_backoff(
 async def test_the_backoff_restarts_after_a_success(
     datastorage: FakeDataStorage, make_client: MakeClient
 ) -> None:
-    backoff = RecordingBackoff()
+    backoff = RecordingDeliveryBackoff()
     client = make_client(backoff=backoff)
     await client.start()
 

@@ -12,7 +12,7 @@ import pytest
 from controller.audit_events import (
     AuditEvent,
     AuditSubject,
-    BusinessClassification,
+    BusinessSummary,
     Classification,
     EnrichmentSummary,
     EventType,
@@ -79,7 +79,7 @@ BUILDERS: dict[str, Builder] = {
     ),
     "business.classified": lambda s, at: business_classified(
         s,
-        business=BusinessClassification(business_unit="payments", criticality="high", sla_requirement="gold"),
+        business=BusinessSummary(business_unit="payments", criticality="high", sla_requirement="gold"),
         policy_hashes=HASHES,
         at=at,
     ),
@@ -265,7 +265,7 @@ def test_classification_decision_with_partial_results_and_sorted_hashes() -> Non
 
 
 def test_business_classified_leaves_out_empty_fields() -> None:
-    business = BusinessClassification(business_unit="payments")
+    business = BusinessSummary(business_unit="payments")
 
     data = business_classified(SUBJECT, business=business, policy_hashes={}, at=AT).event_data
 

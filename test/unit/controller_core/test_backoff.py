@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from controller.pipeline import Backoff
+from controller.pipeline import RetryBackoff
 
-BACKOFF = Backoff(base=30.0, cap=300.0, jitter=0.1)
+BACKOFF = RetryBackoff(base=30.0, cap=300.0, jitter=0.1)
 
 
 class Draw(random.Random):

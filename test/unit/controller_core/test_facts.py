@@ -1,4 +1,4 @@
-"""What the policies see of a target: the facts built from the enrichment context and the target's name."""
+"""What the policies see of a target: its enrichment context and the target's name."""
 
 from __future__ import annotations
 
@@ -6,34 +6,31 @@ from typing import Any, cast
 
 import pytest
 
-from controller.classify import (
-    DeploymentFacts,
-    KubernetesFacts,
-    NamespaceFacts,
-    PodFacts,
-    SignalFacts,
-    customlabels_input,
-)
-from controller.enrich import (
+from controller.classify import customlabels_input
+from controller.enrich import target_context
+from controller.kube import RawObject
+from controller.kubernetes_context import (
     ContainerStatus,
     DeploymentDetails,
     KubernetesContext,
     NamespaceContext,
     PodDetails,
     StatefulSetDetails,
-    TargetResource,
-    target_context,
 )
-from controller.kube import RawObject
-from controller.pipeline import kubernetes_facts
+from controller.signalprocessing import Signal, TargetResource
 
 SHOP = NamespaceContext("shop", {"kubernaut.ai/environment": "production"}, {"owner": "payments"})
-SHOP_FACTS = NamespaceFacts("shop", {"kubernaut.ai/environment": "production"}, {"owner": "payments"})
+SHOP_INPUT = {
+    "namespace": "shop",
+    "namespaceLabels": {"kubernaut.ai/environment": "production"},
+    "namespaceAnnotations": {"owner": "payments"},
+}
+NO_NAMESPACE = {"namespace": "", "namespaceLabels": {}, "namespaceAnnotations": {}}
 CREATED = "2026-01-01T09:00:00Z"
 
 
 @pytest.mark.parametrize(
-    ("context", "target", "facts"),
+    ("context", "target", "seen"),
     [
         pytest.param(
             KubernetesContext(
@@ -50,23 +47,33 @@ CREATED = "2026-01-01T09:00:00Z"
                 ),
             ),
             TargetResource("Pod", "web-1", "shop"),
-            KubernetesFacts(
-                SHOP_FACTS,
-                pod=PodFacts(
-                    "web-1",
-                    phase="Running",
-                    labels={"app": "web"},
-                    annotations={"a": "b"},
-                    restart_count=5,
-                    creation_timestamp=CREATED,
-                ),
-            ),
+            SHOP_INPUT
+            | {
+                "podDetails": {
+                    "name": "web-1",
+                    "phase": "Running",
+                    "labels": {"app": "web"},
+                    "annotations": {"a": "b"},
+                    "restartCount": 5,
+                    "creationTimestamp": CREATED,
+                }
+            },
             id="pod-restarts-of-all-its-containers",
         ),
         pytest.param(
             KubernetesContext(namespace=SHOP, pod=PodDetails(phase="Pending")),
             TargetResource("Pod", "web-1", "shop"),
-            KubernetesFacts(SHOP_FACTS, pod=PodFacts("web-1", phase="Pending")),
+            SHOP_INPUT
+            | {
+                "podDetails": {
+                    "name": "web-1",
+                    "phase": "Pending",
+                    "labels": {},
+                    "annotations": {},
+                    "restartCount": 0,
+                    "creationTimestamp": "",
+                }
+            },
             id="pod-not-started-has-no-restarts",
         ),
         pytest.param(
@@ -82,39 +89,38 @@ CREATED = "2026-01-01T09:00:00Z"
                 ),
             ),
             TargetResource("Deployment", "web", "shop"),
-            KubernetesFacts(
-                SHOP_FACTS,
-                deployment=DeploymentFacts(
-                    "web",
-                    replicas=3,
-                    ready_replicas=1,
-                    available_replicas=2,
-                    strategy="Recreate",
-                    labels={"app": "web"},
-                    annotations={"a": "b"},
-                ),
-            ),
+            SHOP_INPUT
+            | {
+                "deploymentDetails": {
+                    "name": "web",
+                    "replicas": 3,
+                    "readyReplicas": 1,
+                    "availableReplicas": 2,
+                    "strategy": "Recreate",
+                    "labels": {"app": "web"},
+                }
+            },
             id="deployment",
         ),
         pytest.param(
             KubernetesContext(namespace=SHOP, degraded_mode=True),
             TargetResource("Pod", "gone", "shop"),
-            KubernetesFacts(SHOP_FACTS),
+            SHOP_INPUT,
             id="pod-not-found",
         ),
         pytest.param(
             KubernetesContext(namespace=SHOP, stateful_set=StatefulSetDetails(replicas=2)),
             TargetResource("StatefulSet", "db", "shop"),
-            KubernetesFacts(SHOP_FACTS),
+            SHOP_INPUT,
             id="statefulset-gives-the-namespace-only",
         ),
-        pytest.param(KubernetesContext(), TargetResource("Node", "node-a"), KubernetesFacts(None), id="node"),
+        pytest.param(KubernetesContext(), TargetResource("Node", "node-a"), NO_NAMESPACE, id="node"),
     ],
 )
-def test_facts_of_a_context(
-    context: KubernetesContext, target: TargetResource, facts: KubernetesFacts
+def test_what_the_custom_labels_policy_sees_of_a_context(
+    context: KubernetesContext, target: TargetResource, seen: dict[str, Any]
 ) -> None:
-    assert kubernetes_facts(context, target) == facts
+    assert customlabels_input(context, target, Signal("critical", "prometheus"))["kubernetes"] == seen
 
 
 def api_object(kind: str, name: str, **body: Any) -> RawObject:
@@ -175,8 +181,8 @@ def test_the_custom_labels_policy_sees_what_the_api_server_said_before_and_after
     read = target_context(target.kind, raw, namespace=NamespaceContext("shop"))
     # Classifying and Categorizing rebuild the context from the status the Enriching step wrote.
     from_status = KubernetesContext.from_raw(read.to_raw())
-    signal = SignalFacts("critical", "prometheus")
+    signal = Signal("critical", "prometheus")
 
     for context in (read, from_status):
-        kubernetes = customlabels_input(kubernetes_facts(context, target), signal)["kubernetes"]
+        kubernetes = customlabels_input(context, target, signal)["kubernetes"]
         assert cast(dict[str, Any], kubernetes)[details_key] == details

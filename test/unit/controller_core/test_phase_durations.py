@@ -14,13 +14,13 @@ from typing import Any, cast
 import pytest
 
 from controller import kube
-from controller.audit import AuditClient
 from controller.audit_events import AuditEvent
-from controller.enrich import EnrichmentCaches
-from controller.events import EventRecorder
+from controller.caches import EnrichmentCaches
+from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
-from controller.pipeline import SIGNALPROCESSINGS, Backoff, Pipeline
+from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryBackoff
 from controller.policies import ActivePolicies
+from controller.signalprocessing import SignalProcessing
 
 DURATION = "signalprocessing_processing_duration_seconds"
 # Late in a second, so a duration taken from the status (whole seconds) would be 0.9 s too long.
@@ -62,10 +62,12 @@ class Clock:
 class Ignored:
     """Takes the audit events and Kubernetes Events a pass emits, which these tests do not look at."""
 
+    saturated = False
+
     def emit(self, event: AuditEvent) -> None:
         pass
 
-    def record(self, sp: Mapping[str, Any], **_: Any) -> None:
+    def record(self, involved: InvolvedObject, **_: Any) -> None:
         pass
 
 
@@ -96,20 +98,20 @@ async def durations_of_a_pass(status: dict[str, Any]) -> dict[str, tuple[float, 
     """Runs one pass over an SP with `status`; returns (count, sum) of each phase's duration series."""
     cluster, metrics = Cluster(signal_processing(status)), ControllerMetrics.create()
     pipeline = Pipeline(
-        api=cast(kube.ClusterReader, cluster),
+        api=cluster,
         caches=EnrichmentCaches.create(),
         policies=cast(ActivePolicies, None),  # the SP fails before any policy is asked
-        audit=cast(AuditClient, Ignored()),
-        events=cast(EventRecorder, Ignored()),
+        audit=Ignored(),
+        events=Ignored(),
         metrics=metrics,
         deadline=timedelta(hours=1),
-        backoff=Backoff(),
+        backoff=RetryBackoff(),
         clock=Clock(FIRST_READ),
     )
 
-    final = await pipeline.advance(cluster.sp)
+    final = await pipeline.advance(SignalProcessing.from_raw(cluster.sp))
 
-    assert (final["status"]["phase"], final["status"]["failedPhase"]) == ("Failed", "Enriching")
+    assert (final.status.phase, final.status.failed_phase) == ("Failed", "Enriching")
     [family] = metrics.processing_duration.collect()
     counts = {s.labels["phase"]: s.value for s in family.samples if s.name == f"{DURATION}_count"}
     sums = {s.labels["phase"]: s.value for s in family.samples if s.name == f"{DURATION}_sum"}

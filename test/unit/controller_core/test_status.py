@@ -8,19 +8,17 @@ from typing import Any
 
 import pytest
 
-from controller.status import (
+from controller.signalprocessing import (
+    Condition,
     ConditionType,
+    FailureReason,
     Phase,
-    condition_time,
-    failed_patch,
-    is_terminal,
+    Status,
     parse_timestamp,
-    phase_entered_at,
-    phase_of,
-    seconds_in_phase,
+    status_patch,
     timestamp,
-    with_condition,
 )
+from controller.status import condition_time, failed, phase_entered_at, seconds_in_phase, with_condition
 
 EARLIER = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 1, 10, 5, 30, 750000, tzinfo=UTC)
@@ -50,7 +48,7 @@ ENRICHED = condition(ConditionType.ENRICHMENT, "True")
     ],
 )
 def test_only_completed_and_failed_are_terminal(phase: Phase, terminal: bool) -> None:
-    assert is_terminal(phase) is terminal
+    assert phase.is_terminal is terminal
 
 
 def test_phases_are_ordered_along_the_pipeline_and_failed_ranks_with_completed() -> None:
@@ -77,12 +75,12 @@ def test_phases_are_ordered_along_the_pipeline_and_failed_ranks_with_completed()
     ],
 )
 def test_phase_of_a_status(status: dict[str, Any] | None, phase: Phase) -> None:
-    assert phase_of(status) is phase
+    assert Status.from_raw(status or {}).phase is phase
 
 
 def test_a_phase_the_crd_does_not_know_is_refused() -> None:
     with pytest.raises(ValueError, match="'Done'"):
-        phase_of({"phase": "Done"})
+        Status.from_raw({"phase": "Done"})
 
 
 @pytest.mark.parametrize(
@@ -170,7 +168,7 @@ def test_with_condition_upserts_one_condition_by_type(
     given = copy.deepcopy(conditions)
 
     updated = with_condition(
-        conditions,
+        tuple(Condition.from_raw(c) for c in conditions),
         ConditionType.CLASSIFICATION,
         succeeded=succeeded,
         reason="Now",
@@ -179,7 +177,7 @@ def test_with_condition_upserts_one_condition_by_type(
         generation=2,
     )
 
-    assert updated == expected
+    assert [c.to_raw() for c in updated] == expected
     assert conditions == given  # the status read is left as it was
 
 
@@ -197,9 +195,13 @@ def test_a_failure_marks_its_phase_condition_and_processing_false(
 ) -> None:
     status = {"phase": failing.value, "startTime": "2026-01-01T10:00:00Z", "conditions": [ENRICHED]}
 
-    patch = failed_patch(status, failing, reason="RegoEvaluationError", message="boom", now=NOW, generation=3)
+    before = Status.from_raw(status)
+    after = failed(
+        before, failing, reason=FailureReason.REGO_EVALUATION_ERROR, message="boom", now=NOW, generation=3
+    )
+    patch = status_patch(before, after)
 
-    failed = condition(
+    marked = condition(
         failed_condition,
         "False",
         at="2026-01-01T10:05:30Z",
@@ -207,14 +209,14 @@ def test_a_failure_marks_its_phase_condition_and_processing_false(
         message="boom",
         observedGeneration=3,
     )
-    processing = failed | {"type": ConditionType.PROCESSING.value}
+    processing = marked | {"type": ConditionType.PROCESSING.value}
     kept = [] if failed_condition is ConditionType.ENRICHMENT else [ENRICHED]
     assert patch == {
         "phase": "Failed",
         "failedPhase": failing.value,
         "error": "boom",
         "completionTime": "2026-01-01T10:05:30Z",
-        "conditions": [*kept, failed, processing],
+        "conditions": [*kept, marked, processing],
     }
 
 
@@ -244,12 +246,13 @@ ALL_RECORDED = STARTED | {
 def test_when_the_status_says_a_phase_began(
     status: dict[str, Any], phase: Phase, entered: str | None
 ) -> None:
-    assert phase_entered_at(status, phase) == (parse_timestamp(entered) if entered else None)
+    assert phase_entered_at(Status.from_raw(status), phase) == (parse_timestamp(entered) if entered else None)
 
 
 def test_condition_time_of_an_absent_condition_is_none() -> None:
-    assert condition_time(ALL_RECORDED, ConditionType.CATEGORIZATION) is None
-    assert condition_time(ALL_RECORDED, ConditionType.ENRICHMENT) == parse_timestamp("2026-01-01T10:00:02Z")
+    recorded = Status.from_raw(ALL_RECORDED)
+    assert condition_time(recorded, ConditionType.CATEGORIZATION) is None
+    assert condition_time(recorded, ConditionType.ENRICHMENT) == parse_timestamp("2026-01-01T10:00:02Z")
 
 
 LEFT = datetime(2026, 1, 1, 10, 0, 5, 250000, tzinfo=UTC)
@@ -268,4 +271,6 @@ LEFT = datetime(2026, 1, 1, 10, 0, 5, 250000, tzinfo=UTC)
     ],
 )
 def test_seconds_in_phase(phase: Phase, entered: datetime | None, seconds: float | None) -> None:
-    assert seconds_in_phase(ALL_RECORDED, phase, left=LEFT, entered=entered) == pytest.approx(seconds)
+    assert seconds_in_phase(
+        Status.from_raw(ALL_RECORDED), phase, left=LEFT, entered=entered
+    ) == pytest.approx(seconds)

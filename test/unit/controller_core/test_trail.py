@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from controller.audit_events import AuditEvent, EventType
-from controller.status import ConditionType, Phase, failed_patch, with_condition
+from controller.signalprocessing import (
+    Condition,
+    ConditionType,
+    FailureReason,
+    Phase,
+    SignalProcessing,
+    Status,
+)
+from controller.status import failed, with_condition
 from controller.trail import audit_trail, new_events
 
 STARTED = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
@@ -23,7 +31,9 @@ HASHES = {"customLabels": "c" * 64, "environment": "e" * 64, "priority": "p" * 6
 def _conditions(
     status: dict[str, Any], kind: ConditionType, at: datetime, **text: str
 ) -> list[dict[str, Any]]:
-    return with_condition(status.get("conditions") or [], kind, succeeded=True, now=at, generation=1, **text)
+    given = tuple(Condition.from_raw(c) for c in status.get("conditions") or [])
+    updated = with_condition(given, kind, succeeded=True, now=at, generation=1, **text)
+    return [dict(condition.to_raw()) for condition in updated]
 
 
 # The status after each successful step: the fields the pipeline writes that the trail reads.
@@ -70,13 +80,22 @@ COMPLETED = CATEGORIZING | {
 
 def failed_in(status: dict[str, Any], phase: Phase) -> dict[str, Any]:
     """`status` after a permanent failure in `phase`, as the pipeline's `_fail` writes it."""
-    patch = failed_patch(
-        status, phase, reason="RegoEvaluationError", message="boom", now=FINISHED, generation=1
+    after = failed(
+        Status.from_raw(status),
+        phase,
+        reason=FailureReason.REGO_EVALUATION_ERROR,
+        message="boom",
+        now=FINISHED,
+        generation=1,
     )
-    return status | patch | {"startTime": status.get("startTime") or "2026-01-01T10:00:04Z"}
+    return dict(after.to_raw())
 
 
-def sp(status: dict[str, Any], uid: str = "3f0c3a8e-uid") -> dict[str, Any]:
+def sp(status: dict[str, Any], uid: str = "3f0c3a8e-uid") -> SignalProcessing:
+    return SignalProcessing.from_raw(raw_sp(status, uid))
+
+
+def raw_sp(status: dict[str, Any], uid: str = "3f0c3a8e-uid") -> dict[str, Any]:
     return {
         "metadata": {"namespace": "shop", "name": "sp-rr-1", "uid": uid},
         "spec": {
@@ -240,7 +259,7 @@ def test_a_restart_rebuilds_the_very_events_the_writes_emitted(writes: list[dict
         event for before, after in itertools.pairwise(writes) for event in new_events(sp(before), sp(after))
     ]
     # After a restart the controller has only the SP as the API server returns it: JSON.
-    reread = json.loads(json.dumps(sp(writes[-1])))
+    reread = SignalProcessing.from_raw(json.loads(json.dumps(raw_sp(writes[-1]))))
 
     rebuilt = audit_trail(reread)
 

@@ -26,7 +26,7 @@ def _key(resource: kube.Resource, namespace: str | None, name: str) -> Key:
 
 
 class FakeReader:
-    """Objects and failures in dicts; `calls` counts verbs like `ClusterReader.calls`."""
+    """Objects and failures in dicts; `calls` counts verbs like `ApiClient.calls`."""
 
     def __init__(self) -> None:
         self.objects: dict[Key, kube.RawObject] = {}

@@ -7,30 +7,15 @@ from typing import Any, cast
 import pytest
 
 from controller.enrich import (
-    ContainerStatus,
-    DaemonSetDetails,
-    DeploymentDetails,
-    DetectedLabels,
-    KubernetesContext,
-    NamespaceContext,
-    NodeCondition,
-    NodeDetails,
-    PodDetails,
     RawContainerStatus,
     RawDaemonSet,
     RawDeployment,
-    RawKubernetesContext,
     RawNamespace,
     RawNode,
     RawPod,
     RawService,
     RawServicePort,
     RawStatefulSet,
-    RawTargetResource,
-    ServiceDetails,
-    ServicePort,
-    StatefulSetDetails,
-    TargetResource,
     container_status,
     daemon_set_details,
     deployment_details,
@@ -43,7 +28,24 @@ from controller.enrich import (
     stateful_set_details,
     target_context,
 )
-from controller.ownerchain import OwnerRef
+from controller.kubernetes_context import (
+    ContainerStatus,
+    DaemonSetDetails,
+    DeploymentDetails,
+    DetectedLabels,
+    KubernetesContext,
+    NamespaceContext,
+    NodeCondition,
+    NodeDetails,
+    OwnerRef,
+    PodDetails,
+    RawKubernetesContext,
+    ReplicaSetDetails,
+    ServiceDetails,
+    ServicePort,
+    StatefulSetDetails,
+)
+from controller.signalprocessing import RawTargetResource, TargetResource
 
 from .fakes import obj, schema_errors, status_schema
 
@@ -198,7 +200,7 @@ def test_deployment_details(raw: dict[str, Any], expected: DeploymentDetails) ->
 
 def test_replica_set_details() -> None:
     raw = obj("ReplicaSet", "web-5d4f", "shop", spec={"replicas": 2}, status={"availableReplicas": 2})
-    assert replica_set_details(cast(RawDeployment, raw)) == DeploymentDetails(
+    assert replica_set_details(cast(RawDeployment, raw)) == ReplicaSetDetails(
         replicas=2, available_replicas=2
     )
 
@@ -432,7 +434,7 @@ EVERY_SECTION = [
     pytest.param(
         KubernetesContext(namespace=NS, daemon_set=DaemonSetDetails(number_ready=3)), id="daemonset"
     ),
-    pytest.param(KubernetesContext(namespace=NS, replica_set=DeploymentDetails(replicas=4)), id="replicaset"),
+    pytest.param(KubernetesContext(namespace=NS, replica_set=ReplicaSetDetails(replicas=4)), id="replicaset"),
     pytest.param(
         KubernetesContext(
             namespace=NS,

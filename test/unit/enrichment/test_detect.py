@@ -7,6 +7,7 @@ from typing import Any, cast
 import pytest
 
 from controller import kube
+from controller.caches import EnrichmentCaches
 from controller.detect import (
     LIST_FAILED,
     Listing,
@@ -18,18 +19,17 @@ from controller.detect import (
     read_detected_labels,
     selector_matches,
 )
-from controller.enrich import (
+from controller.kubernetes_context import (
     DeploymentDetails,
     DetectedLabels,
-    EnrichmentCaches,
     KubernetesContext,
     NamespaceContext,
     NodeDetails,
+    OwnerRef,
     PodDetails,
     StatefulSetDetails,
-    TargetResource,
 )
-from controller.ownerchain import OwnerRef
+from controller.signalprocessing import TargetResource
 
 from .fakes import FakeReader, ManualClock, obj
 

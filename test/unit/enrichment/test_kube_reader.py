@@ -1,4 +1,4 @@
-"""ClusterReader over HTTP against a scripted local server: paths, answers, errors, paging, credentials."""
+"""ApiClient over HTTP against a scripted local server: paths, answers, errors, paging, credentials."""
 
 from __future__ import annotations
 
@@ -59,11 +59,11 @@ async def server(script: Script) -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-async def reader(server: TestServer) -> AsyncIterator[kube.ClusterReader]:
+async def reader(server: TestServer) -> AsyncIterator[kube.ApiClient]:
     credentials = kube.Credentials(
         host=f"http://127.0.0.1:{server.port}", authorization=lambda: "Bearer t0k3n"
     )
-    async with kube.ClusterReader(credentials, timeout=0.5) as reader:
+    async with kube.ApiClient(credentials, timeout=0.5) as reader:
         yield reader
 
 
@@ -127,21 +127,19 @@ def test_is_cluster_scoped(kind: str, expected: bool) -> None:
     assert kube.is_cluster_scoped(kind) is expected
 
 
-async def test_get_returns_the_object_and_sends_credentials(
-    reader: kube.ClusterReader, script: Script
-) -> None:
+async def test_get_returns_the_object_and_sends_credentials(reader: kube.ApiClient, script: Script) -> None:
     script.answers["/api/v1/namespaces/shop/pods/web"] = (200, POD)
     assert await reader.get(kube.PODS, "web", namespace="shop") == POD
     assert script.requests[0].headers["Authorization"] == "Bearer t0k3n"
     assert reader.calls == {"get": 1}
 
 
-async def test_get_of_a_missing_object_is_none(reader: kube.ClusterReader) -> None:
+async def test_get_of_a_missing_object_is_none(reader: kube.ApiClient) -> None:
     assert await reader.get(kube.PODS, "gone", namespace="shop") is None
     assert reader.calls == {"get": 1}
 
 
-async def test_get_with_an_empty_name_asks_nothing(reader: kube.ClusterReader, script: Script) -> None:
+async def test_get_with_an_empty_name_asks_nothing(reader: kube.ApiClient, script: Script) -> None:
     assert await reader.get(kube.PODS, "", namespace="shop") is None
     assert script.requests == [] and reader.calls == {}
 
@@ -161,7 +159,7 @@ async def test_get_with_an_empty_name_asks_nothing(reader: kube.ClusterReader, s
     ],
 )
 async def test_error_statuses(
-    reader: kube.ClusterReader, script: Script, status: int, error: type[kube.ApiError], retryable: bool
+    reader: kube.ApiClient, script: Script, status: int, error: type[kube.ApiError], retryable: bool
 ) -> None:
     script.answers["/api/v1/namespaces/shop/pods/web"] = (status, _status(status, "SomeReason", "because"))
     with pytest.raises(error) as raised:
@@ -172,7 +170,7 @@ async def test_error_statuses(
     assert "because" in str(raised.value)
 
 
-async def test_error_body_that_is_not_a_status(reader: kube.ClusterReader, script: Script) -> None:
+async def test_error_body_that_is_not_a_status(reader: kube.ApiClient, script: Script) -> None:
     script.answers["/api/v1/namespaces/shop/pods/web"] = (502, "<html>" + "x" * 5000)
     with pytest.raises(kube.TransientApiError) as raised:
         await reader.get(kube.PODS, "web", namespace="shop")
@@ -182,13 +180,13 @@ async def test_error_body_that_is_not_a_status(reader: kube.ClusterReader, scrip
 @pytest.mark.parametrize(
     "body", [pytest.param("not json", id="not-json"), pytest.param([1, 2], id="not-an-object")]
 )
-async def test_unusable_success_body(reader: kube.ClusterReader, script: Script, body: Any) -> None:
+async def test_unusable_success_body(reader: kube.ApiClient, script: Script, body: Any) -> None:
     script.answers["/api/v1/namespaces/shop/pods/web"] = (200, body)
     with pytest.raises(kube.ApiError):
         await reader.get(kube.PODS, "web", namespace="shop")
 
 
-async def test_list_follows_continue_tokens(reader: kube.ClusterReader, script: Script) -> None:
+async def test_list_follows_continue_tokens(reader: kube.ApiClient, script: Script) -> None:
     path = "/apis/policy/v1/namespaces/shop/poddisruptionbudgets"
     script.pages[path] = [
         {"items": [{"metadata": {"name": "a"}}], "metadata": {"continue": "1"}},
@@ -200,12 +198,12 @@ async def test_list_follows_continue_tokens(reader: kube.ClusterReader, script: 
     assert [r.query.get("limit") for r in script.requests] == ["500", "500"]
 
 
-async def test_list_of_an_unserved_kind_raises_not_found(reader: kube.ClusterReader) -> None:
+async def test_list_of_an_unserved_kind_raises_not_found(reader: kube.ApiClient) -> None:
     with pytest.raises(kube.NotFound):
         await reader.list(kube.HORIZONTALPODAUTOSCALERS, namespace="shop")
 
 
-async def test_list_of_nothing_is_empty(reader: kube.ClusterReader, script: Script) -> None:
+async def test_list_of_nothing_is_empty(reader: kube.ApiClient, script: Script) -> None:
     script.answers["/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies"] = (200, {"items": None})
     assert await reader.list(kube.NETWORKPOLICIES, namespace="shop") == []
 
@@ -222,14 +220,14 @@ async def test_list_of_nothing_is_empty(reader: kube.ClusterReader, script: Scri
     ],
 )
 async def test_scope_mistakes_are_refused_before_asking(
-    reader: kube.ClusterReader, script: Script, call: Any
+    reader: kube.ApiClient, script: Script, call: Any
 ) -> None:
     with pytest.raises(ValueError):
         await call(reader)
     assert script.requests == []
 
 
-async def test_slow_server_is_transient(reader: kube.ClusterReader, script: Script) -> None:
+async def test_slow_server_is_transient(reader: kube.ApiClient, script: Script) -> None:
     script.delay = 2.0
     with pytest.raises(kube.TransientApiError, match="timed out"):
         await reader.get(kube.PODS, "web", namespace="shop")
@@ -238,7 +236,7 @@ async def test_slow_server_is_transient(reader: kube.ClusterReader, script: Scri
 async def test_refused_connection_is_transient() -> None:
     with reserve_port() as nobody_listens:
         host = f"http://127.0.0.1:{nobody_listens.port}"
-        async with kube.ClusterReader(kube.Credentials(host=host)) as reader:
+        async with kube.ApiClient(kube.Credentials(host=host)) as reader:
             with pytest.raises(kube.TransientApiError):
                 await reader.get(kube.NODES, "n")
             assert reader.calls == {"get": 1}
@@ -262,6 +260,6 @@ async def test_credentials_from_a_kubeconfig(tmp_path: Path, server: TestServer,
     assert credentials.host == f"http://127.0.0.1:{server.port}"
 
     script.answers["/api/v1/nodes/node-a"] = (200, {"kind": "Node", "metadata": {"name": "node-a"}})
-    async with kube.ClusterReader(credentials) as reader:
+    async with kube.ApiClient(credentials) as reader:
         assert await reader.get(kube.NODES, "node-a") is not None
     assert script.requests[0].headers["Authorization"] == "Bearer from-kubeconfig"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from controller import kube
-from controller.ownerchain import MAX_OWNERS, OwnerRef, controller_owner, read_owner_chain
+from controller.kubernetes_context import OwnerRef
+from controller.ownerchain import MAX_OWNERS, controller_owner, read_owner_chain
 
 from .fakes import FakeReader, obj, owner
 

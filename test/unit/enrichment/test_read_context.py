@@ -7,16 +7,10 @@ from typing import Any
 import pytest
 
 from controller import kube
-from controller.enrich import (
-    DeploymentDetails,
-    EnrichmentCaches,
-    KubernetesContext,
-    NamespaceContext,
-    NamespaceMissing,
-    TargetResource,
-    read_kubernetes_context,
-)
-from controller.ownerchain import OwnerRef
+from controller.caches import EnrichmentCaches
+from controller.enrich import NamespaceMissing, read_kubernetes_context
+from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext, OwnerRef
+from controller.signalprocessing import TargetResource
 
 from .fakes import FakeReader, ManualClock, obj, owner, schema_errors, status_schema
 

@@ -8,14 +8,12 @@ from typing import Any, cast
 import pytest
 
 from controller import kube
-from controller.recovery import (
+from controller.recovery import RawRemediationRequest, read_recovery_context, recovery_context
+from controller.signalprocessing import (
     RawObjectReference,
-    RawRemediationRequest,
     RecoveryContext,
     RemediationRequestRef,
     go_duration,
-    read_recovery_context,
-    recovery_context,
 )
 
 from .fakes import FakeReader, obj, schema_errors, status_schema

@@ -7,13 +7,7 @@ from collections.abc import Mapping
 import pytest
 
 from controller.classify import (
-    BusinessClassification,
-    DeploymentFacts,
-    KubernetesFacts,
-    NamespaceFacts,
-    PodFacts,
     PolicyOutputError,
-    SignalFacts,
     business_input,
     customlabels_input,
     decide_business,
@@ -22,7 +16,15 @@ from controller.classify import (
     interpret_priority,
     priority_input,
 )
+from controller.kubernetes_context import (
+    ContainerStatus,
+    DeploymentDetails,
+    KubernetesContext,
+    NamespaceContext,
+    PodDetails,
+)
 from controller.policies import Decision
+from controller.signalprocessing import BusinessClassification, Signal, TargetResource
 
 
 def test_environment_answer_is_read_with_its_hash() -> None:
@@ -99,8 +101,8 @@ def business(
     deployment_labels: Mapping[str, str] | None = None,
     answer: object = POLICY_ANSWER,
 ) -> tuple[str, str, str, str]:
-    namespace = NamespaceFacts("payments", dict(namespace_labels or {}))
-    deployment = DeploymentFacts("api", labels=dict(deployment_labels or {}))
+    namespace = NamespaceContext("payments", dict(namespace_labels or {}))
+    deployment = DeploymentDetails(labels=dict(deployment_labels or {}))
     result = decide_business(Decision(answer, "h"), namespace, deployment)
     return result.business_unit, result.service_owner, result.criticality, result.sla_requirement
 
@@ -207,7 +209,7 @@ def contains_none(value: object) -> bool:
     return False
 
 
-SIGNAL = SignalFacts("critical", "prometheus")
+SIGNAL = Signal("critical", "prometheus")
 
 
 @pytest.mark.parametrize(
@@ -216,7 +218,10 @@ SIGNAL = SignalFacts("critical", "prometheus")
         pytest.param(environment_input(None, SIGNAL), id="environment"),
         pytest.param(priority_input(SIGNAL, "", None, None), id="priority"),
         pytest.param(business_input("", None, None), id="business"),
-        pytest.param(customlabels_input(KubernetesFacts(None), SIGNAL), id="customlabels"),
+        pytest.param(
+            customlabels_input(KubernetesContext(), TargetResource("Node", "node-1"), SIGNAL),
+            id="customlabels",
+        ),
     ],
 )
 def test_inputs_never_hold_none_even_for_a_node_target(built: dict[str, object]) -> None:
@@ -224,8 +229,8 @@ def test_inputs_never_hold_none_even_for_a_node_target(built: dict[str, object])
 
 
 def test_environment_input_shape() -> None:
-    namespace = NamespaceFacts("payments", {"a": "b"}, {"note": "not passed"})
-    assert environment_input(namespace, SignalFacts("info", "x", labels={"s": "t"})) == {
+    namespace = NamespaceContext("payments", {"a": "b"}, {"note": "not passed"})
+    assert environment_input(namespace, Signal("info", "x", labels={"s": "t"})) == {
         "namespace": {"name": "payments", "labels": {"a": "b"}},
         "signal": {"labels": {"s": "t"}},
     }
@@ -233,7 +238,7 @@ def test_environment_input_shape() -> None:
 
 def test_priority_input_shape() -> None:
     assert priority_input(
-        SIGNAL, "production", NamespaceFacts("n", {"tier": "high"}), DeploymentFacts("d", labels={"x": "y"})
+        SIGNAL, "production", NamespaceContext("n", {"tier": "high"}), DeploymentDetails(labels={"x": "y"})
     ) == {
         "signal": {"severity": "critical", "source": "prometheus"},
         "environment": "production",
@@ -243,9 +248,19 @@ def test_priority_input_shape() -> None:
 
 
 def test_customlabels_input_has_target_details_only_for_that_target() -> None:
-    namespace = NamespaceFacts("payments", {"a": "b"}, {"c": "d"})
-    pod = PodFacts("api-0", "Running", {"app": "api"}, {}, 3, "2025-12-20T10:00:00Z")
-    built = customlabels_input(KubernetesFacts(namespace, pod=pod), SignalFacts("warning", "am", "alert"))
+    namespace = NamespaceContext("payments", {"a": "b"}, {"c": "d"})
+    pod = PodDetails(
+        labels={"app": "api"},
+        annotations={},
+        phase="Running",
+        container_statuses=(ContainerStatus(name="app", restart_count=3),),
+        creation_timestamp="2025-12-20T10:00:00Z",
+    )
+    built = customlabels_input(
+        KubernetesContext(namespace=namespace, pod=pod),
+        TargetResource("Pod", "api-0", "payments"),
+        Signal("warning", "am", "alert"),
+    )
     assert built == {
         "kubernetes": {
             "namespace": "payments",
@@ -262,8 +277,14 @@ def test_customlabels_input_has_target_details_only_for_that_target() -> None:
         },
         "signal": {"type": "alert", "severity": "warning", "source": "am"},
     }
-    deployment = DeploymentFacts("api", 3, 2, 1, "RollingUpdate", {"app": "api"})
-    context = customlabels_input(KubernetesFacts(namespace, deployment=deployment), SIGNAL)["kubernetes"]
+    deployment = DeploymentDetails(
+        labels={"app": "api"}, replicas=3, available_replicas=1, ready_replicas=2, strategy="RollingUpdate"
+    )
+    context = customlabels_input(
+        KubernetesContext(namespace=namespace, deployment=deployment),
+        TargetResource("Deployment", "api", "payments"),
+        SIGNAL,
+    )["kubernetes"]
     assert isinstance(context, dict)
     assert "podDetails" not in context
     assert context["deploymentDetails"] == {

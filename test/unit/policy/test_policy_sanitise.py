@@ -9,12 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.classify import (
-    NamespaceFacts,
     PolicyOutputError,
     interpret_custom_labels,
     sanitise_custom_labels,
     truncate_text,
 )
+from controller.kubernetes_context import NamespaceContext
 from controller.policies import Decision
 
 FLAG_FR = "\U0001f1eb\U0001f1f7"
@@ -108,7 +108,7 @@ def test_a_non_object_answer_is_a_policy_error(answer: object) -> None:
         sanitise_custom_labels(answer)
 
 
-NAMESPACE = NamespaceFacts(
+NAMESPACE = NamespaceContext(
     "payments",
     {
         "kubernaut.ai/team": "payments",

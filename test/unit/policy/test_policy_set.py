@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
 
 from controller.policies import (
     ActivePolicies,
+    CandidateVerdict,
     Policy,
     PolicyEvaluator,
     PolicyFileError,
     PolicyLoadError,
     PolicyNotActive,
     PolicySet,
-    ReloadStatus,
     check_policy_text,
     read_policy_set,
 )
@@ -124,6 +124,9 @@ class FakeEngine:
             await self.gate.wait()
         return self.modules.get(policy.module_id)
 
+    async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:
+        return sorted(module_id for module_id in module_ids if module_id not in self.modules)
+
     async def close(self) -> None:
         pass
 
@@ -161,11 +164,11 @@ async def test_only_changed_policies_are_loaded(
     active: ActivePolicies, engine: FakeEngine, tmp_path: Path
 ) -> None:
     engine.loads.clear()
-    assert (await active.reload(tmp_path)).status is ReloadStatus.UNCHANGED
+    assert (await active.reload(tmp_path)).status is CandidateVerdict.UNCHANGED
     (tmp_path / "priority.rego").write_text(source(Policy.PRIORITY, "v2"))
     outcome = await active.reload(tmp_path)
     assert (outcome.status, outcome.changed, engine.loads) == (
-        ReloadStatus.ACTIVATED,
+        CandidateVerdict.ACTIVATED,
         (Policy.PRIORITY,),
         ["priority.rego"],
     )
@@ -177,7 +180,7 @@ async def test_a_smoke_failure_reloads_the_previous_texts(
     before = dict(engine.modules)
     (tmp_path / "business.rego").write_text(source(Policy.BUSINESS, "BAD"))
     outcome = await active.reload(tmp_path)
-    assert outcome.status is ReloadStatus.REJECTED
+    assert outcome.status is CandidateVerdict.REJECTED
     assert outcome.error == "PolicyEvaluationError: business.rego: smoke failed"
     assert engine.modules == before
 
@@ -196,7 +199,7 @@ async def test_a_failed_rollback_is_repaired_before_the_next_evaluation(
     assert good is not None
     (tmp_path / "environment.rego").write_text(source(Policy.ENVIRONMENT, "BAD"))
     engine.fail_loads_containing = "v1"  # the engine goes down just as the old text is reloaded
-    assert (await active.reload(tmp_path)).status is ReloadStatus.REJECTED
+    assert (await active.reload(tmp_path)).status is CandidateVerdict.REJECTED
     assert "BAD" in engine.modules["environment.rego"]
 
     with pytest.raises(PolicyEngineUnavailable, match="out of sync"):
@@ -237,7 +240,7 @@ async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
     assert not reload.done()
     engine.gate.set()
     first = await in_flight
-    assert (await reload).status is ReloadStatus.ACTIVATED
+    assert (await reload).status is CandidateVerdict.ACTIVATED
     second = await active.evaluate(Policy.PRIORITY, {})
 
     assert (first.value, first.policy_hash) == (old[Policy.PRIORITY].source, old.hashes[Policy.PRIORITY])

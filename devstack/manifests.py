@@ -1,20 +1,25 @@
-"""Builders for the objects the suite creates: SignalProcessings and their targets."""
+"""SignalProcessing manifests as the benchmarks and the integration suite create them.
+
+One builder, so that what a benchmark measures and what a test asserts on are the same object:
+`signal_processing` gives a valid SignalProcessing for a RemediationRequest of its own (a new
+`rr-<hex>` name unless one is given); `with_change` derives a variant of any manifest.
+"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
 import secrets
-from typing import Any
+from typing import Any, Final
 
-GROUP = "kubernaut.ai"
-VERSION = "v1alpha1"
-SP_PLURAL = "signalprocessings"
-RR_PLURAL = "remediationrequests"
+GROUP: Final = "kubernaut.ai"
+VERSION: Final = "v1alpha1"
+SP_PLURAL: Final = "signalprocessings"
+RR_PLURAL: Final = "remediationrequests"
 
 
 def unique_rr_name() -> str:
-    """RemediationRequest names are the audit correlation IDs, so each test gets its own."""
+    """RemediationRequest names are the audit correlation IDs, so each SignalProcessing gets its own."""
     return f"rr-{secrets.token_hex(6)}"
 
 
@@ -32,7 +37,12 @@ def signal_processing(
     target_namespace: str | None = None,
     labels: dict[str, str] | None = None,
     source: str = "prometheus",
+    signal_fingerprint: str | None = None,
 ) -> dict[str, Any]:
+    """A SignalProcessing named `sp-<rr>` for the RemediationRequest `rr_name` in `namespace`.
+
+    The signal's fingerprint is `fingerprint(rr_name)` unless `signal_fingerprint` is given.
+    """
     rr = rr_name or unique_rr_name()
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -46,7 +56,7 @@ def signal_processing(
                 "namespace": namespace,
             },
             "signal": {
-                "fingerprint": fingerprint(rr),
+                "fingerprint": fingerprint(rr) if signal_fingerprint is None else signal_fingerprint,
                 "name": "HighMemoryUsage",
                 "severity": severity,
                 "type": "prometheus",

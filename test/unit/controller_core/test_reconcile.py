@@ -1,0 +1,481 @@
+"""The pipeline and the reconciler without a cluster, tested the way kubebuilder projects test a reconcile.
+
+An in-memory API server (`Cluster`) keeps resourceVersions and refuses stale writes, policies
+answer from a table, and the audit and Event sinks keep what they are given. Each test drives one
+SignalProcessing and checks what a user would see: the status written, the Events, the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pytest
+
+from controller import kube
+from controller.audit_events import AuditEvent
+from controller.caches import EnrichmentCaches
+from controller.events import InvolvedObject
+from controller.metrics import ControllerMetrics
+from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryBackoff, RetryLater
+from controller.policies import Decision, Policy
+from controller.policy_engine import PolicyEngineUnavailable, PolicyEvaluationError
+from controller.reconciler import Reconciler
+from controller.signalprocessing import Phase, SignalProcessing
+from controller.trail import audit_trail
+from test.unit.enrichment.fakes import FakeReader, obj
+
+NOW = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
+DEADLINE = timedelta(minutes=5)
+HASHES = {policy: policy.value[0] * 64 for policy in Policy}
+ANSWERS: dict[Policy, object] = {
+    Policy.ENVIRONMENT: {"environment": "production", "source": "namespace-labels"},
+    Policy.PRIORITY: {"priority": "P0", "policy_name": "critical-production"},
+    Policy.BUSINESS: {"business_unit": "payments"},
+    Policy.CUSTOMLABELS: {"team": ["payments"]},
+}
+
+
+class Cluster(FakeReader):
+    """The API server's part the pipeline writes to: a status patch checked against resourceVersion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[dict[str, Any]] = []
+        # Run by the next status write before it is checked, as another writer racing the controller.
+        self.before_next_write: list[Any] = []
+
+    def add_signal_processing(self, raw: dict[str, Any]) -> SignalProcessing:
+        self.add(SIGNALPROCESSINGS, raw)
+        return SignalProcessing.from_raw(copy.deepcopy(raw))
+
+    def stored(self, name: str = "sp-1") -> dict[str, Any]:
+        return self.objects[("kubernaut.ai/signalprocessings", "shop", name)]
+
+    def change(self, name: str, status: Mapping[str, Any]) -> None:
+        """Another writer's status change: a new resourceVersion."""
+        stored = self.stored(name)
+        merged = {k: v for k, v in {**stored.get("status", {}), **status}.items() if v is not None}
+        stored["status"] = merged
+        stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
+
+    async def patch_status(
+        self, resource: kube.Resource, name: str, *, namespace: str, patch: kube.RawObject
+    ) -> kube.RawObject:
+        while self.before_next_write:
+            self.before_next_write.pop(0)()
+        stored = self.stored(name)
+        if patch["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"]:
+            raise kube.Conflict("the object has been modified", status=409)
+        self.writes.append(copy.deepcopy(patch["status"]))
+        self.change(name, patch["status"])
+        return copy.deepcopy(stored)
+
+
+class Policies:
+    """Answers each policy from a table; an exception in the table is raised instead."""
+
+    def __init__(self, **overrides: object) -> None:
+        self.answers = ANSWERS | {Policy(key): value for key, value in overrides.items()}
+
+    async def evaluate(self, policy: Policy, input: Mapping[str, object]) -> Decision:
+        answer = self.answers[policy]
+        if isinstance(answer, Exception):
+            raise answer
+        return Decision(answer, HASHES[policy])
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.saturated = False
+
+    def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str]] = []
+
+    def record(
+        self,
+        involved: InvolvedObject,
+        *,
+        kind: Literal["Normal", "Warning"],
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        self.recorded.append((kind, reason))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def signal_processing(
+    *, target_namespace: str = "shop", status: dict[str, Any] | None = None, created: datetime = NOW
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubernaut.ai/v1alpha1",
+        "kind": "SignalProcessing",
+        "metadata": {
+            "name": "sp-1",
+            "namespace": "shop",
+            "uid": "uid-1",
+            "resourceVersion": "1",
+            "generation": 1,
+            "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "spec": {
+            "remediationRequestRef": {"name": "rr-1"},
+            "signal": {
+                "name": "HighMemoryUsage",
+                "severity": "critical",
+                "source": "prometheus",
+                "targetResource": {"kind": "Pod", "name": "web-1", "namespace": target_namespace},
+            },
+        },
+        "status": status or {},
+    }
+
+
+class World:
+    def __init__(self, policies: Policies | None = None) -> None:
+        self.cluster = Cluster()
+        self.cluster.add(kube.NAMESPACES, obj("Namespace", "shop", labels={"env": "production"}))
+        self.cluster.add(kube.PODS, obj("Pod", "web-1", "shop", status={"phase": "Running"}))
+        self.audit, self.events, self.clock = Audit(), Events(), Clock()
+        self.metrics = ControllerMetrics.create()
+        self.pipeline = Pipeline(
+            api=self.cluster,
+            caches=EnrichmentCaches.create(),
+            policies=policies or Policies(),  # type: ignore[arg-type]  # the evaluator part is all it uses
+            audit=self.audit,
+            events=self.events,
+            metrics=self.metrics,
+            deadline=DEADLINE,
+            backoff=RetryBackoff(base=30.0, cap=300.0),
+            clock=self.clock,
+        )
+
+    def add(self, **fields: Any) -> SignalProcessing:
+        return self.cluster.add_signal_processing(signal_processing(**fields))
+
+    def stored(self) -> SignalProcessing:
+        return SignalProcessing.from_raw(self.cluster.stored())
+
+
+# --- The pipeline --------------------------------------------------------------------------------
+
+
+async def test_a_new_signal_is_completed_with_one_write_per_phase_and_its_whole_trail() -> None:
+    world = World()
+
+    final = await world.pipeline.advance(world.add())
+
+    assert final.phase is Phase.COMPLETED
+    assert [write.get("phase") for write in world.cluster.writes] == [
+        "Pending",
+        "Enriching",
+        "Classifying",
+        "Categorizing",
+        "Completed",
+    ]
+    assert [event.event_id for event in world.audit.events] == [e.event_id for e in audit_trail(final)]
+    assert len(world.audit.events) == 8
+    assert world.events.recorded == [("Normal", "PhaseTransition")] * 4 + [("Normal", "SignalProcessed")]
+    assert final.status.priority_assignment is not None
+    assert final.status.priority_assignment.priority == "P0"
+    assert final.status.policy_hashes == {policy.value: digest for policy, digest in HASHES.items()}
+
+
+async def test_a_write_that_loses_a_race_within_its_phase_re_reads_and_writes_once() -> None:
+    world = World()
+    sp = world.add()
+    # Someone else touches the status (not the phase) just before the first write: a stale version.
+    world.cluster.before_next_write.append(lambda: world.cluster.change("sp-1", {"error": "unrelated"}))
+
+    final = await world.pipeline.advance(sp)
+
+    assert final.phase is Phase.COMPLETED
+    assert [write.get("phase") for write in world.cluster.writes][:2] == ["Pending", "Enriching"]
+    assert len(world.cluster.writes) == 5
+
+
+async def test_a_phase_another_writer_already_took_is_not_written_again() -> None:
+    world = World()
+    sp = world.add()
+    # Another replica moved the SP to Pending first; this pass must carry on from there.
+    world.cluster.before_next_write.append(
+        lambda: world.cluster.change("sp-1", {"phase": "Pending", "startTime": "2026-01-01T09:59:59Z"})
+    )
+
+    final = await world.pipeline.advance(sp)
+
+    assert final.phase is Phase.COMPLETED
+    assert [write.get("phase") for write in world.cluster.writes] == [
+        "Enriching",
+        "Classifying",
+        "Categorizing",
+        "Completed",
+    ]
+    assert final.status.start_time == datetime(2026, 1, 1, 9, 59, 59, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("policies", "target_namespace", "failed_phase", "reason", "event"),
+    [
+        pytest.param(
+            None, "gone", Phase.ENRICHING, "EnrichmentFailed", "EnrichmentFailed", id="namespace-gone"
+        ),
+        pytest.param(
+            Policies(environment=PolicyEvaluationError("undefined function")),
+            "shop",
+            Phase.CLASSIFYING,
+            "RegoEvaluationError",
+            "PolicyEvaluationFailed",
+            id="policy-error",
+        ),
+        pytest.param(
+            Policies(priority={"priority": "P9"}),
+            "shop",
+            Phase.CLASSIFYING,
+            "RegoEvaluationError",
+            "PolicyEvaluationFailed",
+            id="policy-answer-out-of-contract",
+        ),
+        pytest.param(
+            Policies(business={"criticality": "extreme"}),
+            "shop",
+            Phase.CATEGORIZING,
+            "RegoEvaluationError",
+            "PolicyEvaluationFailed",
+            id="business-answer-out-of-contract",
+        ),
+    ],
+)
+async def test_a_permanent_failure_fails_the_sp_with_its_reason(
+    policies: Policies | None, target_namespace: str, failed_phase: Phase, reason: str, event: str
+) -> None:
+    world = World(policies)
+
+    final = await world.pipeline.advance(world.add(target_namespace=target_namespace))
+
+    assert (final.phase, final.status.failed_phase) == (Phase.FAILED, failed_phase)
+    processing = final.status.condition("ProcessingComplete")  # type: ignore[arg-type]
+    assert processing is not None
+    assert (processing.status, processing.reason) == ("False", reason)
+    assert ("Warning", event) in world.events.recorded
+    assert [e.event_type.value for e in world.audit.events][-2:] == [
+        "signalprocessing.error.occurred",
+        "signalprocessing.phase.transition",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("breaking", "error"),
+    [
+        pytest.param(
+            lambda world: world.cluster.fail_get(
+                kube.PODS, "web-1", kube.TransientApiError("etcd timeout", status=504), namespace="shop"
+            ),
+            "etcd timeout",
+            id="api-timeout",
+        ),
+        pytest.param(
+            lambda world: world.pipeline.policies.answers.update(
+                {Policy.CUSTOMLABELS: PolicyEngineUnavailable("OPA refused the connection")}
+            ),
+            "OPA refused the connection",
+            id="policy-engine-down",
+        ),
+    ],
+)
+async def test_a_transient_failure_is_recorded_and_retried_after_the_backoff(
+    breaking: Any, error: str
+) -> None:
+    world = World()
+    sp = world.add()
+    breaking(world)
+
+    with pytest.raises(RetryLater) as retry:
+        await world.pipeline.advance(sp)
+
+    assert 27.0 <= retry.value.delay <= 33.0  # the first retry: 30 s ± 10 %
+    stored = world.stored()
+    assert stored.phase is Phase.ENRICHING  # nothing permanent happened
+    assert (stored.status.consecutive_failures, stored.status.error) == (1, error)
+    assert stored.status.last_failure_time == NOW
+
+
+async def test_the_step_after_a_transient_failure_clears_the_failure_record() -> None:
+    world = World()
+    sp = world.add(status={"phase": "Enriching", "startTime": "2026-01-01T10:00:00Z"})
+    world.cluster.change("sp-1", {"consecutiveFailures": 2, "error": "etcd timeout"})
+
+    final = await world.pipeline.advance(world.stored())
+
+    assert sp.phase is Phase.ENRICHING
+    assert final.phase is Phase.COMPLETED
+    assert (final.status.consecutive_failures, final.status.error) == (0, "")
+    assert {"consecutiveFailures": None, "error": None}.items() <= world.cluster.writes[0].items()
+
+
+async def test_past_the_deadline_the_sp_times_out_instead_of_taking_its_next_step() -> None:
+    world = World()
+    started = NOW - DEADLINE - timedelta(seconds=1)
+    sp = world.add(status={"phase": "Classifying", "startTime": started.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+    final = await world.pipeline.advance(sp)
+
+    assert (final.phase, final.status.failed_phase) == (Phase.FAILED, Phase.CLASSIFYING)
+    assert final.status.error == "not completed within 300s"
+    assert ("Warning", "ProcessingTimedOut") in world.events.recorded
+
+
+async def test_a_retry_never_waits_past_the_deadline() -> None:
+    world = World()
+    started = NOW - DEADLINE + timedelta(seconds=4)
+    sp = world.add(status={"phase": "Enriching", "startTime": started.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    world.cluster.fail_get(
+        kube.PODS, "web-1", kube.TransientApiError("timeout", status=504), namespace="shop"
+    )
+
+    with pytest.raises(RetryLater) as retry:
+        await world.pipeline.advance(sp)
+
+    assert retry.value.delay == pytest.approx(5.0)  # the 4 s left, plus a second to be past it
+
+
+async def test_a_full_audit_queue_defers_the_next_step_without_writing() -> None:
+    world = World()
+    world.audit.saturated = True
+
+    with pytest.raises(RetryLater, match="audit queue is full"):
+        await world.pipeline.advance(world.add())
+
+    assert world.cluster.writes == []
+    assert world.audit.events == []
+
+
+def test_the_backoff_doubles_to_its_cap() -> None:
+    backoff = RetryBackoff(base=30.0, cap=300.0, jitter=0.0)
+
+    assert [backoff.delay(n, random.Random(1)) for n in range(1, 7)] == [
+        30.0,
+        60.0,
+        120.0,
+        240.0,
+        300.0,
+        300.0,
+    ]
+
+
+# --- The reconciler ------------------------------------------------------------------------------
+
+
+class Advancer:
+    """Stands for the pipeline: moves an SP to a given phase, or asks for a retry."""
+
+    def __init__(self, cluster: Cluster, *, retry_delay: float | None = None) -> None:
+        self.cluster = cluster
+        self.retry_delay = retry_delay
+        self.advanced: list[Phase] = []
+        self.fetched = asyncio.Event()
+
+    async def advance(self, sp: SignalProcessing) -> SignalProcessing:
+        self.advanced.append(sp.phase)
+        if self.retry_delay is not None:
+            delay, self.retry_delay = self.retry_delay, None
+            raise RetryLater(delay, "etcd timeout")
+        completed = signal_processing(status={"phase": "Completed", "startTime": "2026-01-01T10:00:00Z"})
+        return SignalProcessing.from_raw(completed)
+
+    async def fetch(self, name: str, namespace: str) -> SignalProcessing | None:
+        self.fetched.set()
+        return SignalProcessing.from_raw(self.cluster.stored(name))
+
+
+def at_phase(phase: str) -> SignalProcessing:
+    status = {"phase": phase, "startTime": "2026-01-01T10:00:00Z"} if phase else {}
+    return SignalProcessing.from_raw(signal_processing(status=status))
+
+
+async def test_echoes_of_the_controllers_own_writes_are_skipped() -> None:
+    cluster, audit = Cluster(), Audit()
+    advancer = Advancer(cluster)
+    reconciler = Reconciler(advancer, audit)
+
+    await reconciler.on_event(at_phase(""))
+    for echo in ("Pending", "Enriching", "Classifying", "Categorizing", "Completed"):
+        await reconciler.on_event(at_phase(echo))
+
+    assert advancer.advanced == [Phase.NEW]
+
+
+async def test_the_first_event_after_a_restart_re_sends_the_trail_the_status_implies() -> None:
+    audit = Audit()
+    advancer = Advancer(Cluster())
+    reconciler = Reconciler(advancer, audit)
+    completed = SignalProcessing.from_raw(
+        signal_processing(
+            status={
+                "phase": "Failed",
+                "failedPhase": "Enriching",
+                "startTime": "2026-01-01T10:00:00Z",
+                "completionTime": "2026-01-01T10:00:01Z",
+                "error": "boom",
+            }
+        )
+    )
+
+    await reconciler.on_event(completed)
+    await reconciler.on_event(completed)
+
+    assert advancer.advanced == []  # nothing left to do
+    assert [e.event_id for e in audit.events] == [e.event_id for e in audit_trail(completed)]
+    assert len(audit.events) == 3
+
+
+async def test_a_transient_failure_is_retried_on_its_timer_and_not_on_its_own_echo() -> None:
+    cluster = Cluster()
+    sp = cluster.add_signal_processing(signal_processing(status={"phase": "Enriching"}))
+    advancer = Advancer(cluster, retry_delay=0.01)
+    reconciler = Reconciler(advancer, Audit())
+
+    await reconciler.on_event(sp)
+    await reconciler.on_event(sp)  # the echo of recording the failure: a retry is already scheduled
+    assert advancer.advanced == [Phase.ENRICHING]
+
+    await asyncio.wait_for(advancer.fetched.wait(), timeout=10)
+    for _ in range(100):  # the retry task runs on the loop; let it finish
+        if len(advancer.advanced) == 2:
+            break
+        await asyncio.sleep(0)
+    assert advancer.advanced == [Phase.ENRICHING, Phase.ENRICHING]
+    await reconciler.close()
+
+
+async def test_a_deleted_sp_has_its_retry_cancelled() -> None:
+    cluster = Cluster()
+    sp = cluster.add_signal_processing(signal_processing(status={"phase": "Enriching"}))
+    advancer = Advancer(cluster, retry_delay=0.05)
+    reconciler = Reconciler(advancer, Audit())
+
+    await reconciler.on_event(sp)
+    reconciler.forget(sp.metadata.uid)
+    await reconciler.on_event(sp)  # no retry scheduled any more: a new event is processed at once
+
+    assert advancer.advanced == [Phase.ENRICHING, Phase.ENRICHING]
+    assert not advancer.fetched.is_set()
+    await reconciler.close()
