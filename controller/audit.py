@@ -37,7 +37,6 @@ import json
 import logging
 import random
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -160,7 +159,8 @@ class AuditClient:
     """Queues audit events and delivers them to DataStorage in the background.
 
     Use it as an async context manager, or call ``start()`` and ``close()`` (for example from kopf's
-    startup and cleanup handlers). ``emit`` may be called from the event loop or from another thread.
+    startup and cleanup handlers). ``emit`` is called on the event loop the client was started on: the
+    controller is one asyncio process, so nothing here is guarded against other threads.
     Metrics are registered on ``registry`` (the default registry when omitted), so at most one client
     per registry can exist.
     """
@@ -199,8 +199,6 @@ class AuditClient:
         self._session = session
         self._owns_session = session is None
 
-        # Guards what emit() may touch from another thread: the queue, the sequence and the counts.
-        self._lock = threading.Lock()
         self._queue: deque[_Queued] = deque()
         self._next_seq = 0  # sequence number of the next emitted event
         self._unsettled = 0  # emitted and neither delivered nor quarantined
@@ -211,7 +209,6 @@ class AuditClient:
         self._urgent_upto = 0  # events below this seq are sent without waiting for the interval
         self._progress = asyncio.Condition()
         self._wakeup = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self._quarantined: deque[QuarantinedEvent] = deque(maxlen=_QUARANTINE_KEPT)
@@ -251,7 +248,6 @@ class AuditClient:
             raise RuntimeError("audit: a closed AuditClient cannot be started again")
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        self._loop = asyncio.get_running_loop()
         self._worker = asyncio.create_task(self._run(), name="audit-delivery")
         self._worker.add_done_callback(_report_worker_death)
         self._wakeup.set()
@@ -273,8 +269,7 @@ class AuditClient:
         Bound the wait with ``asyncio.timeout``; cancelling it leaves the client running and the events
         queued. Raises ``RuntimeError`` if events are waiting but the client is not running.
         """
-        with self._lock:
-            target = self._next_seq
+        target = self._next_seq
         if self._settled_upto >= target:
             return
         if self._worker is None or self._worker.done():
@@ -282,7 +277,7 @@ class AuditClient:
                 f"audit: {target - self._settled_upto} events pending and the client is not running"
             )
         self._urgent_upto = max(self._urgent_upto, target)
-        self._wake()
+        self._wakeup.set()
         async with self._progress:
             await self._progress.wait_for(lambda: self._settled_upto >= target)
 
@@ -320,11 +315,10 @@ class AuditClient:
             return
         if self._closed:
             log.error("audit: event %s emitted after close() began; it may not be delivered", event_id)
-        with self._lock:
-            self._queue.append(_Queued(self._next_seq, event_id, body.encode(), time.monotonic()))
-            self._next_seq += 1
-            self._unsettled += 1
-            pending = self._unsettled
+        self._queue.append(_Queued(self._next_seq, event_id, body.encode(), time.monotonic()))
+        self._next_seq += 1
+        self._unsettled += 1
+        pending = self._unsettled
         self._metrics.buffered.inc()
         self._metrics.pending.inc()
         if pending >= self._max_pending and not self._saturation_reported:
@@ -334,21 +328,7 @@ class AuditClient:
                 pending,
                 self._max_pending,
             )
-        self._wake()
-
-    def _wake(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return  # start() wakes the worker
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wakeup.set()
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing to wake
-                loop.call_soon_threadsafe(self._wakeup.set)
+        self._wakeup.set()
 
     async def _run(self) -> None:
         while True:
@@ -362,20 +342,19 @@ class AuditClient:
         """Wait until a batch is due: full, or its oldest event waited ``flush_interval``, or flushed."""
         while True:
             self._wakeup.clear()  # before looking, so that a later emit() is never missed
-            with self._lock:
-                if self._queue:
-                    oldest = self._queue[0]
-                    due = oldest.enqueued_at + self._flush_interval
-                    if (
-                        len(self._queue) >= self._batch_size
-                        or oldest.seq < self._urgent_upto
-                        or time.monotonic() >= due
-                    ):
-                        count = min(self._batch_size, len(self._queue))
-                        return [self._queue.popleft() for _ in range(count)]
-                    wait: float | None = due - time.monotonic()
-                else:
-                    wait = None
+            if self._queue:
+                oldest = self._queue[0]
+                due = oldest.enqueued_at + self._flush_interval
+                if (
+                    len(self._queue) >= self._batch_size
+                    or oldest.seq < self._urgent_upto
+                    or time.monotonic() >= due
+                ):
+                    count = min(self._batch_size, len(self._queue))
+                    return [self._queue.popleft() for _ in range(count)]
+                wait: float | None = due - time.monotonic()
+            else:
+                wait = None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wakeup.wait()
@@ -471,9 +450,8 @@ class AuditClient:
         self._metrics.quarantined.inc()
 
     def _settle(self, count: int) -> None:
-        with self._lock:
-            self._unsettled -= count
-            pending = self._unsettled
+        self._unsettled -= count
+        pending = self._unsettled
         self._metrics.pending.dec(count)
         if self._saturation_reported and pending < self._max_pending:
             self._saturation_reported = False

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from controller import kube
-from controller.kubernetes_context import NamespaceContext
+from controller.signalprocessing import NamespaceContext
 from controller.ttlcache import DEFAULT_MAX_SIZE, Clock, TTLCache
 
 # TTLs of reference 3.3/3.4: namespaces change rarely; HPAs are the likeliest to come and go.

@@ -30,12 +30,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
-from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext, PodDetails
 from controller.policies import Decision, Policy, PolicyEvaluator
 from controller.policy_engine import PolicyError
 from controller.signalprocessing import (
     BusinessClassification,
+    DeploymentDetails,
     EnvironmentClassification,
+    KubernetesContext,
+    NamespaceContext,
+    PodDetails,
     PriorityAssignment,
     Signal,
     TargetResource,

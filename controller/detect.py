@@ -42,8 +42,7 @@ from typing import Final, Literal, TypeAlias, TypedDict, TypeVar, cast
 
 from controller import kube
 from controller.caches import EnrichmentCaches
-from controller.kubernetes_context import DetectedLabels, KubernetesContext
-from controller.signalprocessing import TargetResource
+from controller.signalprocessing import DetectedLabels, KubernetesContext, TargetResource
 from controller.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,9 @@ from typing import Any, Final, TypedDict, cast
 
 from controller import kube
 from controller.caches import EnrichmentCaches
-from controller.kubernetes_context import (
+from controller.ownerchain import read_owner_chain
+from controller.rawjson import int_or_zero, str_or_empty, string_map
+from controller.signalprocessing import (
     ContainerStatus,
     DaemonSetDetails,
     DeploymentDetails,
@@ -44,10 +46,8 @@ from controller.kubernetes_context import (
     ServiceDetails,
     ServicePort,
     StatefulSetDetails,
+    TargetResource,
 )
-from controller.ownerchain import read_owner_chain
-from controller.rawjson import int_or_zero, str_or_empty, string_map
-from controller.signalprocessing import TargetResource
 from controller.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)
@@ -227,18 +227,6 @@ def pod_details(raw: RawPod) -> PodDetails:
     )
 
 
-def deployment_details(raw: RawDeployment) -> DeploymentDetails:
-    meta, spec, status = _meta(raw), raw.get("spec") or {}, raw.get("status") or {}
-    return DeploymentDetails(
-        labels=string_map(meta.get("labels")),
-        annotations=string_map(meta.get("annotations")),
-        replicas=int_or_zero(spec.get("replicas")),
-        available_replicas=int_or_zero(status.get("availableReplicas")),
-        ready_replicas=int_or_zero(status.get("readyReplicas")),
-        strategy=str_or_empty((spec.get("strategy") or {}).get("type")),
-    )
-
-
 def replica_set_details(raw: RawReplicaSet) -> ReplicaSetDetails:
     meta, spec, status = _meta(raw), raw.get("spec") or {}, raw.get("status") or {}
     return ReplicaSetDetails(
@@ -248,6 +236,11 @@ def replica_set_details(raw: RawReplicaSet) -> ReplicaSetDetails:
         available_replicas=int_or_zero(status.get("availableReplicas")),
         ready_replicas=int_or_zero(status.get("readyReplicas")),
     )
+
+
+def deployment_details(raw: RawDeployment) -> DeploymentDetails:
+    strategy = str_or_empty(((raw.get("spec") or {}).get("strategy") or {}).get("type"))
+    return DeploymentDetails.of(replica_set_details(raw), strategy=strategy)
 
 
 def stateful_set_details(raw: RawStatefulSet) -> StatefulSetDetails:

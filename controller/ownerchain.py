@@ -15,7 +15,7 @@ import logging
 from typing import Final, cast
 
 from controller import kube
-from controller.kubernetes_context import OwnerRef
+from controller.signalprocessing import OwnerRef
 
 MAX_OWNERS: Final = 5  # the CRD's ownerChain maxItems
 

@@ -35,7 +35,6 @@ from controller.classify import (
 from controller.detect import read_detected_labels
 from controller.enrich import NamespaceMissing, read_kubernetes_context
 from controller.events import InvolvedObject
-from controller.kubernetes_context import KubernetesContext
 from controller.metrics import ControllerMetrics
 from controller.policies import ActivePolicies, Policy
 from controller.policy_engine import PolicyEngineUnavailable, PolicyError
@@ -43,13 +42,14 @@ from controller.recovery import read_recovery_context
 from controller.signalprocessing import (
     ConditionType,
     FailureReason,
+    KubernetesContext,
     Phase,
     SignalProcessing,
     Status,
     status_patch,
 )
-from controller.status import failed, seconds_in_phase, with_condition
 from controller.trail import new_events
+from controller.transitions import failed, seconds_in_phase, with_condition
 
 SIGNALPROCESSINGS: Final = kube.Resource("kubernaut.ai", "v1alpha1", "signalprocessings")
 _CONFLICT_RETRIES: Final = 5

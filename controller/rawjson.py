@@ -9,6 +9,7 @@ string, an empty map, zero, false.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
 def string_map(value: object) -> dict[str, str]:
@@ -29,3 +30,17 @@ def str_or_empty(value: object) -> str:
 def compact(**fields: object) -> dict[str, object]:
     """Drops the fields that say nothing (None, "", empty maps and lists); keeps 0 and False."""
     return {k: v for k, v in fields.items() if v is not None and v != "" and v != {} and v != []}
+
+
+def section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """A nested object; None when it is absent, null or not an object."""
+    value = raw.get(key)
+    return value if isinstance(value, Mapping) else None
+
+
+def optional_bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def optional_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -26,7 +26,7 @@ from controller.audit_events import (
     signal_processed,
 )
 from controller.signalprocessing import ConditionType, Phase, SignalProcessing, Status
-from controller.status import condition_time
+from controller.transitions import condition_time
 
 
 def subject_of(sp: SignalProcessing) -> AuditSubject:

@@ -1,7 +1,7 @@
 """Helpers shared by the local PostgreSQL and Redis servers: their error, and short helper commands.
 
 Running the servers themselves goes through `processes.child`, like every
-other server of the project.
+other server of the project, from their common life cycle in `_server`.
 """
 
 from __future__ import annotations

@@ -16,21 +16,17 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import shutil
 import signal
 import stat
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from localservers._process import LocalServerError, is_root, run_checked
-from processes.child import ChildProcess
-from processes.ports import PortReservation, reserve_port
+from localservers._server import LOOPBACK, PrivateServer
 
 POSTGRES_ROOT: Final = Path("/usr/lib/postgresql")
-LOOPBACK: Final = "127.0.0.1"
 _SUPERUSER: Final = "postgres"
 _SERVICE_ACCOUNT: Final = "postgres"
 
@@ -63,18 +59,17 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in name.split(".") if part.isdigit())
 
 
-class PostgresServer:
+class PostgresServer(PrivateServer):
     """One private PostgreSQL cluster with a database and a password-protected role for clients.
 
     The role may create more databases (CREATEDB), so that tests sharing the
     server each take fresh ones.
 
     `base_dir` holds the cluster (`pgdata/`), the unix socket (`run/`) and the
-    server log. Without it a temp dir is created, and removed by `stop()` unless
-    `keep_data=True`; a caller's `base_dir` is never removed. The port is
-    reserved at construction and held until the object is closed (`with`
-    block) or collected, so a restart keeps the URL.
+    server log; `PrivateServer` says how long it and the port are kept.
     """
+
+    _TEMP_PREFIX = "localpg-"
 
     def __init__(
         self,
@@ -91,26 +86,12 @@ class PostgresServer:
                 f"no PostgreSQL server under {POSTGRES_ROOT}; run `python -m localservers install`"
             )
         self._bin_dir = bin_dir
-        self._owns_base_dir = base_dir is None
-        self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._reservation: PortReservation = reserve_port()
-        self._port = self._reservation.port
+        super().__init__(base_dir, start_timeout=start_timeout, stop_timeout=stop_timeout)
         self._database = database
         self._user = user
-        self._start_timeout = start_timeout
-        self._stop_timeout = stop_timeout
-        self._process: ChildProcess | None = None
         self._run_as = _service_account() if is_root() else None
 
     # --- where and how to reach it -------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        return self._port
 
     @property
     def database(self) -> str:
@@ -133,12 +114,6 @@ class PostgresServer:
         return f"postgresql://{self._user}:{self.password}@{LOOPBACK}:{self._port}/{database}"
 
     @property
-    def base_dir(self) -> Path:
-        if self._base_dir is None:
-            raise LocalServerError("PostgresServer has no directory before start()")
-        return self._base_dir
-
-    @property
     def data_dir(self) -> Path:
         return self.base_dir / "pgdata"
 
@@ -151,61 +126,19 @@ class PostgresServer:
         return self.base_dir / "postgres.log"
 
     @property
-    def child(self) -> ChildProcess:
-        """The running server process."""
-        if self._process is None:
-            raise LocalServerError(f"{self!r} is not running")
-        return self._process
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    @property
     def _password_path(self) -> Path:
         return self.base_dir / "password"
 
     # --- life cycle -----------------------------------------------------------
 
-    def start(self) -> Self:
+    def _start_server(self) -> None:
         """Initialises the cluster on first use, starts the server and waits until clients can connect."""
-        if self.is_running:
-            return self
-        if self._base_dir is None:
-            self._base_dir = Path(tempfile.mkdtemp(prefix="localpg-"))
-        self.base_dir.mkdir(parents=True, exist_ok=True)
         first_start = not (self.data_dir / "PG_VERSION").exists()
         if first_start:
             self._init_cluster()
         self._launch()
         if first_start:
             self._provision_database()
-        return self
-
-    def stop(self, *, keep_data: bool = False) -> None:
-        """Fast shutdown (SIGINT), SIGKILL after the stop timeout; removes a temp dir unless `keep_data`."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._owns_base_dir and not keep_data and self._base_dir is not None:
-            shutil.rmtree(self._base_dir, ignore_errors=True)
-            self._base_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._reservation.release()
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        return f"<PostgresServer {LOOPBACK}:{self._port} {state} dir={self._base_dir}>"
 
     # --- steps ----------------------------------------------------------------
 
@@ -269,19 +202,14 @@ class PostgresServer:
         argv = [str(self._bin_dir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        self._process = ChildProcess(
-            f"PostgreSQL on port {self._port}",
+        self._start_child(
+            "PostgreSQL",
             argv,
             log_path=self.log_path,
-            listens_on=[self._port],
             is_ready=self._accepts_connections,
-            run_as=self._run_as,
-            cwd=self.base_dir,
-            start_timeout=self._start_timeout,
             stop_signal=signal.SIGINT,  # "fast" shutdown: disconnect clients, then exit
-            stop_timeout=self._stop_timeout,
+            run_as=self._run_as,
         )
-        self._process.start()
 
     def _accepts_connections(self) -> bool:
         # The postmaster writes "ready" as the status line of postmaster.pid once it

@@ -12,16 +12,12 @@ import os
 import shutil
 import signal
 import socket
-import tempfile
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from localservers._process import LocalServerError
-from processes.child import ChildProcess
-from processes.ports import PortReservation, reserve_port
+from localservers._server import LOOPBACK, PrivateServer
 
-LOOPBACK: Final = "127.0.0.1"
 # Snapshot at shutdown; the long interval keeps a running server off the disk.
 _SAVE_POINTS: Final = "3600 1"
 # Numbered databases (16 by default): the test suite's shared server gives each
@@ -35,14 +31,14 @@ def redis_binary() -> Path | None:
     return Path(found) if found else None
 
 
-class RedisServer:
+class RedisServer(PrivateServer):
     """One private Redis server; `url` is `redis://127.0.0.1:<port>/0`.
 
-    `base_dir` holds the socket, the snapshot and the log. Without it a temp
-    dir is created, and removed by `stop()` unless `keep_data=True`; a caller's
-    `base_dir` is never removed. The port is reserved at construction and held
-    until the object is closed (`with` block) or collected, so a restart keeps it.
+    `base_dir` holds the socket, the snapshot and the log; `PrivateServer` says
+    how long it and the port are kept.
     """
+
+    _TEMP_PREFIX = "localredis-"
 
     def __init__(
         self,
@@ -55,31 +51,11 @@ class RedisServer:
         if binary is None:
             raise LocalServerError("redis-server is not installed; run `python -m localservers install`")
         self._binary = binary
-        self._owns_base_dir = base_dir is None
-        self._base_dir = Path(base_dir) if base_dir is not None else None
-        self._reservation: PortReservation = reserve_port()
-        self._port = self._reservation.port
-        self._start_timeout = start_timeout
-        self._stop_timeout = stop_timeout
-        self._process: ChildProcess | None = None
-
-    @property
-    def host(self) -> str:
-        return LOOPBACK
-
-    @property
-    def port(self) -> int:
-        return self._port
+        super().__init__(base_dir, start_timeout=start_timeout, stop_timeout=stop_timeout)
 
     @property
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self._port}/0"
-
-    @property
-    def base_dir(self) -> Path:
-        if self._base_dir is None:
-            raise LocalServerError("RedisServer has no directory before start()")
-        return self._base_dir
 
     @property
     def socket_path(self) -> Path:
@@ -89,24 +65,8 @@ class RedisServer:
     def log_path(self) -> Path:
         return self.base_dir / "redis.log"
 
-    @property
-    def child(self) -> ChildProcess:
-        """The running server process."""
-        if self._process is None:
-            raise LocalServerError(f"{self!r} is not running")
-        return self._process
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.is_running
-
-    def start(self) -> Self:
+    def _start_server(self) -> None:
         """Starts the server (reloading its snapshot, if any) and waits until it answers PING."""
-        if self.is_running:
-            return self
-        if self._base_dir is None:
-            self._base_dir = Path(tempfile.mkdtemp(prefix="localredis-"))
-        self.base_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(self._binary),
             "--bind",
@@ -132,44 +92,13 @@ class RedisServer:
             "--databases",
             str(DATABASES),
         ]
-        self._process = ChildProcess(
-            f"Redis on port {self._port}",
+        self._start_child(
+            "Redis",
             argv,
             log_path=self.log_path,
-            listens_on=[self._port],
             is_ready=self._answers_ping,
-            cwd=self.base_dir,
-            start_timeout=self._start_timeout,
-            stop_signal=signal.SIGTERM,
-            stop_timeout=self._stop_timeout,
+            stop_signal=signal.SIGTERM,  # Redis saves its snapshot, then exits
         )
-        self._process.start()
-        return self
-
-    def stop(self, *, keep_data: bool = False) -> None:
-        """SIGTERM (Redis snapshots and exits), SIGKILL after the stop timeout; removes a temp dir."""
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-        if self._owns_base_dir and not keep_data and self._base_dir is not None:
-            shutil.rmtree(self._base_dir, ignore_errors=True)
-            self._base_dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._reservation.release()
-
-    def __repr__(self) -> str:
-        state = "running" if self.is_running else "stopped"
-        return f"<RedisServer {LOOPBACK}:{self._port} {state} dir={self._base_dir}>"
 
     def _answers_ping(self) -> bool:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -76,8 +76,15 @@ def namespace(api_client: client.ApiClient, worker_id: str) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    try:
-        core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    request_deletion(core.delete_namespace, [name])
+
+
+def request_deletion(delete: Callable[[str], object], names: Iterable[str]) -> None:
+    """Asks the API server to delete each named object, one already gone included, and does not wait:
+    nothing in the suite's control plane ever finalises a namespace or a node."""
+    for name in names:
+        try:
+            delete(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise

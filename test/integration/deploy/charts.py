@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from devstack.policies import copy_shipped_policies
+from devstack.state import StackState
 from envtest import assets
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -122,6 +124,31 @@ def service_account_kubeconfig(
     }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def controller_service_account(release: Release) -> str:
+    """The ServiceAccount that a release of the SignalProcessing chart runs its controller as."""
+    return f"{release.name}-signalprocessing"
+
+
+def service_account_controller_settings(
+    stack: StackState, release: Release, work_dir: Path, *, watch_namespaces: str
+) -> dict[str, str]:
+    """The environment of a controller that logs in with a token of the release's controller
+    ServiceAccount and watches `watch_namespaces`, on a copy of the shipped policies in `work_dir`."""
+    kubeconfig = service_account_kubeconfig(
+        stack.kubeconfig,
+        namespace=release.namespace,
+        service_account=controller_service_account(release),
+        path=work_dir / "service-account.kubeconfig",
+    )
+    return {
+        "KUBECONFIG": str(kubeconfig),
+        "DATA_STORAGE_URL": stack.datastorage_url,
+        "POLICY_DIR": str(copy_shipped_policies(work_dir / "policies")),
+        "WATCH_NAMESPACES": watch_namespaces,
+        "AUDIT_FLUSH_INTERVAL": "0.2",
+    }
 
 
 def can_i(kubeconfig: str, user: str, verb: str, resource: str, namespace: str | None = None) -> bool:

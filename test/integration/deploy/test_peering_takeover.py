@@ -20,17 +20,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.controller_process import ControllerProcess
 from devstack.manifests import signal_processing, unique_rr_name
-from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from test.integration.deploy.charts import (
     SIGNALPROCESSING_CHART,
     Release,
     install,
-    service_account_kubeconfig,
+    service_account_controller_settings,
     unique_name,
 )
 from test.integration.deploy.peering import ensure_peering_crd
 from test.integration.polling import eventually
+from test.integration.signalprocessing.conftest import pod
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
     audit_events,
@@ -82,29 +82,15 @@ def test_standby_takes_over_a_burst_and_every_signal_completes_exactly_once(
     core.create_namespace(
         {"metadata": {"name": namespace, "labels": {"kubernaut.ai/environment": "production"}}}
     )
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "api", "labels": {"app": "api"}},
-            "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
-        },
-    )
+    core.create_namespaced_pod(namespace, pod("api"))
     peering_name = f"{peered_release.namespace}-{peered_release.name}-signalprocessing"
-    kubeconfig = service_account_kubeconfig(
-        stack.kubeconfig,
-        namespace=peered_release.namespace,
-        service_account=f"{peered_release.name}-signalprocessing",
-        path=tmp_path / "service-account.kubeconfig",
+    logged_in = service_account_controller_settings(
+        stack, peered_release, tmp_path, watch_namespaces=f"{prefix}*"
     )
-    policies = copy_shipped_policies(tmp_path / "policies")
 
     def replica(identity: str, priority: int) -> ControllerProcess:
         settings = {
-            "KUBECONFIG": str(kubeconfig),
-            "DATA_STORAGE_URL": stack.datastorage_url,
-            "POLICY_DIR": str(policies),
-            "WATCH_NAMESPACES": f"{prefix}*",
-            "AUDIT_FLUSH_INTERVAL": "0.2",
+            **logged_in,
             "PEERING": peering_name,
             "PEERING_PRIORITY": str(priority),
             "PEERING_LIFETIME": str(PEERING_LIFETIME_SECONDS),

@@ -17,24 +17,24 @@ import pytest
 from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
-from devstack.manifests import signal_processing, unique_rr_name
-from devstack.policies import copy_shipped_policies
+from devstack.manifests import unique_rr_name
 from devstack.state import StackState
 from test.integration.deploy.charts import (
     SIGNALPROCESSING_CHART,
     Release,
     can_i,
+    controller_service_account,
     install,
-    service_account_kubeconfig,
+    service_account_controller_settings,
     unique_name,
 )
+from test.integration.signalprocessing.conftest import create_pod_of_deployment
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
     audit_events,
     count_types,
-    create_sp,
+    process_signal,
     wait_for_audit_types,
-    wait_for_phase,
 )
 
 # What a refused request leaves in the controller's log: kopf's warnings and the API's 403.
@@ -102,7 +102,7 @@ def controller_release(stack: StackState, api_client: client.ApiClient) -> Itera
 
 
 def service_account_user(release: Release) -> str:
-    return f"system:serviceaccount:{release.namespace}:{release.name}-signalprocessing"
+    return f"system:serviceaccount:{release.namespace}:{controller_service_account(release)}"
 
 
 @pytest.mark.br("BR-SP-001")
@@ -139,27 +139,15 @@ def test_controller_with_the_chart_service_account_completes_a_signal(
     core.create_namespace(
         {"metadata": {"name": namespace, "labels": {"kubernaut.ai/environment": "production"}}}
     )
-    target = create_deployment_owned_pod(apps, core, namespace, "api")
-    kubeconfig = service_account_kubeconfig(
-        stack.kubeconfig,
-        namespace=controller_release.namespace,
-        service_account=f"{controller_release.name}-signalprocessing",
-        path=tmp_path / "service-account.kubeconfig",
+    create_pod_of_deployment(core, apps, namespace, "api-1-x", replica_set="api-1", deployment="api")
+    settings = service_account_controller_settings(
+        stack, controller_release, tmp_path, watch_namespaces=f"{prefix}*"
     )
-    policies = copy_shipped_policies(tmp_path / "policies")
-    settings = {
-        "KUBECONFIG": str(kubeconfig),
-        "DATA_STORAGE_URL": stack.datastorage_url,
-        "POLICY_DIR": str(policies),
-        "WATCH_NAMESPACES": f"{prefix}*",
-        "AUDIT_FLUSH_INTERVAL": "0.2",
-    }
     log = tmp_path / "controller.log"
     try:
         with ControllerProcess(settings=settings, log_path=log):
             rr = unique_rr_name()
-            created = create_sp(custom, signal_processing(namespace, rr_name=rr, target_name=target))
-            done = wait_for_phase(custom, namespace, created["metadata"]["name"])
+            done = process_signal(custom, namespace, rr_name=rr, target_name="api-1-x")
             wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
     finally:
         core.delete_namespace(namespace)
@@ -172,53 +160,3 @@ def test_controller_with_the_chart_service_account_completes_a_signal(
     assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
     refusals = [line for line in log.read_text().splitlines() if any(mark in line for mark in REFUSAL_MARKS)]
     assert refusals == []
-
-
-def create_deployment_owned_pod(
-    apps: client.AppsV1Api, core: client.CoreV1Api, namespace: str, name: str
-) -> str:
-    """Deployment -> ReplicaSet -> Pod, linked by controller ownerReferences (no controller-manager here)."""
-    labels = {"app": name}
-    template = {
-        "metadata": {"labels": labels},
-        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
-    }
-    deployment = apps.create_namespaced_deployment(
-        namespace,
-        {"metadata": {"name": name}, "spec": {"selector": {"matchLabels": labels}, "template": template}},
-    )
-    replica_set = apps.create_namespaced_replica_set(
-        namespace,
-        {
-            "metadata": {
-                "name": f"{name}-1",
-                "labels": labels,
-                "ownerReferences": [owner(deployment, "Deployment")],
-            },
-            "spec": {"selector": {"matchLabels": labels}, "template": template},
-        },
-    )
-    pod = core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {
-                "name": f"{name}-1-x",
-                "labels": labels,
-                "ownerReferences": [owner(replica_set, "ReplicaSet")],
-            },
-            "spec": template["spec"],
-        },
-    )
-    return str(pod.metadata.name)
-
-
-def owner(parent: object, kind: str) -> dict[str, object]:
-    metadata = parent.metadata  # type: ignore[attr-defined]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": kind,
-        "name": metadata.name,
-        "uid": metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }

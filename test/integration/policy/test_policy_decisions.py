@@ -13,10 +13,16 @@ import pytest
 import pytest_asyncio
 
 from controller.classify import business_input, customlabels_input, environment_input, priority_input
-from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext, PodDetails
 from controller.policies import Policy, PolicySet
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
-from controller.signalprocessing import Signal, TargetResource
+from controller.signalprocessing import (
+    DeploymentDetails,
+    KubernetesContext,
+    NamespaceContext,
+    PodDetails,
+    Signal,
+    TargetResource,
+)
 from devstack.opa_server import OpaServer
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from controller import classify
-from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext
 from controller.policies import (
     ActivePolicies,
     CandidateVerdict,
@@ -24,7 +23,14 @@ from controller.policies import (
     hash_text,
 )
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
-from controller.signalprocessing import PriorityAssignment, Signal, TargetResource
+from controller.signalprocessing import (
+    DeploymentDetails,
+    KubernetesContext,
+    NamespaceContext,
+    PriorityAssignment,
+    Signal,
+    TargetResource,
+)
 
 from .conftest import POLICY_DIR
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
@@ -23,6 +22,7 @@ from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
 from processes.child import log_tail
+from test.integration.conftest import request_deletion
 from test.integration.polling import depending_on
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -125,12 +125,7 @@ def make_namespace(api_client: client.ApiClient, namespace_prefix: str) -> Itera
         return name
 
     yield make
-    for name in created:
-        try:
-            core.delete_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+    request_deletion(core.delete_namespace, created)
 
 
 @pytest.fixture
@@ -149,10 +144,77 @@ def core(api_client: client.ApiClient) -> client.CoreV1Api:
     return client.CoreV1Api(api_client)
 
 
+@pytest.fixture
+def apps(api_client: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api_client)
+
+
+# --- objects a signal is about -------------------------------------------------------------------
+# The control plane runs no controller-manager and no kubelet: what exists, who owns it and what
+# state it is in is only ever what a spec wrote.
+
+
+def pod_template(labels: dict[str, str]) -> dict[str, Any]:
+    """The pod of every workload the specs create: one container, whose image nothing ever pulls."""
+    return {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
+    }
+
+
 def pod(
     name: str, *, labels: dict[str, str] | None = None, owner: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": name, "labels": labels or {"app": name}}
+    manifest = pod_template(labels or {"app": name})
+    manifest["metadata"]["name"] = name
+    if owner is not None:
+        manifest["metadata"]["ownerReferences"] = [owner]
+    return manifest
+
+
+def workload(
+    name: str, labels: dict[str, str], *, owner: dict[str, Any] | None = None, replicas: int = 2
+) -> dict[str, Any]:
+    """A Deployment, StatefulSet or ReplicaSet body (they share this shape), selecting `labels`."""
+    metadata: dict[str, Any] = {"name": name, "labels": labels}
     if owner is not None:
         metadata["ownerReferences"] = [owner]
-    return {"metadata": metadata, "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]}}
+    return {
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": pod_template(labels),
+        },
+    }
+
+
+def controller_ref(created: Any, *, controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to an object a create call returned (it carries the kind, apiVersion and uid)."""
+    return {
+        "apiVersion": created.api_version,
+        "kind": created.kind,
+        "name": created.metadata.name,
+        "uid": created.metadata.uid,
+        "controller": controller,
+    }
+
+
+def create_pod_of_deployment(
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    namespace: str,
+    pod_name: str,
+    *,
+    replica_set: str,
+    deployment: str,
+    labels: dict[str, str] | None = None,
+) -> None:
+    """Deployment -> ReplicaSet -> Pod, each controlled by the next, as a controller-manager would leave
+    them. All three carry `labels` (by default `app: <deployment>`), which the workloads select."""
+    labels = labels or {"app": deployment}
+    owner = apps.create_namespaced_deployment(namespace, workload(deployment, labels))
+    replicas = apps.create_namespaced_replica_set(
+        namespace, workload(replica_set, labels, owner=controller_ref(owner))
+    )
+    core.create_namespaced_pod(namespace, pod(pod_name, labels=labels, owner=controller_ref(replicas)))

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
+from test.integration.conftest import request_deletion
 from test.integration.signalprocessing.conftest import controller_settings
 
 
@@ -72,9 +72,4 @@ def own_controller(
             with process:
                 yield own
         finally:
-            for name in own.namespaces:
-                try:
-                    core.delete_namespace(name)
-                except ApiException as error:
-                    if error.status != 404:
-                        raise
+            request_deletion(core.delete_namespace, own.namespaces)

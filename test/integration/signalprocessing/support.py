@@ -1,4 +1,4 @@
-"""Reading SignalProcessings, audit events and metrics while a spec waits for them."""
+"""Creating SignalProcessings; reading them, their audit events and metrics while a spec waits for them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+import pytest
 from kubernetes import client
 
-from devstack.manifests import GROUP, SP_PLURAL, VERSION
+from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing
 from test.integration.metrics import Scrape
 from test.integration.polling import eventually
 
@@ -22,6 +23,13 @@ SUCCESS_TRAIL = {
     "signalprocessing.classification.decision": 1,
     "signalprocessing.business.classified": 1,
 }
+# The phase changes of one successful SP, in the order the pipeline makes them.
+SUCCESS_TRANSITIONS = [
+    ("Pending", "Enriching"),
+    ("Enriching", "Classifying"),
+    ("Classifying", "Categorizing"),
+    ("Categorizing", "Completed"),
+]
 
 
 def get_sp(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
@@ -31,6 +39,43 @@ def get_sp(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str,
 def create_sp(api: client.CustomObjectsApi, manifest: dict[str, Any]) -> dict[str, Any]:
     namespace = manifest["metadata"]["namespace"]
     return dict(api.create_namespaced_custom_object(GROUP, VERSION, namespace, SP_PLURAL, manifest))
+
+
+def create_signals(api: client.CustomObjectsApi, namespace: str, count: int, **signal: Any) -> list[str]:
+    """Creates `count` SignalProcessings, each for a RemediationRequest of its own; returns their names."""
+    return [create_sp(api, signal_processing(namespace, **signal))["metadata"]["name"] for _ in range(count)]
+
+
+def process_signal(
+    api: client.CustomObjectsApi, namespace: str, *phases: str, timeout: float = 30.0, **signal: Any
+) -> dict[str, Any]:
+    """Creates one SignalProcessing, `signal_processing(namespace, **signal)`, and returns it once it is
+    in one of `phases` (by default, a terminal one)."""
+    created = create_sp(api, signal_processing(namespace, **signal))
+    return wait_for_phase(api, namespace, created["metadata"]["name"], *phases, timeout=timeout)
+
+
+def completed_status(api: client.CustomObjectsApi, namespace: str, **signal: Any) -> dict[str, Any]:
+    """The status of one new SignalProcessing (see `process_signal`), which must have Completed."""
+    status: dict[str, Any] = process_signal(api, namespace, **signal)["status"]
+    assert status["phase"] == "Completed", status
+    return status
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The status condition of type `kind`."""
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def business_fields(status: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Business unit, service owner, criticality and SLA of a status's business classification."""
+    business = status["businessClassification"]
+    return (
+        business["businessUnit"],
+        business["serviceOwner"],
+        business["criticality"],
+        business["slaRequirement"],
+    )
 
 
 def wait_for_phase(
@@ -70,11 +115,43 @@ def wait_for_audit_types(
     )
 
 
+def wait_for_exact_trail(
+    datastorage_url: str,
+    metrics_url: str,
+    correlation_id: str,
+    expected: dict[str, int],
+    timeout: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Polls until the trail has exactly `expected` events per type, failing at once on any excess;
+    then waits until the controller at `metrics_url` has delivered everything and checks again."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        events = audit_events(datastorage_url, correlation_id)
+        counts = count_types(events)
+        if any(count > expected.get(kind, 0) for kind, count in counts.items()):
+            pytest.fail(f"audit trail of {correlation_id} has more than {expected}: {counts}")
+        return events if counts == expected else None
+
+    eventually(probe, timeout=timeout, message=f"audit trail of {correlation_id} did not become {expected}")
+    wait_until_delivered(metrics_url, timeout)
+    events = audit_events(datastorage_url, correlation_id)
+    assert count_types(events) == expected, f"audit trail of {correlation_id} grew once delivery settled"
+    return events
+
+
 def count_types(events: list[dict[str, Any]]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event in events:
         counts[event["event_type"]] = counts.get(event["event_type"], 0) + 1
     return counts
+
+
+def phase_transitions(datastorage_url: str, correlation_id: str) -> list[tuple[str, str]]:
+    """(from, to) of each phase.transition event of the trail, in the order DataStorage lists them."""
+    return [
+        (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
+        for e in audit_events(datastorage_url, correlation_id, event_type="signalprocessing.phase.transition")
+    ]
 
 
 def scrape(metrics_url: str) -> Scrape:

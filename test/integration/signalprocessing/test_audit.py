@@ -23,19 +23,25 @@ from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
 from devstack.datastorage_process import DataStorageProcess
-from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing, unique_rr_name
+from devstack.manifests import GROUP, SP_PLURAL, VERSION
 from devstack.state import StackState
 from test.integration.polling import eventually
-from test.integration.signalprocessing.conftest import NamespaceFactory, pod
+from test.integration.signalprocessing.conftest import (
+    NamespaceFactory,
+    create_pod_of_deployment,
+    pod,
+    workload,
+)
 from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
+    SUCCESS_TRANSITIONS,
     audit_events,
-    count_types,
-    create_sp,
+    create_signals,
     metric_value,
+    process_signal,
+    wait_for_exact_trail,
     wait_for_phase,
-    wait_until_delivered,
 )
 
 ENRICHMENT = "signalprocessing.enrichment.completed"
@@ -46,40 +52,10 @@ BUSINESS = "signalprocessing.business.classified"
 ERROR = "signalprocessing.error.occurred"
 
 ENRICHMENT_FAILURE_TRAIL = {TRANSITION: 2, ERROR: 1}
-SUCCESS_TRANSITIONS = [
-    ("Pending", "Enriching"),
-    ("Enriching", "Classifying"),
-    ("Classifying", "Categorizing"),
-    ("Categorizing", "Completed"),
-]
 POLICIES = {"environment", "priority", "business", "customlabels"}
 # Phases of an SP whose trail was partly written: a kill then interrupts it mid-pipeline.
 MID_PIPELINE = {"Enriching", "Classifying", "Categorizing"}
 PRODUCTION = {"kubernaut.ai/environment": "production"}
-
-
-def wait_for_exact_trail(
-    datastorage_url: str,
-    metrics_url: str,
-    correlation_id: str,
-    expected: dict[str, int],
-    timeout: float = 30.0,
-) -> list[dict[str, Any]]:
-    """Polls until the trail has exactly `expected` events per type, failing at once on any excess;
-    then waits until the controller at `metrics_url` has delivered everything and checks again."""
-
-    def probe() -> list[dict[str, Any]] | None:
-        events = audit_events(datastorage_url, correlation_id)
-        counts = count_types(events)
-        if any(count > expected.get(kind, 0) for kind, count in counts.items()):
-            pytest.fail(f"audit trail of {correlation_id} has more than {expected}: {counts}")
-        return events if counts == expected else None
-
-    eventually(probe, timeout=timeout, message=f"audit trail of {correlation_id} did not become {expected}")
-    wait_until_delivered(metrics_url, timeout)
-    events = audit_events(datastorage_url, correlation_id)
-    assert count_types(events) == expected, f"audit trail of {correlation_id} grew once delivery settled"
-    return events
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -131,8 +107,7 @@ def test_signal_processed_reports_the_classification_of_a_completed_signal(
     sp_namespace: str,
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("payment"))
-    created = create_sp(custom_objects, signal_processing(sp_namespace, target_name="payment"))
-    done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Completed")
+    done = process_signal(custom_objects, sp_namespace, "Completed", target_name="payment")
 
     events = assert_success_trail(stack.datastorage_url, operator.metrics_url, done)
 
@@ -159,12 +134,15 @@ def test_classification_decision_carries_results_and_policy_hashes(
     operator: ControllerProcess,
 ) -> None:
     namespace = make_namespace({"kubernaut.ai/environment": "staging"})
-    apps.create_namespaced_deployment(namespace, deployment("checkout"))
-    created = create_sp(
+    apps.create_namespaced_deployment(namespace, workload("checkout", {"app": "checkout"}))
+    done = process_signal(
         custom_objects,
-        signal_processing(namespace, severity="warning", target_kind="Deployment", target_name="checkout"),
+        namespace,
+        "Completed",
+        severity="warning",
+        target_kind="Deployment",
+        target_name="checkout",
     )
-    done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"], "Completed")
 
     decision = one_of(assert_success_trail(stack.datastorage_url, operator.metrics_url, done), DECISION)
 
@@ -190,8 +168,7 @@ def test_business_classified_carries_unit_criticality_and_sla(
 ) -> None:
     namespace = make_namespace({**PRODUCTION, "kubernaut.ai/team": "payments"})
     core.create_namespaced_pod(namespace, pod("ledger"))
-    created = create_sp(custom_objects, signal_processing(namespace, target_name="ledger"))
-    done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"], "Completed")
+    done = process_signal(custom_objects, namespace, "Completed", target_name="ledger")
 
     business = one_of(assert_success_trail(stack.datastorage_url, operator.metrics_url, done), BUSINESS)
 
@@ -217,13 +194,12 @@ def test_enrichment_completed_describes_the_context_and_owner_chain(
     operator: ControllerProcess,
 ) -> None:
     namespace = make_namespace({"kubernaut.ai/environment": "development"})
-    owner = apps.create_namespaced_deployment(namespace, deployment("worker"))
-    replicas = apps.create_namespaced_replica_set(namespace, replica_set("worker-7c9d", owner=owner))
-    core.create_namespaced_pod(namespace, pod("worker-7c9d-x1", owner=controlled_by(replicas)))
-    created = create_sp(
-        custom_objects, signal_processing(namespace, severity="info", target_name="worker-7c9d-x1")
+    create_pod_of_deployment(
+        core, apps, namespace, "worker-7c9d-x1", replica_set="worker-7c9d", deployment="worker"
     )
-    done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"], "Completed")
+    done = process_signal(
+        custom_objects, namespace, "Completed", severity="info", target_name="worker-7c9d-x1"
+    )
 
     enrichment = one_of(assert_success_trail(stack.datastorage_url, operator.metrics_url, done), ENRICHMENT)
 
@@ -250,10 +226,7 @@ def test_each_phase_change_is_audited_once_in_order(
     custom_objects: client.CustomObjectsApi,
     sp_namespace: str,
 ) -> None:
-    created = create_sp(
-        custom_objects, signal_processing(sp_namespace, severity="warning", target_name="absent")
-    )
-    done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Completed")
+    done = process_signal(custom_objects, sp_namespace, "Completed", severity="warning", target_name="absent")
 
     events = assert_success_trail(stack.datastorage_url, operator.metrics_url, done)
 
@@ -279,8 +252,7 @@ def test_missing_target_pod_is_audited_as_degraded_success_without_error(
     custom_objects: client.CustomObjectsApi,
     sp_namespace: str,
 ) -> None:
-    created = create_sp(custom_objects, signal_processing(sp_namespace, target_name="non-existent-pod"))
-    done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Completed")
+    done = process_signal(custom_objects, sp_namespace, "Completed", target_name="non-existent-pod")
 
     events = assert_success_trail(stack.datastorage_url, operator.metrics_url, done)
 
@@ -300,8 +272,7 @@ def test_fatal_enrichment_error_is_audited_exactly_once_with_its_details(
     stack: StackState, operator: ControllerProcess, custom_objects: client.CustomObjectsApi, sp_namespace: str
 ) -> None:
     missing = f"gone-{secrets.token_hex(3)}"
-    created = create_sp(custom_objects, signal_processing(sp_namespace, target_namespace=missing))
-    failed = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"], "Failed")
+    failed = process_signal(custom_objects, sp_namespace, "Failed", target_namespace=missing)
 
     rr = failed["spec"]["remediationRequestRef"]["name"]
     events = wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, ENRICHMENT_FAILURE_TRAIL)
@@ -324,7 +295,7 @@ def test_a_burst_of_signals_gets_one_exact_trail_each(
     sp_namespace: str,
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("api"))
-    names = create_burst(custom_objects, sp_namespace, 12)
+    names = create_signals(custom_objects, sp_namespace, 12, target_name="api")
     done = [wait_for_phase(custom_objects, sp_namespace, name, "Completed") for name in names]
 
     for sp in done:
@@ -360,7 +331,7 @@ def test_no_event_is_lost_while_datastorage_is_down(
         own.core.create_namespaced_pod(namespace, pod("api"))
         private_datastorage.stop()
 
-        names = create_burst(custom_objects, namespace, 6)
+        names = create_signals(custom_objects, namespace, 6, target_name="api")
         done = [wait_for_phase(custom_objects, namespace, name, "Completed") for name in names]
         rrs = [sp["spec"]["remediationRequestRef"]["name"] for sp in done]
         assert all(audit_events(stack.datastorage_url, rr) == [] for rr in rrs), "delivered while down?"
@@ -397,7 +368,7 @@ def test_trails_held_in_memory_survive_a_controller_crash_without_duplicates(
     ) as own:
         namespace = own.make_namespace(PRODUCTION)
         own.core.create_namespaced_pod(namespace, pod("api"))
-        names = create_burst(custom_objects, namespace, 6)
+        names = create_signals(custom_objects, namespace, 6, target_name="api")
         done = [wait_for_phase(custom_objects, namespace, name, "Completed") for name in names]
         rrs = [sp["spec"]["remediationRequestRef"]["name"] for sp in done]
 
@@ -421,13 +392,13 @@ def test_a_controller_killed_mid_burst_leaves_exact_trails_after_restart(
         namespace = own.make_namespace(PRODUCTION)
         own.core.create_namespaced_pod(namespace, pod("api"))
         # The burst comes in two waves: the first is done when the kill lands, the second is in flight.
-        finished = create_burst(custom_objects, namespace, 8)
+        finished = create_signals(custom_objects, namespace, 8, target_name="api")
         for name in finished:
             wait_for_phase(custom_objects, namespace, name, "Completed")
         # Without its OPA the controller cannot evaluate the custom labels while enriching, so the
         # second wave stays mid-pipeline, retrying, however fast the machine: the kill lands there.
         own.opa.stop()
-        in_flight = create_burst(custom_objects, namespace, 8)
+        in_flight = create_signals(custom_objects, namespace, 8, target_name="api")
 
         def all_retrying_mid_pipeline() -> dict[str, dict[str, Any]] | None:
             statuses = statuses_in(custom_objects, namespace)
@@ -454,21 +425,7 @@ def test_a_controller_killed_mid_burst_leaves_exact_trails_after_restart(
                 assert_success_trail(stack.datastorage_url, restarted.metrics_url, sp)
 
 
-# --- builders --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def apps(api_client: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(api_client)
-
-
-def create_burst(api: client.CustomObjectsApi, namespace: str, count: int) -> list[str]:
-    return [
-        create_sp(api, signal_processing(namespace, rr_name=unique_rr_name(), target_name="api"))["metadata"][
-            "name"
-        ]
-        for _ in range(count)
-    ]
+# --- every SignalProcessing of a namespace at once -------------------------------------------------
 
 
 def statuses_in(api: client.CustomObjectsApi, namespace: str) -> dict[str, dict[str, Any]]:
@@ -480,34 +437,3 @@ def statuses_in(api: client.CustomObjectsApi, namespace: str) -> dict[str, dict[
 def phases_in(api: client.CustomObjectsApi, namespace: str) -> dict[str, str]:
     """The phase of every SignalProcessing in `namespace`, read in one list call."""
     return {name: str(status.get("phase", "")) for name, status in statuses_in(api, namespace).items()}
-
-
-def _template(name: str) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": {"app": name}},
-        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
-    }
-
-
-def deployment(name: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": _template(name)},
-    }
-
-
-def controlled_by(owner: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": owner.api_version,
-        "kind": owner.kind,
-        "name": owner.metadata.name,
-        "uid": owner.metadata.uid,
-        "controller": True,
-    }
-
-
-def replica_set(name: str, *, owner: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "labels": {"app": name}, "ownerReferences": [controlled_by(owner)]},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": _template(name)},
-    }

@@ -25,7 +25,6 @@ from controller import classify, kube
 from controller.caches import EnrichmentCaches
 from controller.detect import read_detected_labels
 from controller.enrich import NamespaceMissing, read_kubernetes_context
-from controller.kubernetes_context import KubernetesContext, NamespaceContext, OwnerRef
 from controller.ownerchain import MAX_OWNERS, read_owner_chain
 from controller.policies import ActivePolicies, Policy, read_policy_set
 from controller.policy_engine import EmbeddedEngine
@@ -33,6 +32,9 @@ from controller.recovery import read_recovery_context
 from controller.signalprocessing import (
     BusinessClassification,
     EnvironmentClassification,
+    KubernetesContext,
+    NamespaceContext,
+    OwnerRef,
     PriorityAssignment,
     RemediationRequestRef,
     Signal,
@@ -40,7 +42,14 @@ from controller.signalprocessing import (
 )
 from devstack.manifests import GROUP, RR_PLURAL, VERSION
 from devstack.state import StackState
-from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
+from test.integration.signalprocessing.conftest import (
+    REPOSITORY,
+    NamespaceFactory,
+    controller_ref,
+    create_pod_of_deployment,
+    pod,
+    pod_template,
+)
 
 SHIPPED_POLICIES = REPOSITORY / "policies"
 RawObject = dict[str, Any]
@@ -76,11 +85,6 @@ def unwatched_namespace(make_namespace: NamespaceFactory, worker_id: str) -> Cal
 
 
 @pytest.fixture
-def apps(api_client: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(api_client)
-
-
-@pytest.fixture
 def autoscaling(api_client: client.ApiClient) -> client.AutoscalingV2Api:
     return client.AutoscalingV2Api(api_client)
 
@@ -93,13 +97,6 @@ def disruption(api_client: client.ApiClient) -> client.PolicyV1Api:
 # --- manifests -----------------------------------------------------------------------------------
 
 
-def _template(labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": labels},
-        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
-    }
-
-
 def deployment(name: str, labels: dict[str, str] | None = None, replicas: int = 2) -> RawObject:
     selector = {"app": name}
     return {
@@ -107,7 +104,7 @@ def deployment(name: str, labels: dict[str, str] | None = None, replicas: int = 
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},
-            "template": _template(selector),
+            "template": pod_template(selector),
         },
     }
 
@@ -119,20 +116,7 @@ def replica_set(name: str, owner: RawObject | None) -> RawObject:
         metadata["ownerReferences"] = [owner]
     return {
         "metadata": metadata,
-        "spec": {"selector": {"matchLabels": selector}, "template": _template(selector)},
-    }
-
-
-def controller_ref(
-    created: Any, kind: str, api_version: str = "apps/v1", *, controller: bool = True
-) -> RawObject:
-    """An ownerReference to an object the API server returned (it carries the uid)."""
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "name": created.metadata.name,
-        "uid": created.metadata.uid,
-        "controller": controller,
+        "spec": {"selector": {"matchLabels": selector}, "template": pod_template(selector)},
     }
 
 
@@ -252,7 +236,7 @@ async def test_statefulset_context_has_its_labels_and_replicas(
                 "serviceName": "test-service",
                 "replicas": 3,
                 "selector": {"matchLabels": selector},
-                "template": _template(selector),
+                "template": pod_template(selector),
             },
         },
     )
@@ -531,11 +515,7 @@ async def test_business_labels_on_namespace_then_deployment_win_over_name_and_po
 async def test_owner_chain_follows_controller_references_pod_to_deployment(
     reader: kube.ApiClient, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
 ) -> None:
-    owner = apps.create_namespaced_deployment(namespace, deployment("api"))
-    rs = apps.create_namespaced_replica_set(
-        namespace, replica_set("api-7d9f", controller_ref(owner, "Deployment"))
-    )
-    core.create_namespaced_pod(namespace, pod("api-7d9f-x2", owner=controller_ref(rs, "ReplicaSet")))
+    create_pod_of_deployment(core, apps, namespace, "api-7d9f-x2", replica_set="api-7d9f", deployment="api")
 
     context = await enrich(reader, "Pod", "api-7d9f-x2", namespace)
 
@@ -550,9 +530,7 @@ async def test_owner_references_without_controller_flag_are_not_followed(
     reader: kube.ApiClient, core: client.CoreV1Api, apps: client.AppsV1Api, namespace: str
 ) -> None:
     rs = apps.create_namespaced_replica_set(namespace, replica_set("loose", None))
-    core.create_namespaced_pod(
-        namespace, pod("loose-pod", owner=controller_ref(rs, "ReplicaSet", controller=False))
-    )
+    core.create_namespaced_pod(namespace, pod("loose-pod", owner=controller_ref(rs, controller=False)))
     source = await reader.get(kube.PODS, "loose-pod", namespace=namespace)
     assert source is not None
 
@@ -568,9 +546,9 @@ async def test_owner_chain_stops_after_five_owners(
 ) -> None:
     owner = None
     for level in range(MAX_OWNERS + 2, 0, -1):  # rs-7 owns rs-6 ... owns rs-1
-        ref = controller_ref(owner, "ReplicaSet") if owner is not None else None
+        ref = controller_ref(owner) if owner is not None else None
         owner = apps.create_namespaced_replica_set(namespace, replica_set(f"rs-{level}", ref))
-    core.create_namespaced_pod(namespace, pod("deep", owner=controller_ref(owner, "ReplicaSet")))
+    core.create_namespaced_pod(namespace, pod("deep", owner=controller_ref(owner)))
 
     context = await enrich(reader, "Pod", "deep", namespace)
 
@@ -613,11 +591,7 @@ async def test_hpa_on_the_pods_deployment_is_found_through_the_owner_chain(
     autoscaling: client.AutoscalingV2Api,
     namespace: str,
 ) -> None:
-    owner = apps.create_namespaced_deployment(namespace, deployment("web"))
-    rs = apps.create_namespaced_replica_set(
-        namespace, replica_set("web-5c8", controller_ref(owner, "Deployment"))
-    )
-    core.create_namespaced_pod(namespace, pod("web-5c8-a", owner=controller_ref(rs, "ReplicaSet")))
+    create_pod_of_deployment(core, apps, namespace, "web-5c8-a", replica_set="web-5c8", deployment="web")
     autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, hpa("web-scaler", "Deployment", "web"))
 
     context = await enrich(reader, "Pod", "web-5c8-a", namespace)
@@ -751,7 +725,7 @@ async def test_hpa_on_the_deployment_directly_owning_the_pod_is_detected(
     namespace: str,
 ) -> None:
     owner = apps.create_namespaced_deployment(namespace, deployment("direct"))
-    core.create_namespaced_pod(namespace, pod("direct-pod", owner=controller_ref(owner, "Deployment")))
+    core.create_namespaced_pod(namespace, pod("direct-pod", owner=controller_ref(owner)))
     autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, hpa("direct", "Deployment", "direct"))
 
     context = await enrich(reader, "Pod", "direct-pod", namespace)

@@ -27,7 +27,7 @@ import contextlib
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +35,6 @@ from typing import Any, Self
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from devstack.controller_process import ControllerProcess
 from devstack.manifests import signal_processing, unique_rr_name
@@ -43,16 +42,21 @@ from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
 from envtest import assets
+from test.integration.conftest import request_deletion
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import controller_settings, pod
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
     audit_events,
+    condition,
     count_types,
     create_sp,
     get_sp,
     metric_value,
+    phase_transitions,
+    process_signal,
     wait_for_audit_types,
+    wait_for_exact_trail,
     wait_for_phase,
     wait_until_delivered,
 )
@@ -174,16 +178,6 @@ class IsolatedController:
         )
 
 
-def delete_namespaces(core: client.CoreV1Api, names: Iterable[str]) -> None:
-    """Requests deletion; nothing here ever finalises a namespace, so it is not awaited."""
-    for name in names:
-        try:
-            core.delete_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-
 ControllerStarter = Callable[..., IsolatedController]
 
 
@@ -201,7 +195,7 @@ def isolated_controllers(
             core = client.CoreV1Api(api_client)
             prefix = f"spx-{worker_id}-{secrets.token_hex(3)}-"
             names = {key: f"{prefix}{secrets.token_hex(4)}" for key in namespaces}
-            resources.callback(delete_namespaces, core, list(names.values()))
+            resources.callback(request_deletion, core.delete_namespace, list(names.values()))
             for key, name in names.items():
                 core.create_namespace({"metadata": {"name": name, "labels": namespaces[key]}})
             policy_dir = copy_shipped_policies(work_dir / f"policies-{prefix.rstrip('-')}")
@@ -250,17 +244,6 @@ def faulty_priority_controller(
 
 
 # --- Reading results -----------------------------------------------------------------------------
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
-
-
-def transitions(datastorage_url: str, rr: str) -> list[tuple[str, str]]:
-    return [
-        (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
-        for e in audit_events(datastorage_url, rr, event_type="signalprocessing.phase.transition")
-    ]
 
 
 def sp_events(core: client.CoreV1Api, namespace: str, name: str) -> list[Any]:
@@ -331,7 +314,7 @@ def test_signal_still_retrying_at_the_deadline_fails_timed_out(
     error = next(e for e in events if e["event_type"] == "signalprocessing.error.occurred")
     assert error["event_data"]["phase"] == "Enriching"
     eventually(
-        lambda: ("Enriching", "Failed") in transitions(stack.datastorage_url, rr),
+        lambda: ("Enriching", "Failed") in phase_transitions(stack.datastorage_url, rr),
         message="phase.transition Enriching -> Failed was not audited",
     )
     timed_out = wait_for_event_reasons(own.core, namespace, name, {"ProcessingTimedOut": 1})
@@ -375,9 +358,7 @@ def test_policy_engine_outage_is_recorded_retried_and_cleared_after_success(
     assert "error" not in status
     assert status["lastFailureTime"] >= during["lastFailureTime"]  # kept as history, never cleared
     assert status["priorityAssignment"]["priority"] == "P0"
-    wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
-    wait_until_delivered(own.process.metrics_url)
-    assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
+    wait_for_exact_trail(stack.datastorage_url, own.process.metrics_url, rr, SUCCESS_TRAIL)
 
 
 # --- Persistent policy errors (RegoEvaluationError) ----------------------------------------------
@@ -418,7 +399,7 @@ def test_persistent_priority_policy_error_fails_the_signal_in_classifying(
     error = next(e for e in events if e["event_type"] == "signalprocessing.error.occurred")
     assert (error["event_outcome"], error["event_data"]["phase"]) == ("failure", "Classifying")
     eventually(
-        lambda: ("Classifying", "Failed") in transitions(stack.datastorage_url, rr),
+        lambda: ("Classifying", "Failed") in phase_transitions(stack.datastorage_url, rr),
         message="phase.transition Classifying -> Failed was not audited",
     )
     wait_for_event_reasons(own.core, namespace, name, {"PolicyEvaluationFailed": 1})
@@ -431,9 +412,8 @@ def test_the_faulty_policy_still_classifies_namespaces_it_does_not_break(
     custom_objects: client.CustomObjectsApi, faulty_priority_controller: IsolatedController
 ) -> None:
     namespace = faulty_priority_controller.namespaces["sound"]
-    name = create_sp(custom_objects, signal_processing(namespace))["metadata"]["name"]
 
-    done = wait_for_phase(custom_objects, namespace, name)
+    done = process_signal(custom_objects, namespace)
 
     assert done["status"]["phase"] == "Completed"
     assert done["status"]["priorityAssignment"]["policyName"] == "default-catch-all"
@@ -447,8 +427,7 @@ def test_completed_signal_has_phase_transition_and_signal_processed_events(
     custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("api"))
-    name = create_sp(custom_objects, signal_processing(sp_namespace, target_name="api"))["metadata"]["name"]
-    wait_for_phase(custom_objects, sp_namespace, name)
+    name = process_signal(custom_objects, sp_namespace, target_name="api")["metadata"]["name"]
 
     events = wait_for_event_reasons(core, sp_namespace, name, {"PhaseTransition": 4, "SignalProcessed": 1})
 
@@ -473,9 +452,8 @@ def test_missing_target_namespace_gives_an_enrichment_failed_warning(
     custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
 ) -> None:
     missing = f"gone-{secrets.token_hex(4)}"
-    manifest = signal_processing(sp_namespace, target_namespace=missing)
-    name = create_sp(custom_objects, manifest)["metadata"]["name"]
-    wait_for_phase(custom_objects, sp_namespace, name, "Failed")
+    sp = process_signal(custom_objects, sp_namespace, "Failed", target_namespace=missing)
+    name = sp["metadata"]["name"]
 
     events = wait_for_event_reasons(core, sp_namespace, name, {"EnrichmentFailed": 1, "PhaseTransition": 2})
 
@@ -491,10 +469,8 @@ def test_missing_target_namespace_gives_an_enrichment_failed_warning(
 def test_degraded_enrichment_gives_a_warning_and_still_completes(
     custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
 ) -> None:
-    name = create_sp(custom_objects, signal_processing(sp_namespace, target_name="not-there"))["metadata"][
-        "name"
-    ]
-    wait_for_phase(custom_objects, sp_namespace, name, "Completed")
+    sp = process_signal(custom_objects, sp_namespace, "Completed", target_name="not-there")
+    name = sp["metadata"]["name"]
 
     events = wait_for_event_reasons(core, sp_namespace, name, {"EnrichmentDegraded": 1, "SignalProcessed": 1})
 

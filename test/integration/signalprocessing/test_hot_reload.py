@@ -31,7 +31,7 @@ from kubernetes import client
 from controller.hotreload import ReportedReloadResult
 from controller.policies import Policy
 from devstack.controller_process import ControllerProcess
-from devstack.manifests import signal_processing, unique_rr_name
+from devstack.manifests import unique_rr_name
 from devstack.opa_server import OpaServer
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
@@ -45,8 +45,9 @@ from test.integration.signalprocessing.conftest import (
 )
 from test.integration.signalprocessing.support import (
     audit_events,
+    business_fields,
+    completed_status,
     counter_value,
-    create_sp,
     metric_value,
     scrape,
     wait_for_audit_types,
@@ -145,11 +146,7 @@ class ReloadingController:
         self, custom_objects: client.CustomObjectsApi, namespace: str, rr: str = ""
     ) -> dict[str, Any]:
         """Creates an SP (its Pod absent: degraded enrichment) and returns its status once Completed."""
-        manifest = signal_processing(namespace, rr_name=rr or unique_rr_name())
-        created = create_sp(custom_objects, manifest)
-        done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"])
-        assert done["status"]["phase"] == "Completed", done["status"]
-        return dict(done["status"])
+        return completed_status(custom_objects, namespace, rr_name=rr or unique_rr_name())
 
     def log(self) -> str:
         """What the controller logged since the spec began."""
@@ -427,18 +424,7 @@ def test_each_of_the_four_policies_reloads(
         "P3",
         "reloaded",
     )
-    business = status["businessClassification"]
-    assert (
-        business["businessUnit"],
-        business["serviceOwner"],
-        business["criticality"],
-        business["slaRequirement"],
-    ) == (
-        "reloaded-unit",
-        "reloaded-owner",
-        "low",
-        "platinum",
-    )
+    assert business_fields(status) == ("reloaded-unit", "reloaded-owner", "low", "platinum")
     assert custom_labels(status) == {"reloaded": ["yes"]}
     assert status["policyHashes"] == {
         policy.value: sha256(text) for policy, text in RELOADED_POLICIES.items()

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from kubernetes import client
 
-from devstack.manifests import signal_processing
 from devstack.state import StackState
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import pod
 from test.integration.signalprocessing.own_controller import OwnController, own_controller
 from test.integration.signalprocessing.support import (
-    create_sp,
+    create_signals,
     scrape,
     wait_for_phase,
     wait_until_delivered,
@@ -105,15 +103,6 @@ def metrics_controller(
 
 def processing(result: str, count: float, *, phases: tuple[str, ...] = STEPS) -> dict[Sample, float]:
     return {sample(PROCESSING, phase=phase, result=result): count for phase in phases}
-
-
-def create_signals(api: client.CustomObjectsApi, namespace: str, count: int, **fields: Any) -> list[str]:
-    return [
-        create_sp(api, signal_processing(namespace, rr_name=f"rr-{secrets.token_hex(6)}", **fields))[
-            "metadata"
-        ]["name"]
-        for _ in range(count)
-    ]
 
 
 @pytest.mark.br("BR-SP-008")

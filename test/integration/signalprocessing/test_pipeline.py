@@ -6,18 +6,18 @@ import pytest
 from kubernetes import client
 
 from devstack.controller_process import ControllerProcess
-from devstack.manifests import signal_processing, unique_rr_name
+from devstack.manifests import unique_rr_name
 from devstack.state import StackState
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import pod
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
-    audit_events,
-    count_types,
-    create_sp,
+    SUCCESS_TRANSITIONS,
+    condition,
+    phase_transitions,
+    process_signal,
     wait_for_audit_types,
-    wait_for_phase,
-    wait_until_delivered,
+    wait_for_exact_trail,
 )
 
 
@@ -31,9 +31,8 @@ def test_pod_signal_completes_with_exactly_one_audit_trail(
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("api"))
     rr = unique_rr_name()
-    created = create_sp(custom_objects, signal_processing(sp_namespace, rr_name=rr, target_name="api"))
 
-    done = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"])
+    done = process_signal(custom_objects, sp_namespace, rr_name=rr, target_name="api")
 
     status = done["status"]
     assert status["phase"] == "Completed"
@@ -47,21 +46,8 @@ def test_pod_signal_completes_with_exactly_one_audit_trail(
         "ProcessingComplete",
     ]
     assert set(status["policyHashes"]) == {"environment", "priority", "business", "customlabels"}
-    wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
-    wait_until_delivered(operator.metrics_url)
-    transitions = [
-        (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
-        for e in audit_events(stack.datastorage_url, rr, event_type="signalprocessing.phase.transition")
-    ]
-    assert sorted(transitions) == sorted(
-        [
-            ("Pending", "Enriching"),
-            ("Enriching", "Classifying"),
-            ("Classifying", "Categorizing"),
-            ("Categorizing", "Completed"),
-        ]
-    )
-    assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
+    wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, SUCCESS_TRAIL)
+    assert sorted(phase_transitions(stack.datastorage_url, rr)) == sorted(SUCCESS_TRANSITIONS)
 
 
 @pytest.mark.br("BR-SP-001")
@@ -69,17 +55,15 @@ def test_missing_target_namespace_fails_with_error_occurred(
     stack: StackState, custom_objects: client.CustomObjectsApi, sp_namespace: str
 ) -> None:
     rr = unique_rr_name()
-    created = create_sp(
-        custom_objects,
-        signal_processing(sp_namespace, rr_name=rr, target_namespace="no-such-namespace-anywhere"),
-    )
 
-    failed = wait_for_phase(custom_objects, sp_namespace, created["metadata"]["name"])
+    failed = process_signal(
+        custom_objects, sp_namespace, rr_name=rr, target_namespace="no-such-namespace-anywhere"
+    )
 
     status = failed["status"]
     assert status["phase"] == "Failed"
     assert status["failedPhase"] == "Enriching"
-    enrichment = next(c for c in status["conditions"] if c["type"] == "EnrichmentComplete")
+    enrichment = condition(status, "EnrichmentComplete")
     assert (enrichment["status"], enrichment["reason"]) == ("False", "EnrichmentFailed")
     events = wait_for_audit_types(stack.datastorage_url, rr, {"signalprocessing.error.occurred": 1})
     error = next(e for e in events if e["event_type"] == "signalprocessing.error.occurred")
@@ -87,14 +71,6 @@ def test_missing_target_namespace_fails_with_error_occurred(
     assert error["event_data"]["phase"] == "Enriching"
     assert "no-such-namespace-anywhere" in error["event_data"]["error"]
     eventually(
-        lambda: (
-            ("Enriching", "Failed")
-            in [
-                (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
-                for e in audit_events(
-                    stack.datastorage_url, rr, event_type="signalprocessing.phase.transition"
-                )
-            ]
-        ),
+        lambda: ("Enriching", "Failed") in phase_transitions(stack.datastorage_url, rr),
         message="phase.transition Enriching -> Failed was not audited",
     )

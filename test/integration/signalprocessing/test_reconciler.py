@@ -35,24 +35,28 @@ from devstack.manifests import (
     with_change,
 )
 from devstack.state import StackState
-from test.integration.signalprocessing.conftest import NamespaceFactory, pod
+from test.integration.conftest import request_deletion
+from test.integration.signalprocessing.conftest import (
+    NamespaceFactory,
+    controller_ref,
+    create_pod_of_deployment,
+    pod,
+    pod_template,
+    workload,
+)
 from test.integration.signalprocessing.support import (
     SUCCESS_TRAIL,
-    audit_events,
-    count_types,
+    SUCCESS_TRANSITIONS,
+    business_fields,
+    completed_status,
+    condition,
     create_sp,
     get_sp,
-    wait_for_audit_types,
+    phase_transitions,
+    wait_for_exact_trail,
     wait_for_phase,
-    wait_until_delivered,
 )
 
-PHASES_IN_ORDER = [
-    ("Pending", "Enriching"),
-    ("Enriching", "Classifying"),
-    ("Classifying", "Categorizing"),
-    ("Categorizing", "Completed"),
-]
 CONDITION_TYPES = [
     "EnrichmentComplete",
     "ClassificationComplete",
@@ -65,11 +69,6 @@ _GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(\d+)s$")
 
 
 # --- Fixtures and builders -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def apps(api_client: client.ApiClient) -> client.AppsV1Api:
-    return client.AppsV1Api(api_client)
 
 
 @pytest.fixture
@@ -89,47 +88,7 @@ def nodes(core: client.CoreV1Api) -> Iterator[Callable[[dict[str, str]], str]]:
         return name
 
     yield make
-    for name in created:
-        try:
-            core.delete_node(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-
-
-def controller_ref(kind: str, api_version: str, created: Any, *, controller: bool = True) -> dict[str, Any]:
-    """An ownerReference to an object returned by a create call."""
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "name": created.metadata.name,
-        "uid": created.metadata.uid,
-        "controller": controller,
-    }
-
-
-def pod_template(labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": labels},
-        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1"}]},
-    }
-
-
-def workload(
-    name: str, labels: dict[str, str], *, owner: dict[str, Any] | None = None, replicas: int = 2
-) -> dict[str, Any]:
-    """A Deployment, StatefulSet or ReplicaSet body (they share this shape)."""
-    metadata: dict[str, Any] = {"name": name, "labels": labels}
-    if owner is not None:
-        metadata["ownerReferences"] = [owner]
-    return {
-        "metadata": metadata,
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": pod_template(labels),
-        },
-    }
+    request_deletion(core.delete_node, created)
 
 
 def daemon_set(name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -144,25 +103,6 @@ def service(name: str, labels: dict[str, str]) -> dict[str, Any]:
         "metadata": {"name": name, "labels": labels},
         "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
     }
-
-
-def process(
-    api: client.CustomObjectsApi, namespace: str, *, timeout: float = 30.0, **signal: Any
-) -> dict[str, Any]:
-    """Creates one SP in `namespace` and returns it once terminal."""
-    created = create_sp(api, signal_processing(namespace, **signal))
-    return wait_for_phase(api, namespace, created["metadata"]["name"], timeout=timeout)
-
-
-def completed_status(api: client.CustomObjectsApi, namespace: str, **signal: Any) -> dict[str, Any]:
-    done = process(api, namespace, **signal)
-    status: dict[str, Any] = done["status"]
-    assert status["phase"] == "Completed", status
-    return status
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
 
 
 def go_duration_seconds(text: str) -> int:
@@ -304,13 +244,7 @@ def test_business_classification_comes_from_namespace_labels(
 
     status = completed_status(custom_objects, namespace)
 
-    business = status["businessClassification"]
-    assert (
-        business["businessUnit"],
-        business["serviceOwner"],
-        business["criticality"],
-        business["slaRequirement"],
-    ) == ("payments", "payments-team", "critical", "platinum")
+    assert business_fields(status) == ("payments", "payments-team", "critical", "platinum")
 
 
 @pytest.mark.br("BR-SP-002")
@@ -466,15 +400,8 @@ def test_owner_chain_of_a_pod_goes_through_its_replicaset_to_the_deployment(
     apps: client.AppsV1Api,
     sp_namespace: str,
 ) -> None:
-    labels = {"app": "ownerchain"}
-    deployment = apps.create_namespaced_deployment(sp_namespace, workload("ownerchain", labels))
-    replica_set = apps.create_namespaced_replica_set(
-        sp_namespace,
-        workload("ownerchain-6d4f", labels, owner=controller_ref("Deployment", "apps/v1", deployment)),
-    )
-    core.create_namespaced_pod(
-        sp_namespace,
-        pod("ownerchain-6d4f-x1", labels=labels, owner=controller_ref("ReplicaSet", "apps/v1", replica_set)),
+    create_pod_of_deployment(
+        core, apps, sp_namespace, "ownerchain-6d4f-x1", replica_set="ownerchain-6d4f", deployment="ownerchain"
     )
 
     status = completed_status(custom_objects, sp_namespace, target_name="ownerchain-6d4f-x1")
@@ -508,14 +435,12 @@ def test_owner_chain_of_a_job_pod_reaches_its_cronjob(
         {
             "metadata": {
                 "name": "nightly-report-290001",
-                "ownerReferences": [controller_ref("CronJob", "batch/v1", cron_job)],
+                "ownerReferences": [controller_ref(cron_job)],
             },
             "spec": {"template": template},
         },
     )
-    core.create_namespaced_pod(
-        sp_namespace, pod("nightly-report-290001-abcde", owner=controller_ref("Job", "batch/v1", job))
-    )
+    core.create_namespaced_pod(sp_namespace, pod("nightly-report-290001-abcde", owner=controller_ref(job)))
 
     status = completed_status(custom_objects, sp_namespace, target_name="nightly-report-290001-abcde")
 
@@ -536,13 +461,11 @@ def test_owner_chain_stops_at_five_owners(
     labels = {"app": "deep"}
     owner: Any = None
     for level in range(7, 0, -1):
-        reference = controller_ref("ReplicaSet", "apps/v1", owner) if owner is not None else None
+        reference = controller_ref(owner) if owner is not None else None
         owner = apps.create_namespaced_replica_set(
             sp_namespace, workload(f"rs-{level}", labels, owner=reference)
         )
-    core.create_namespaced_pod(
-        sp_namespace, pod("deep-pod", labels=labels, owner=controller_ref("ReplicaSet", "apps/v1", owner))
-    )
+    core.create_namespaced_pod(sp_namespace, pod("deep-pod", labels=labels, owner=controller_ref(owner)))
 
     status = completed_status(custom_objects, sp_namespace, target_name="deep-pod")
 
@@ -569,7 +492,7 @@ def test_owner_references_without_the_controller_flag_are_not_followed(
         pod(
             "loose-pod",
             labels=labels,
-            owner=controller_ref("Deployment", "apps/v1", deployment, controller=False),
+            owner=controller_ref(deployment, controller=False),
         ),
     )
 
@@ -591,14 +514,14 @@ def test_pdb_hpa_and_network_policy_around_a_pod_are_detected(
     sp_namespace: str,
 ) -> None:
     labels = {"app": "protected"}
-    deployment = apps.create_namespaced_deployment(sp_namespace, workload("protected", labels))
-    replica_set = apps.create_namespaced_replica_set(
+    create_pod_of_deployment(
+        core,
+        apps,
         sp_namespace,
-        workload("protected-5c9", labels, owner=controller_ref("Deployment", "apps/v1", deployment)),
-    )
-    core.create_namespaced_pod(
-        sp_namespace,
-        pod("protected-5c9-aa", labels=labels, owner=controller_ref("ReplicaSet", "apps/v1", replica_set)),
+        "protected-5c9-aa",
+        replica_set="protected-5c9",
+        deployment="protected",
+        labels=labels,
     )
     client.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(
         sp_namespace,
@@ -891,10 +814,7 @@ def test_ten_signals_at_once_each_complete_with_one_trail(
         done = wait_for_phase(custom_objects, sp_namespace, sp["metadata"]["name"], timeout=60)
         assert done["status"]["phase"] == "Completed"
     for rr in rrs:
-        wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
-    wait_until_delivered(operator.metrics_url)
-    for rr in rrs:
-        assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL, rr
+        wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, SUCCESS_TRAIL)
 
 
 @pytest.mark.br("BR-SP-090")
@@ -933,14 +853,8 @@ def test_concurrent_metadata_writes_never_make_a_phase_run_twice(
 
     assert done["status"]["phase"] == "Completed"
     assert get_sp(custom_objects, sp_namespace, name)["metadata"]["labels"]["churn"]
-    wait_for_audit_types(stack.datastorage_url, rr, SUCCESS_TRAIL)
-    wait_until_delivered(operator.metrics_url)
-    transitions = [
-        (e["event_data"]["from_phase"], e["event_data"]["to_phase"])
-        for e in audit_events(stack.datastorage_url, rr, event_type="signalprocessing.phase.transition")
-    ]
-    assert sorted(transitions) == sorted(PHASES_IN_ORDER)
-    assert count_types(audit_events(stack.datastorage_url, rr)) == SUCCESS_TRAIL
+    wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, SUCCESS_TRAIL)
+    assert sorted(phase_transitions(stack.datastorage_url, rr)) == sorted(SUCCESS_TRANSITIONS)
 
 
 # --- Transient-failure fields on success (BR-SP-111) ---------------------------------------------

@@ -25,18 +25,21 @@ import pytest
 from kubernetes import client
 
 from controller import classify
-from controller.kubernetes_context import KubernetesContext, NamespaceContext
 from controller.policies import ActivePolicies, CandidateVerdict, Policy
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyEvaluationError
-from controller.signalprocessing import Signal, TargetResource
+from controller.signalprocessing import KubernetesContext, NamespaceContext, Signal, TargetResource
 from devstack.controller_process import ControllerProcess
-from devstack.manifests import signal_processing, unique_rr_name
 from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
 from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller
-from test.integration.signalprocessing.support import create_sp, wait_for_phase
+from test.integration.signalprocessing.support import (
+    completed_status,
+    create_signals,
+    process_signal,
+    wait_for_phase,
+)
 
 SHIPPED_POLICIES = REPOSITORY / "policies"
 ENVIRONMENT_LABEL = "kubernaut.ai/environment"
@@ -57,13 +60,7 @@ def process(
 ) -> dict[str, Any]:
     """Creates a Pod and an SP about it in `namespace`; returns the status once the SP is Completed."""
     core.create_namespaced_pod(namespace, pod("app"))
-    created = create_sp(
-        custom_objects, signal_processing(namespace, rr_name=unique_rr_name(), severity=severity)
-    )
-    done = wait_for_phase(custom_objects, namespace, created["metadata"]["name"])
-    status: dict[str, Any] = done["status"]
-    assert status["phase"] == "Completed", status.get("error") or status.get("conditions")
-    return status
+    return completed_status(custom_objects, namespace, severity=severity)
 
 
 @pytest.mark.br("BR-SP-051")
@@ -149,12 +146,7 @@ def test_ten_concurrent_sps_are_all_classified(
     custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("app"))
-    names = [
-        create_sp(custom_objects, signal_processing(sp_namespace, rr_name=unique_rr_name()))["metadata"][
-            "name"
-        ]
-        for _ in range(10)
-    ]
+    names = create_signals(custom_objects, sp_namespace, 10)
 
     finished = [wait_for_phase(custom_objects, sp_namespace, name)["status"] for name in names]
 
@@ -400,8 +392,7 @@ def test_a_custom_labels_policy_sees_the_target_pods_name_restarts_and_age(
                 }
             },
         )
-        sp = create_sp(custom_objects, signal_processing(namespace, target_name="checkout"))
-        status = wait_for_phase(custom_objects, namespace, sp["metadata"]["name"])["status"]
+        status = process_signal(custom_objects, namespace, target_name="checkout")["status"]
 
     created_at = created.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")  # as the API wrote it
     context = status.get("kubernetesContext") or {}

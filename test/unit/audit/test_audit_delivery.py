@@ -154,23 +154,6 @@ async def test_events_emitted_before_start_are_kept(
     assert datastorage.stored_ids() == ids(events)
 
 
-async def test_emit_is_safe_from_another_thread(
-    datastorage: FakeDataStorage, make_client: MakeClient
-) -> None:
-    events = make_events(50)
-    client = make_client(flush_interval=3600)
-    await client.start()
-
-    def emit_all() -> None:
-        for event in events:
-            client.emit(event)
-
-    await asyncio.to_thread(emit_all)
-    await client.flush()
-
-    assert datastorage.stored_ids() == ids(events)
-
-
 # --- transient failures: retried forever, never dropped ----------------------------------------------
 
 

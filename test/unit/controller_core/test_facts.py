@@ -9,15 +9,16 @@ import pytest
 from controller.classify import customlabels_input
 from controller.enrich import target_context
 from controller.kube import RawObject
-from controller.kubernetes_context import (
+from controller.signalprocessing import (
     ContainerStatus,
     DeploymentDetails,
     KubernetesContext,
     NamespaceContext,
     PodDetails,
+    Signal,
     StatefulSetDetails,
+    TargetResource,
 )
-from controller.signalprocessing import Signal, TargetResource
 
 SHOP = NamespaceContext("shop", {"kubernaut.ai/environment": "production"}, {"owner": "payments"})
 SHOP_INPUT = {

@@ -18,7 +18,7 @@ from controller.signalprocessing import (
     status_patch,
     timestamp,
 )
-from controller.status import condition_time, failed, phase_entered_at, seconds_in_phase, with_condition
+from controller.transitions import condition_time, failed, phase_entered_at, seconds_in_phase, with_condition
 
 EARLIER = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 1, 10, 5, 30, 750000, tzinfo=UTC)

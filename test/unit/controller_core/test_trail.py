@@ -18,8 +18,8 @@ from controller.signalprocessing import (
     SignalProcessing,
     Status,
 )
-from controller.status import failed, with_condition
 from controller.trail import audit_trail, new_events
+from controller.transitions import failed, with_condition
 
 STARTED = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
 ENRICHED = datetime(2026, 1, 1, 10, 0, 2, tzinfo=UTC)

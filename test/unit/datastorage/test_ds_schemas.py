@@ -9,27 +9,18 @@ import pytest
 from pydantic import ValidationError
 
 from datastorage.schemas import MAX_EVENT_DATA_DEPTH, AuditEventRequest
+from test.integration.datastorage.support import make_event
 
 
 def valid_event(**changes: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "version": "1.0",
-        "event_type": "signalprocessing.signal.processed",
-        "event_timestamp": "2026-03-01T12:00:00.123456789+01:00",
-        "event_category": "signalprocessing",
-        "event_action": "processed",
-        "event_outcome": "success",
+    """The event the integration tests send (the Go client's wire format, explicit nulls and all), for
+    rr-1 at a fixed instant written with nanoseconds and an offset; `...` as a value removes a key."""
+    fixed: dict[str, Any] = {
         "correlation_id": "rr-1",
+        "event_timestamp": "2026-03-01T12:00:00.123456789+01:00",
         "event_data": {"phase": "Completed"},
-        # The Go client sends these unset fields as explicit nulls.
-        "namespace": "default",
-        "cluster_name": None,
-        "severity": None,
-        "duration_ms": None,
-        "parent_event_id": None,
     }
-    event.update(changes)
-    return {key: value for key, value in event.items() if value is not ...}
+    return make_event(**{**fixed, **changes})
 
 
 def nested(depth: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from controller.enrich import (
     stateful_set_details,
     target_context,
 )
-from controller.kubernetes_context import (
+from controller.signalprocessing import (
     ContainerStatus,
     DaemonSetDetails,
     DeploymentDetails,
@@ -40,12 +40,13 @@ from controller.kubernetes_context import (
     OwnerRef,
     PodDetails,
     RawKubernetesContext,
+    RawTargetResource,
     ReplicaSetDetails,
     ServiceDetails,
     ServicePort,
     StatefulSetDetails,
+    TargetResource,
 )
-from controller.signalprocessing import RawTargetResource, TargetResource
 
 from .fakes import obj, schema_errors, status_schema
 

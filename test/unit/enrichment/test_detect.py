@@ -19,7 +19,7 @@ from controller.detect import (
     read_detected_labels,
     selector_matches,
 )
-from controller.kubernetes_context import (
+from controller.signalprocessing import (
     DeploymentDetails,
     DetectedLabels,
     KubernetesContext,
@@ -28,8 +28,8 @@ from controller.kubernetes_context import (
     OwnerRef,
     PodDetails,
     StatefulSetDetails,
+    TargetResource,
 )
-from controller.signalprocessing import TargetResource
 
 from .fakes import FakeReader, ManualClock, obj
 
@@ -335,16 +335,6 @@ def test_failed_lists_are_false_and_recorded(failed: set[str], expected_names: t
 
 
 # --- Reading the lists ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def caches(clock: ManualClock) -> EnrichmentCaches:
-    return EnrichmentCaches.create(clock=clock)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from controller import kube
-from controller.kubernetes_context import OwnerRef
 from controller.ownerchain import MAX_OWNERS, controller_owner, read_owner_chain
+from controller.signalprocessing import OwnerRef
 
 from .fakes import FakeReader, obj, owner
 

@@ -9,23 +9,18 @@ import pytest
 from controller import kube
 from controller.caches import EnrichmentCaches
 from controller.enrich import NamespaceMissing, read_kubernetes_context
-from controller.kubernetes_context import DeploymentDetails, KubernetesContext, NamespaceContext, OwnerRef
-from controller.signalprocessing import TargetResource
+from controller.signalprocessing import (
+    DeploymentDetails,
+    KubernetesContext,
+    NamespaceContext,
+    OwnerRef,
+    TargetResource,
+)
 
 from .fakes import FakeReader, ManualClock, obj, owner, schema_errors, status_schema
 
 NS = "shop"
 NAMESPACE = NamespaceContext(NS, {"kubernaut.ai/environment": "production"}, {"owner": "team-a"})
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def caches(clock: ManualClock) -> EnrichmentCaches:
-    return EnrichmentCaches.create(clock=clock)
 
 
 @pytest.fixture

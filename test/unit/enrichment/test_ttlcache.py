@@ -13,11 +13,6 @@ from .fakes import ManualClock
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def cache(clock: ManualClock) -> TTLCache[str]:
     return TTLCache(60.0, max_size=3, clock=clock)
 

@@ -16,15 +16,17 @@ from controller.classify import (
     interpret_priority,
     priority_input,
 )
-from controller.kubernetes_context import (
+from controller.policies import Decision
+from controller.signalprocessing import (
+    BusinessClassification,
     ContainerStatus,
     DeploymentDetails,
     KubernetesContext,
     NamespaceContext,
     PodDetails,
+    Signal,
+    TargetResource,
 )
-from controller.policies import Decision
-from controller.signalprocessing import BusinessClassification, Signal, TargetResource
 
 
 def test_environment_answer_is_read_with_its_hash() -> None:

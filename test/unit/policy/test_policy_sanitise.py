@@ -14,8 +14,8 @@ from controller.classify import (
     sanitise_custom_labels,
     truncate_text,
 )
-from controller.kubernetes_context import NamespaceContext
 from controller.policies import Decision
+from controller.signalprocessing import NamespaceContext
 
 FLAG_FR = "\U0001f1eb\U0001f1f7"
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"

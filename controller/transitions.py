@@ -1,4 +1,4 @@
-"""The SignalProcessing status as a state machine: conditions, failure, and when each phase began.
+"""Status transitions of a SignalProcessing: conditions, failure, and when each phase began.
 
 Pure functions on the typed `Status` only; each returns the status one phase step writes. The
 pipeline sends the difference as a conditional patch; nothing here touches the API.

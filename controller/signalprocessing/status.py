@@ -1,0 +1,346 @@
+"""`status`: what the controller found and decided, written one phase step at a time.
+
+`status_patch` is how a step's result reaches the API: the top-level fields that changed, as a
+merge patch (None deletes a field), so a step computes a whole `Status` and never a patch by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypedDict, cast
+
+from controller.rawjson import (
+    int_or_zero,
+    section,
+    str_or_empty,
+    string_map,
+)
+from controller.signalprocessing.context import KubernetesContext, RawKubernetesContext
+from controller.signalprocessing.times import go_duration, optional_time, parse_go_duration, timestamp
+from controller.signalprocessing.vocabulary import ConditionType, Phase
+
+
+class RawCondition(TypedDict, total=False):
+    type: str
+    status: str
+    reason: str
+    message: str
+    observedGeneration: int
+    lastTransitionTime: str
+
+
+class RawRecoveryContext(TypedDict, total=False):
+    previousRemediationId: str
+    attemptCount: int
+    lastFailureReason: str
+    timeSinceFirstFailure: str
+
+
+class RawEnvironmentClassification(TypedDict, total=False):
+    environment: str
+    source: str
+    classifiedAt: str
+    policyHash: str
+
+
+class RawPriorityAssignment(TypedDict, total=False):
+    priority: str
+    source: str
+    policyName: str
+    assignedAt: str
+    policyHash: str
+
+
+class RawBusinessClassification(TypedDict, total=False):
+    businessUnit: str
+    serviceOwner: str
+    criticality: str
+    slaRequirement: str
+    policyHash: str
+
+
+class RawStatus(TypedDict, total=False):
+    phase: str
+    observedGeneration: int
+    failedPhase: str
+    startTime: str
+    completionTime: str
+    error: str
+    consecutiveFailures: int
+    lastFailureTime: str
+    policyHashes: dict[str, str]
+    kubernetesContext: RawKubernetesContext
+    recoveryContext: RawRecoveryContext
+    environmentClassification: RawEnvironmentClassification
+    priorityAssignment: RawPriorityAssignment
+    businessClassification: RawBusinessClassification
+    conditions: list[RawCondition]
+
+
+# A condition without a transition time (never written by this controller) sorts as oldest.
+_EPOCH: Final = datetime.fromtimestamp(0, UTC)
+
+
+# --- Status --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+    message: str
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Condition:
+        return cls(
+            type=str_or_empty(raw.get("type")),
+            status=str_or_empty(raw.get("status")),
+            reason=str_or_empty(raw.get("reason")),
+            message=str_or_empty(raw.get("message")),
+            last_transition_time=optional_time(raw.get("lastTransitionTime"))
+            or datetime.fromtimestamp(0, UTC),
+            observed_generation=int_or_zero(raw["observedGeneration"])
+            if "observedGeneration" in raw
+            else None,
+        )
+
+    def to_raw(self) -> RawCondition:
+        raw = RawCondition(
+            type=self.type,
+            status=self.status,
+            reason=self.reason,
+            message=self.message,
+            lastTransitionTime=timestamp(self.last_transition_time),
+        )
+        if self.observed_generation is not None:
+            raw["observedGeneration"] = self.observed_generation
+        return raw
+
+
+@dataclass(frozen=True)
+class RecoveryContext:
+    """`status.recoveryContext`: what earlier remediation attempts of the parent RR left (BR-SP-003)."""
+
+    previous_remediation_id: str
+    attempt_count: int
+    last_failure_reason: str = ""
+    time_since_first_failure: timedelta | None = None
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> RecoveryContext:
+        return cls(
+            previous_remediation_id=str_or_empty(raw.get("previousRemediationId")),
+            attempt_count=int_or_zero(raw.get("attemptCount")),
+            last_failure_reason=str_or_empty(raw.get("lastFailureReason")),
+            time_since_first_failure=parse_go_duration(str_or_empty(raw.get("timeSinceFirstFailure"))),
+        )
+
+    def to_raw(self) -> RawRecoveryContext:
+        raw = RawRecoveryContext(
+            previousRemediationId=self.previous_remediation_id, attemptCount=self.attempt_count
+        )
+        if self.last_failure_reason:
+            raw["lastFailureReason"] = self.last_failure_reason
+        if self.time_since_first_failure is not None:
+            raw["timeSinceFirstFailure"] = go_duration(self.time_since_first_failure)
+        return raw
+
+
+@dataclass(frozen=True)
+class EnvironmentClassification:
+    """`status.environmentClassification`; `classified_at` is stamped by the step that writes it."""
+
+    environment: str
+    source: str
+    policy_hash: str = ""
+    classified_at: datetime | None = None
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> EnvironmentClassification:
+        return cls(
+            environment=str_or_empty(raw.get("environment")),
+            source=str_or_empty(raw.get("source")),
+            policy_hash=str_or_empty(raw.get("policyHash")),
+            classified_at=optional_time(raw.get("classifiedAt")),
+        )
+
+    def to_raw(self) -> RawEnvironmentClassification:
+        raw = RawEnvironmentClassification(environment=self.environment, source=self.source)
+        if self.classified_at is not None:
+            raw["classifiedAt"] = timestamp(self.classified_at)
+        if self.policy_hash:
+            raw["policyHash"] = self.policy_hash
+        return raw
+
+
+PRIORITY_SOURCE: Final = "rego-policy"
+
+
+@dataclass(frozen=True)
+class PriorityAssignment:
+    """`status.priorityAssignment`; `assigned_at` is stamped by the step that writes it."""
+
+    priority: str
+    policy_name: str = ""
+    policy_hash: str = ""
+    source: str = PRIORITY_SOURCE
+    assigned_at: datetime | None = None
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> PriorityAssignment:
+        return cls(
+            priority=str_or_empty(raw.get("priority")),
+            policy_name=str_or_empty(raw.get("policyName")),
+            policy_hash=str_or_empty(raw.get("policyHash")),
+            source=str_or_empty(raw.get("source")),
+            assigned_at=optional_time(raw.get("assignedAt")),
+        )
+
+    def to_raw(self) -> RawPriorityAssignment:
+        raw = RawPriorityAssignment(priority=self.priority, source=self.source, policyName=self.policy_name)
+        if self.assigned_at is not None:
+            raw["assignedAt"] = timestamp(self.assigned_at)
+        if self.policy_hash:
+            raw["policyHash"] = self.policy_hash
+        return raw
+
+
+@dataclass(frozen=True)
+class BusinessClassification:
+    """`status.businessClassification`."""
+
+    business_unit: str = ""
+    service_owner: str = ""
+    criticality: str = ""
+    sla_requirement: str = ""
+    policy_hash: str = ""
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> BusinessClassification:
+        return cls(
+            business_unit=str_or_empty(raw.get("businessUnit")),
+            service_owner=str_or_empty(raw.get("serviceOwner")),
+            criticality=str_or_empty(raw.get("criticality")),
+            sla_requirement=str_or_empty(raw.get("slaRequirement")),
+            policy_hash=str_or_empty(raw.get("policyHash")),
+        )
+
+    def to_raw(self) -> RawBusinessClassification:
+        fields = {
+            "businessUnit": self.business_unit,
+            "serviceOwner": self.service_owner,
+            "criticality": self.criticality,
+            "slaRequirement": self.sla_requirement,
+            "policyHash": self.policy_hash,
+        }
+        return cast(RawBusinessClassification, {key: value for key, value in fields.items() if value})
+
+
+@dataclass(frozen=True)
+class Status:
+    """`status`: written by the controller only, one phase step at a time."""
+
+    phase: Phase = Phase.NEW
+    observed_generation: int | None = None
+    failed_phase: Phase | None = None  # the phase that failed, when phase is Failed
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    error: str = ""
+    consecutive_failures: int = 0  # transient failures since the last successful step
+    last_failure_time: datetime | None = None
+    policy_hashes: Mapping[str, str] = field(default_factory=dict)
+    kubernetes_context: KubernetesContext | None = None
+    recovery_context: RecoveryContext | None = None
+    environment_classification: EnvironmentClassification | None = None
+    priority_assignment: PriorityAssignment | None = None
+    business_classification: BusinessClassification | None = None
+    conditions: tuple[Condition, ...] = ()
+
+    def condition(self, kind: ConditionType) -> Condition | None:
+        return next((condition for condition in self.conditions if condition.type == kind), None)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Status:
+        context = section(raw, "kubernetesContext")
+        recovery = section(raw, "recoveryContext")
+        environment = section(raw, "environmentClassification")
+        priority = section(raw, "priorityAssignment")
+        business = section(raw, "businessClassification")
+        failed_phase = str_or_empty(raw.get("failedPhase"))
+        return cls(
+            phase=Phase(str_or_empty(raw.get("phase"))),
+            observed_generation=int_or_zero(raw["observedGeneration"])
+            if "observedGeneration" in raw
+            else None,
+            failed_phase=Phase(failed_phase) if failed_phase else None,
+            start_time=optional_time(raw.get("startTime")),
+            completion_time=optional_time(raw.get("completionTime")),
+            error=str_or_empty(raw.get("error")),
+            consecutive_failures=int_or_zero(raw.get("consecutiveFailures")),
+            last_failure_time=optional_time(raw.get("lastFailureTime")),
+            policy_hashes=string_map(raw.get("policyHashes")),
+            kubernetes_context=(
+                KubernetesContext.from_raw(cast(RawKubernetesContext, context))
+                if context is not None
+                else None
+            ),
+            recovery_context=RecoveryContext.from_raw(recovery) if recovery is not None else None,
+            environment_classification=(
+                EnvironmentClassification.from_raw(environment) if environment is not None else None
+            ),
+            priority_assignment=PriorityAssignment.from_raw(priority) if priority is not None else None,
+            business_classification=BusinessClassification.from_raw(business)
+            if business is not None
+            else None,
+            conditions=tuple(
+                Condition.from_raw(c) for c in raw.get("conditions") or [] if isinstance(c, Mapping)
+            ),
+        )
+
+    def to_raw(self) -> RawStatus:
+        """The CRD's shape; what says nothing (a zero, an empty text, an absent section) is left out."""
+        raw = RawStatus()
+        if self.phase is not Phase.NEW:
+            raw["phase"] = self.phase.value
+        if self.observed_generation is not None:
+            raw["observedGeneration"] = self.observed_generation
+        if self.failed_phase is not None:
+            raw["failedPhase"] = self.failed_phase.value
+        if self.start_time is not None:
+            raw["startTime"] = timestamp(self.start_time)
+        if self.completion_time is not None:
+            raw["completionTime"] = timestamp(self.completion_time)
+        if self.error:
+            raw["error"] = self.error
+        if self.consecutive_failures:
+            raw["consecutiveFailures"] = self.consecutive_failures
+        if self.last_failure_time is not None:
+            raw["lastFailureTime"] = timestamp(self.last_failure_time)
+        if self.policy_hashes:
+            raw["policyHashes"] = dict(self.policy_hashes)
+        if self.kubernetes_context is not None:
+            raw["kubernetesContext"] = self.kubernetes_context.to_raw()
+        if self.recovery_context is not None:
+            raw["recoveryContext"] = self.recovery_context.to_raw()
+        if self.environment_classification is not None:
+            raw["environmentClassification"] = self.environment_classification.to_raw()
+        if self.priority_assignment is not None:
+            raw["priorityAssignment"] = self.priority_assignment.to_raw()
+        if self.business_classification is not None:
+            raw["businessClassification"] = self.business_classification.to_raw()
+        if self.conditions:
+            raw["conditions"] = [condition.to_raw() for condition in self.conditions]
+        return raw
+
+
+def status_patch(before: Status, after: Status) -> dict[str, Any]:
+    """The merge patch that turns `before` into `after`: changed top-level fields, None for removed ones."""
+    old, new = cast(dict[str, Any], before.to_raw()), cast(dict[str, Any], after.to_raw())
+    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    patch.update({key: None for key in old if key not in new})
+    return patch
