@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from typing import Final, Literal, Protocol, TypeVar
 
 from controller import kube
 from controller.audit_events import AuditEvent
+from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
 from controller.classify import (
     assign_priority,
@@ -40,6 +40,7 @@ from controller.policies import ActivePolicies, Policy
 from controller.policy_engine import PolicyEngineUnavailable, PolicyError
 from controller.recovery import read_recovery_context
 from controller.signalprocessing import (
+    ConditionReason,
     ConditionType,
     FailureReason,
     KubernetesContext,
@@ -47,6 +48,7 @@ from controller.signalprocessing import (
     SignalProcessing,
     Status,
     status_patch,
+    timestamp,
 )
 from controller.trail import new_events
 from controller.transitions import failed, seconds_in_phase, with_condition
@@ -116,28 +118,8 @@ class PermanentFailure(Exception):
         self.reason = reason
 
 
-# Past this many doublings every delay is the cap anyway; a larger exponent would overflow a float.
-_MAX_DOUBLINGS: Final = 64
-
-
-@dataclass(frozen=True)
-class RetryBackoff:
-    """When to retry an SP after its n-th transient failure: base * 2^(n-1), capped, ±10 % jitter.
-
-    The jitter spreads each delay evenly around its nominal value, so SPs that failed together
-    do not all retry together, at the cap too, and the cap is a hard ceiling: the first retry
-    comes 0.9 to 1.1 times `base` after the failure, and no retry ever waits longer than `cap`.
-    """
-
-    base: float = 30.0
-    cap: float = 300.0
-    jitter: float = 0.1
-
-    def delay(self, failures: int, rng: random.Random | None = None) -> float:
-        nominal = min(self.cap, self.base * 2.0 ** min(max(0, failures - 1), _MAX_DOUBLINGS))
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return min(self.cap, max(0.0, nominal * (1 + spread)))
-
+# A retry scheduled for the deadline runs this much after it, so that it finds the deadline passed.
+_PAST_THE_DEADLINE: Final = 0.05
 
 # A step computes the status its phase ends with; the write sends what changed.
 Step = Callable[["Pipeline", SignalProcessing, datetime], Awaitable[Status]]
@@ -161,16 +143,16 @@ class Pipeline:
         # When this pass's own write put the SP in its current phase; None when it found it there.
         entered: datetime | None = None
         while not (phase := current.phase).is_terminal:
-            if self.audit.saturated:
-                # Nothing is lost by waiting: the step has not happened, so neither have its events.
-                raise RetryLater(self.backoff.delay(1), "the audit queue is full; DataStorage is behind")
             now = self.clock()
+            deadline = self.deadline_of(current)
+            if self.audit.saturated and (deadline is None or now < deadline):
+                # Nothing is lost by waiting: the step has not happened, so neither have its events.
+                delay = self._until_deadline(self.backoff.delay(1), deadline, now)
+                raise RetryLater(delay, "the audit queue is full; DataStorage is behind")
             step = _STEPS[phase]
             try:
-                if self._is_past_deadline(current, now):
-                    raise PermanentFailure(
-                        FailureReason.TIMED_OUT, f"not completed within {self.deadline.total_seconds():.0f}s"
-                    )
+                if deadline is not None and now >= deadline:
+                    raise PermanentFailure(FailureReason.TIMED_OUT, self._timed_out(current, deadline))
                 status = await step(self, current, now)
             except PermanentFailure as failure:
                 current, entered = await self._fail(current, phase, failure, now, entered)
@@ -187,9 +169,26 @@ class Pipeline:
         raw = await self.api.get(SIGNALPROCESSINGS, name, namespace=namespace)
         return SignalProcessing.from_raw(raw) if raw is not None else None
 
-    def _is_past_deadline(self, sp: SignalProcessing, now: datetime) -> bool:
+    def deadline_of(self, sp: SignalProcessing) -> datetime | None:
+        """When the SP must be finished: `spec.timesOutAt` when its creator set one, otherwise the
+        configured time after it started (or, before it started, after it was created)."""
+        if sp.spec.times_out_at is not None:
+            return sp.spec.times_out_at
         started = sp.status.start_time or sp.metadata.creation_timestamp
-        return started is not None and now - started > self.deadline
+        return started + self.deadline if started is not None else None
+
+    def _timed_out(self, sp: SignalProcessing, deadline: datetime) -> str:
+        if sp.spec.times_out_at is not None:
+            return f"not completed by spec.timesOutAt {timestamp(deadline)}"
+        return f"not completed within {self.deadline.total_seconds():.0f}s"
+
+    @staticmethod
+    def _until_deadline(delay: float, deadline: datetime | None, now: datetime) -> float:
+        """`delay`, cut so that the retry comes at the deadline, not after it: an SP waiting for a retry
+        is failed TimedOut when its deadline passes, not when the backoff happens to end."""
+        if deadline is None:
+            return delay
+        return max(0.0, min(delay, (deadline - now).total_seconds() + _PAST_THE_DEADLINE))
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -306,11 +305,7 @@ class Pipeline:
         """Records the failure (BR-SP-111) and returns how long to wait before the next attempt."""
         failures = sp.status.consecutive_failures + 1
         status = replace(sp.status, consecutive_failures=failures, last_failure_time=now, error=error[:1024])
-        delay = self.backoff.delay(failures)
-        started = sp.status.start_time
-        if started is not None:  # never sleep past the deadline: the next attempt must be able to time out
-            remaining = (started + self.deadline - now).total_seconds()
-            delay = max(0.0, min(delay, remaining + 1))
+        delay = self._until_deadline(self.backoff.delay(failures), self.deadline_of(sp), now)
         try:
             await self._patch_conditionally(sp, phase, status)
         except kube.ApiError as write_error:
@@ -364,14 +359,14 @@ class Pipeline:
         where = f"{target.kind} {target.namespace}/{target.name}"
         if context.degraded_mode:
             reason, message = (
-                "DegradedMode",
+                ConditionReason.DEGRADED_MODE,
                 f"Enrichment completed in degraded mode: {where} (target not found)",
             )
             self.events.record(
                 InvolvedObject.of(sp), kind="Warning", reason="EnrichmentDegraded", message=message, now=now
             )
         else:
-            reason, message = "EnrichmentSucceeded", f"K8s context enriched: {where}"
+            reason, message = ConditionReason.ENRICHMENT_SUCCEEDED, f"K8s context enriched: {where}"
         return replace(
             _succeeded(sp.status),
             phase=Phase.CLASSIFYING,
@@ -415,7 +410,7 @@ class Pipeline:
                 sp.status.conditions,
                 ConditionType.CLASSIFICATION,
                 succeeded=True,
-                reason="ClassificationSucceeded",
+                reason=ConditionReason.CLASSIFICATION_SUCCEEDED,
                 message=message,
                 now=now,
                 generation=sp.metadata.generation,
@@ -443,7 +438,7 @@ class Pipeline:
             status.conditions,
             ConditionType.CATEGORIZATION,
             succeeded=True,
-            reason="CategorizationSucceeded",
+            reason=ConditionReason.CATEGORIZATION_SUCCEEDED,
             message=(
                 f"Categorized: businessUnit={business.business_unit}, criticality={business.criticality}, "
                 f"sla={business.sla_requirement}"
@@ -451,15 +446,25 @@ class Pipeline:
             now=now,
             generation=generation,
         )
+        processed = (
+            f"Signal processed successfully in {elapsed:.2f}s: {priority} {environment} "
+            "alert ready for remediation"
+        )
         conditions = with_condition(
             conditions,
             ConditionType.PROCESSING,
             succeeded=True,
-            reason="ProcessingSucceeded",
-            message=(
-                f"Signal processed successfully in {elapsed:.2f}s: {priority} {environment} "
-                "alert ready for remediation"
-            ),
+            reason=ConditionReason.PROCESSING_SUCCEEDED,
+            message=processed,
+            now=now,
+            generation=generation,
+        )
+        conditions = with_condition(
+            conditions,
+            ConditionType.READY,
+            succeeded=True,
+            reason=ConditionReason.READY,
+            message=processed,
             now=now,
             generation=generation,
         )

@@ -17,11 +17,12 @@ from prometheus_client import start_http_server
 
 from controller import classify, hotreload, kube
 from controller.audit import AuditClient
+from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
 from controller.config import Settings
 from controller.events import EventRecorder
 from controller.metrics import ControllerMetrics
-from controller.pipeline import Pipeline, RetryBackoff
+from controller.pipeline import Pipeline
 from controller.policies import ActivePolicies
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
 from controller.reconciler import Reconciler

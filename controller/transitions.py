@@ -11,7 +11,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
-from controller.signalprocessing import Condition, ConditionType, FailureReason, Phase, Status
+from controller.signalprocessing import (
+    Condition,
+    ConditionReason,
+    ConditionType,
+    FailureReason,
+    Phase,
+    Status,
+)
 
 # The condition that a failure in each phase marks False.
 FAILING_CONDITION: Final = {
@@ -63,7 +70,7 @@ def with_condition(
     kind: ConditionType,
     *,
     succeeded: bool,
-    reason: str,
+    reason: ConditionReason | FailureReason,
     message: str,
     now: datetime,
     generation: int,
@@ -100,7 +107,8 @@ def failed(
     now: datetime,
     generation: int,
 ) -> Status:
-    """The terminal status of a permanent failure: phase Failed, the phase's condition False."""
+    """The terminal status of a permanent failure: phase Failed, the phase's condition, Processing and
+    Ready False."""
     conditions = with_condition(
         status.conditions,
         FAILING_CONDITION[failing_phase],
@@ -115,6 +123,15 @@ def failed(
         ConditionType.PROCESSING,
         succeeded=False,
         reason=reason,
+        message=message,
+        now=now,
+        generation=generation,
+    )
+    conditions = with_condition(
+        conditions,
+        ConditionType.READY,
+        succeeded=False,
+        reason=ConditionReason.NOT_READY,
         message=message,
         now=now,
         generation=generation,

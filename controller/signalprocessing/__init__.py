@@ -67,6 +67,7 @@ from controller.signalprocessing.times import (
 from controller.signalprocessing.vocabulary import (
     API_VERSION,
     KIND,
+    ConditionReason,
     ConditionType,
     FailureReason,
     Phase,
@@ -100,6 +101,7 @@ __all__ = [
     "PRIORITY_SOURCE",
     "BusinessClassification",
     "Condition",
+    "ConditionReason",
     "ConditionType",
     "ContainerStatus",
     "DaemonSetDetails",

@@ -1,12 +1,14 @@
 """`spec`: what the creator said about the signal; immutable (a CEL rule), only carried and read.
 
-Times in the spec stay the strings the creator gave: the controller never computes with them.
+The signal's times stay the strings the creator gave: the controller never computes with them.
+`timesOutAt`, the deadline, is parsed: it decides when the SP fails.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from controller.rawjson import (
@@ -15,6 +17,7 @@ from controller.rawjson import (
     str_or_empty,
     string_map,
 )
+from controller.signalprocessing.times import optional_time, timestamp
 
 
 class RawTargetResource(TypedDict, total=False):
@@ -57,6 +60,7 @@ class RawSpec(TypedDict, total=False):
     remediationRequestRef: RawObjectReference
     signal: RawSignal
     enrichmentConfig: RawEnrichmentConfig
+    timesOutAt: str
 
 
 # --- Spec ----------------------------------------------------------------------------------------
@@ -209,6 +213,9 @@ class Spec:
     remediation_request_ref: RemediationRequestRef
     signal: Signal
     enrichment_config: EnrichmentConfig | None = None
+    # The absolute deadline its creator (the orchestrator) gave; the one spec time the controller
+    # computes with, so it is parsed. None: the controller's configured deadline applies.
+    times_out_at: datetime | None = None
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Spec:
@@ -219,6 +226,7 @@ class Spec:
             ),
             signal=Signal.from_raw(section(raw, "signal") or {}),
             enrichment_config=EnrichmentConfig.from_raw(config) if config is not None else None,
+            times_out_at=optional_time(raw.get("timesOutAt")),
         )
 
     def to_raw(self) -> RawSpec:
@@ -227,4 +235,6 @@ class Spec:
         )
         if self.enrichment_config is not None:
             raw["enrichmentConfig"] = self.enrichment_config.to_raw()
+        if self.times_out_at is not None:
+            raw["timesOutAt"] = timestamp(self.times_out_at)
         return raw

@@ -40,6 +40,19 @@ class ConditionType(enum.StrEnum):
     CLASSIFICATION = "ClassificationComplete"
     CATEGORIZATION = "CategorizationComplete"
     PROCESSING = "ProcessingComplete"
+    READY = "Ready"  # the one condition a client needs: True once Completed, False on any failure
+
+
+class ConditionReason(enum.StrEnum):
+    """Why a condition is True (a step succeeded), or that Ready is False; failures use `FailureReason`."""
+
+    ENRICHMENT_SUCCEEDED = "EnrichmentSucceeded"
+    DEGRADED_MODE = "DegradedMode"  # enriched without the target, which was not found
+    CLASSIFICATION_SUCCEEDED = "ClassificationSucceeded"
+    CATEGORIZATION_SUCCEEDED = "CategorizationSucceeded"
+    PROCESSING_SUCCEEDED = "ProcessingSucceeded"
+    READY = "Ready"
+    NOT_READY = "NotReady"
 
 
 class FailureReason(enum.StrEnum):

@@ -62,6 +62,8 @@ MALFORMED = [
         id="provider-data-not-base64",
     ),
     pytest.param("spec", DELETE, "spec", id="missing-spec"),
+    pytest.param("spec.timesOutAt", "in five minutes", "spec.timesOutAt", id="times-out-at-not-a-date"),
+    pytest.param("spec.timesOutAt", 300, "spec.timesOutAt", id="times-out-at-a-number"),
 ]
 
 
@@ -91,6 +93,7 @@ def _full(namespace: str) -> dict[str, Any]:
         providerData="eyJrIjogInYifQ==",
     )
     manifest["spec"]["remediationRequestRef"]["uid"] = "6f1c1f0e-1b0a-4c55-9d1e-1f1f1f1f1f1f"
+    manifest["spec"]["timesOutAt"] = "2026-01-01T00:05:00Z"
     manifest["spec"]["enrichmentConfig"] = {
         "enableClusterState": True,
         "enableMetrics": False,

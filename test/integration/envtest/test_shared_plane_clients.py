@@ -87,3 +87,33 @@ def test_kubectl_apply_of_crds_and_printer_columns_of_signal_processing(
     *values, age = mine[0]
     assert values == [namespace, name, "Categorizing", environment, "P2", "warning"]
     assert re.fullmatch(r"\d+[smhd](\d+[smh])?", age), age
+
+
+def test_kubectl_wide_shows_the_ready_reason_and_explain_documents_the_deadline(
+    kubeconfig: Path, api_client: client.ApiClient, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    name = custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, SP_PLURAL, signal_processing(namespace)
+    )["metadata"]["name"]
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "NotReady",
+        "message": "failed",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, SP_PLURAL, name, {"status": {"phase": "Failed", "conditions": [ready]}}
+    )
+
+    narrow = kubectl(kubeconfig, "get", "sp", name, "-n", namespace)
+    wide = kubectl(kubeconfig, "get", "sp", name, "-n", namespace, "-o", "wide")
+    explained = kubectl(kubeconfig, "explain", "signalprocessings.spec.timesOutAt")
+
+    assert narrow.returncode == wide.returncode == explained.returncode == 0, wide.stderr + explained.stderr
+    assert "REASON" not in narrow.stdout.splitlines()[0]
+    header, row = wide.stdout.splitlines()
+    assert header.split()[-1] == "REASON"
+    assert row.split()[-1] == "NotReady"
+    assert "TimedOut" in explained.stdout

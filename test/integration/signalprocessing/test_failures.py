@@ -29,6 +29,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -319,6 +320,36 @@ def test_signal_still_retrying_at_the_deadline_fails_timed_out(
     )
     timed_out = wait_for_event_reasons(own.core, namespace, name, {"ProcessingTimedOut": 1})
     assert all(e.type == "Warning" for e in timed_out if e.reason == "ProcessingTimedOut")
+
+
+@pytest.mark.br("BR-SP-111")
+def test_signal_waiting_for_a_retry_fails_at_spec_times_out_at_not_after_its_backoff(
+    stack: StackState, custom_objects: client.CustomObjectsApi, start_controller: ControllerStarter
+) -> None:
+    # An hour's backoff: without a wake-up at the deadline the SP would sit in Enriching that long.
+    own = start_controller(
+        {"signals": PRODUCTION}, SP_BACKOFF_BASE_SECONDS="3600", SP_BACKOFF_CAP_SECONDS="3600"
+    )
+    namespace = own.namespaces["signals"]
+    own.policy_link.cut()
+    deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    manifest = signal_processing(namespace)
+    manifest["spec"]["timesOutAt"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = create_sp(custom_objects, manifest)["metadata"]["name"]
+
+    failed = wait_for_phase(custom_objects, namespace, name, "Failed", "Completed", timeout=120)
+
+    status = failed["status"]
+    assert (status["phase"], status["failedPhase"]) == ("Failed", "Enriching")
+    assert status["consecutiveFailures"] >= 1  # it was waiting for a retry when the deadline came
+    assert status["error"] == f"not completed by spec.timesOutAt {manifest['spec']['timesOutAt']}"
+    finished = datetime.fromisoformat(status["completionTime"])
+    assert deadline <= finished < deadline + timedelta(minutes=10)  # at the deadline, not an hour on
+    assert (condition(status, "Ready")["status"], condition(status, "Ready")["reason"]) == (
+        "False",
+        "NotReady",
+    )
+    assert condition(status, "EnrichmentComplete")["reason"] == "TimedOut"
 
 
 # --- Transient failures: recorded, retried, cleared (BR-SP-111) ----------------------------------

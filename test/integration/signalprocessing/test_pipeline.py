@@ -44,6 +44,7 @@ def test_pod_signal_completes_with_exactly_one_audit_trail(
         "ClassificationComplete",
         "CategorizationComplete",
         "ProcessingComplete",
+        "Ready",
     ]
     assert set(status["policyHashes"]) == {"environment", "priority", "business", "customlabels"}
     wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, SUCCESS_TRAIL)

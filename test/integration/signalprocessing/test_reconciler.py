@@ -62,6 +62,7 @@ CONDITION_TYPES = [
     "ClassificationComplete",
     "CategorizationComplete",
     "ProcessingComplete",
+    "Ready",
 ]
 # Sections of status.kubernetesContext that describe the target itself (one per detailed kind).
 TARGET_SECTIONS = {"pod", "deployment", "statefulSet", "daemonSet", "replicaSet", "service", "node"}
@@ -703,7 +704,7 @@ def test_missing_parent_remediation_request_gives_no_recovery_context(
 
 
 @pytest.mark.br("BR-SP-110")
-def test_completed_signal_has_exactly_the_four_conditions_true(
+def test_completed_signal_has_exactly_the_five_conditions_true(
     custom_objects: client.CustomObjectsApi, core: client.CoreV1Api, sp_namespace: str
 ) -> None:
     core.create_namespaced_pod(sp_namespace, pod("api"))
@@ -718,6 +719,7 @@ def test_completed_signal_has_exactly_the_four_conditions_true(
         "ClassificationSucceeded",
         "CategorizationSucceeded",
         "ProcessingSucceeded",
+        "Ready",
     ]
     assert all(c["observedGeneration"] == 1 and c["lastTransitionTime"] for c in status["conditions"])
     assert status["observedGeneration"] == 1
@@ -878,4 +880,4 @@ def test_signal_that_never_failed_has_no_failure_record(
     assert "lastFailureTime" not in status
     assert "error" not in status
     assert "failedPhase" not in status
-    assert [c["status"] for c in status["conditions"]] == ["True"] * 4
+    assert [c["status"] for c in status["conditions"]] == ["True"] * 5

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from controller.pipeline import RetryBackoff
+from controller.backoff import RetryBackoff
 
 BACKOFF = RetryBackoff(base=30.0, cap=300.0, jitter=0.1)
 

@@ -15,10 +15,11 @@ import pytest
 
 from controller import kube
 from controller.audit_events import AuditEvent
+from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
 from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
-from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryBackoff
+from controller.pipeline import SIGNALPROCESSINGS, Pipeline
 from controller.policies import ActivePolicies
 from controller.signalprocessing import SignalProcessing
 

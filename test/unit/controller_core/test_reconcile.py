@@ -18,14 +18,21 @@ import pytest
 
 from controller import kube
 from controller.audit_events import AuditEvent
+from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
 from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
-from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryBackoff, RetryLater
+from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
 from controller.policies import Decision, Policy
 from controller.policy_engine import PolicyEngineUnavailable, PolicyEvaluationError
 from controller.reconciler import Reconciler
-from controller.signalprocessing import Phase, SignalProcessing
+from controller.signalprocessing import (
+    ConditionReason,
+    ConditionType,
+    FailureReason,
+    Phase,
+    SignalProcessing,
+)
 from controller.trail import audit_trail
 from test.unit.enrichment.fakes import FakeReader, obj
 
@@ -123,8 +130,13 @@ class Clock:
 
 
 def signal_processing(
-    *, target_namespace: str = "shop", status: dict[str, Any] | None = None, created: datetime = NOW
+    *,
+    target_namespace: str = "shop",
+    status: dict[str, Any] | None = None,
+    created: datetime = NOW,
+    times_out_at: datetime | None = None,
 ) -> dict[str, Any]:
+    deadline = {"timesOutAt": times_out_at.strftime("%Y-%m-%dT%H:%M:%SZ")} if times_out_at else {}
     return {
         "apiVersion": "kubernaut.ai/v1alpha1",
         "kind": "SignalProcessing",
@@ -144,6 +156,7 @@ def signal_processing(
                 "source": "prometheus",
                 "targetResource": {"kind": "Pod", "name": "web-1", "namespace": target_namespace},
             },
+            **deadline,
         },
         "status": status or {},
     }
@@ -354,7 +367,7 @@ async def test_a_retry_never_waits_past_the_deadline() -> None:
     with pytest.raises(RetryLater) as retry:
         await world.pipeline.advance(sp)
 
-    assert retry.value.delay == pytest.approx(5.0)  # the 4 s left, plus a second to be past it
+    assert retry.value.delay == pytest.approx(4.05)  # the 4 s left, and just past the deadline
 
 
 async def test_a_full_audit_queue_defers_the_next_step_without_writing() -> None:
@@ -366,6 +379,82 @@ async def test_a_full_audit_queue_defers_the_next_step_without_writing() -> None
 
     assert world.cluster.writes == []
     assert world.audit.events == []
+
+
+async def test_spec_times_out_at_is_the_deadline_when_set() -> None:
+    world = World()
+    sp = world.add(status={"phase": "Enriching", "startTime": "2026-01-01T10:00:00Z"}, times_out_at=NOW)
+
+    final = await world.pipeline.advance(sp)  # the configured 5 minutes would leave it time
+
+    assert (final.phase, final.status.failed_phase) == (Phase.FAILED, Phase.ENRICHING)
+    assert final.status.error == "not completed by spec.timesOutAt 2026-01-01T10:00:00Z"
+    ready = final.status.condition(ConditionType.READY)
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("False", "NotReady")
+
+
+async def test_a_retry_is_due_at_spec_times_out_at_not_at_the_end_of_the_backoff() -> None:
+    world = World()
+    sp = world.add(times_out_at=NOW + timedelta(seconds=2))
+    timeout = kube.TransientApiError("timeout", status=504)
+    world.cluster.fail_get(kube.PODS, "web-1", timeout, namespace="shop")
+
+    with pytest.raises(RetryLater) as retry:
+        await world.pipeline.advance(sp)
+    world.clock.now += timedelta(seconds=retry.value.delay)
+    final = await world.pipeline.advance(world.stored())
+
+    assert retry.value.delay == pytest.approx(2.05)  # the backoff alone would wait 27 to 33 s
+    assert final.phase is Phase.FAILED
+    assert final.status.condition(ConditionType.PROCESSING).reason == "TimedOut"  # type: ignore[union-attr]
+
+
+async def test_a_full_audit_queue_does_not_hold_an_sp_past_its_deadline() -> None:
+    world = World()
+    world.audit.saturated = True
+    sp = world.add(times_out_at=NOW + timedelta(seconds=3))
+
+    with pytest.raises(RetryLater) as retry:
+        await world.pipeline.advance(sp)
+    world.clock.now += timedelta(seconds=retry.value.delay)
+    final = await world.pipeline.advance(world.stored())
+
+    assert retry.value.delay == pytest.approx(3.05)
+    assert (final.phase, final.status.error) == (
+        Phase.FAILED,
+        "not completed by spec.timesOutAt 2026-01-01T10:00:03Z",
+    )
+
+
+async def test_ready_is_true_once_completed() -> None:
+    world = World()
+
+    final = await world.pipeline.advance(world.add())
+
+    ready = final.status.condition(ConditionType.READY)
+    assert ready is not None
+    assert (ready.status, ready.reason) == ("True", "Ready")
+
+
+async def test_every_declared_condition_reason_is_set_and_every_reason_set_is_declared() -> None:
+    set_reasons: set[str] = set()
+    scenarios: list[tuple[Policies | None, dict[str, Any]]] = [
+        (None, {}),
+        (None, {"target_namespace": "gone"}),
+        (Policies(environment=PolicyEvaluationError("undefined")), {}),
+        (None, {"times_out_at": NOW}),
+    ]
+    for policies, fields in scenarios:
+        world = World(policies)
+        final = await world.pipeline.advance(world.add(**fields))
+        set_reasons |= {condition.reason for condition in final.status.conditions}
+    world = World()
+    world.cluster.objects.pop(("/pods", "shop", "web-1"))  # degraded: the target is gone
+    final = await world.pipeline.advance(world.add())
+    set_reasons |= {condition.reason for condition in final.status.conditions}
+
+    assert set_reasons == {reason.value for reason in ConditionReason} | {r.value for r in FailureReason}
 
 
 def test_the_backoff_doubles_to_its_cap() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from controller.signalprocessing import (
     Condition,
+    ConditionReason,
     ConditionType,
     FailureReason,
     Phase,
@@ -110,7 +111,7 @@ def test_timestamps_are_whole_seconds_in_utc(moment: datetime, text: str) -> Non
                     ConditionType.CLASSIFICATION,
                     "True",
                     at="2026-01-01T10:05:30Z",
-                    reason="Now",
+                    reason="ClassificationSucceeded",
                     message="now",
                     observedGeneration=2,
                 )
@@ -126,7 +127,7 @@ def test_timestamps_are_whole_seconds_in_utc(moment: datetime, text: str) -> Non
                     ConditionType.CLASSIFICATION,
                     "True",
                     at="2026-01-01T10:05:30Z",
-                    reason="Now",
+                    reason="ClassificationSucceeded",
                     message="now",
                     observedGeneration=2,
                 ),
@@ -138,7 +139,11 @@ def test_timestamps_are_whole_seconds_in_utc(moment: datetime, text: str) -> Non
             True,
             [
                 condition(
-                    ConditionType.CLASSIFICATION, "True", reason="Now", message="now", observedGeneration=2
+                    ConditionType.CLASSIFICATION,
+                    "True",
+                    reason="ClassificationSucceeded",
+                    message="now",
+                    observedGeneration=2,
                 ),
                 ENRICHED,
             ],
@@ -153,7 +158,7 @@ def test_timestamps_are_whole_seconds_in_utc(moment: datetime, text: str) -> Non
                     ConditionType.CLASSIFICATION,
                     "False",
                     at="2026-01-01T10:05:30Z",
-                    reason="Now",
+                    reason="ClassificationSucceeded",
                     message="now",
                     observedGeneration=2,
                 ),
@@ -171,7 +176,7 @@ def test_with_condition_upserts_one_condition_by_type(
         tuple(Condition.from_raw(c) for c in conditions),
         ConditionType.CLASSIFICATION,
         succeeded=succeeded,
-        reason="Now",
+        reason=ConditionReason.CLASSIFICATION_SUCCEEDED,
         message="now",
         now=NOW,
         generation=2,
@@ -190,7 +195,7 @@ def test_with_condition_upserts_one_condition_by_type(
         pytest.param(Phase.CATEGORIZING, ConditionType.CATEGORIZATION, id="categorizing"),
     ],
 )
-def test_a_failure_marks_its_phase_condition_and_processing_false(
+def test_a_failure_marks_its_phase_condition_processing_and_ready_false(
     failing: Phase, failed_condition: ConditionType
 ) -> None:
     status = {"phase": failing.value, "startTime": "2026-01-01T10:00:00Z", "conditions": [ENRICHED]}
@@ -210,13 +215,14 @@ def test_a_failure_marks_its_phase_condition_and_processing_false(
         observedGeneration=3,
     )
     processing = marked | {"type": ConditionType.PROCESSING.value}
+    not_ready = marked | {"type": ConditionType.READY.value, "reason": "NotReady"}
     kept = [] if failed_condition is ConditionType.ENRICHMENT else [ENRICHED]
     assert patch == {
         "phase": "Failed",
         "failedPhase": failing.value,
         "error": "boom",
         "completionTime": "2026-01-01T10:05:30Z",
-        "conditions": [*kept, marked, processing],
+        "conditions": [*kept, marked, processing, not_ready],
     }
 
 

@@ -12,6 +12,7 @@ import pytest
 from controller.audit_events import AuditEvent, EventType
 from controller.signalprocessing import (
     Condition,
+    ConditionReason,
     ConditionType,
     FailureReason,
     Phase,
@@ -29,10 +30,12 @@ HASHES = {"customLabels": "c" * 64, "environment": "e" * 64, "priority": "p" * 6
 
 
 def _conditions(
-    status: dict[str, Any], kind: ConditionType, at: datetime, **text: str
+    status: dict[str, Any], kind: ConditionType, at: datetime, *, reason: ConditionReason, message: str
 ) -> list[dict[str, Any]]:
     given = tuple(Condition.from_raw(c) for c in status.get("conditions") or [])
-    updated = with_condition(given, kind, succeeded=True, now=at, generation=1, **text)
+    updated = with_condition(
+        given, kind, succeeded=True, now=at, generation=1, reason=reason, message=message
+    )
     return [dict(condition.to_raw()) for condition in updated]
 
 
@@ -50,7 +53,11 @@ CLASSIFYING = ENRICHING | {
         "degradedMode": False,
     },
     "conditions": _conditions(
-        ENRICHING, ConditionType.ENRICHMENT, ENRICHED, reason="EnrichmentSucceeded", message="m"
+        ENRICHING,
+        ConditionType.ENRICHMENT,
+        ENRICHED,
+        reason=ConditionReason.ENRICHMENT_SUCCEEDED,
+        message="m",
     ),
     "policyHashes": {"customLabels": HASHES["customLabels"]},
 }
@@ -63,7 +70,11 @@ CATEGORIZING = CLASSIFYING | {
     },
     "priorityAssignment": {"priority": "P0", "source": "rego-policy", "assignedAt": "2026-01-01T10:00:03Z"},
     "conditions": _conditions(
-        CLASSIFYING, ConditionType.CLASSIFICATION, CLASSIFIED, reason="Classified", message="m"
+        CLASSIFYING,
+        ConditionType.CLASSIFICATION,
+        CLASSIFIED,
+        reason=ConditionReason.CLASSIFICATION_SUCCEEDED,
+        message="m",
     ),
     "policyHashes": {k: HASHES[k] for k in ("customLabels", "environment", "priority")},
 }
@@ -72,7 +83,11 @@ COMPLETED = CATEGORIZING | {
     "businessClassification": {"businessUnit": "payments", "criticality": "high", "slaRequirement": "gold"},
     "completionTime": "2026-01-01T10:00:04Z",
     "conditions": _conditions(
-        CATEGORIZING, ConditionType.PROCESSING, FINISHED, reason="ProcessingSucceeded", message="m"
+        CATEGORIZING,
+        ConditionType.PROCESSING,
+        FINISHED,
+        reason=ConditionReason.PROCESSING_SUCCEEDED,
+        message="m",
     ),
     "policyHashes": HASHES,
 }
