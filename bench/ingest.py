@@ -1,16 +1,22 @@
 """DataStorage ingest throughput over HTTP, next to raw asyncpg COPY of the same rows.
 
-`python -m bench.ingest` starts its own PostgreSQL, Redis and DataStorage
-(as a process, so client and server do not share an interpreter), then:
+`python -m bench.ingest` starts its own PostgreSQL, Redis and two
+DataStorages (as processes, so client and server do not share an
+interpreter): one hashes the chain unkeyed (no key configured), the other
+with an HMAC key. Then it:
 
 1. copies the batch-1000 rows straight into `audit_events` with asyncpg's
-   `copy_records_to_table`, 1000 rows per call: the raw baseline;
-2. empties the table and posts the same events through the API in batches
-   of 1, 100 and 1000, with a few requests in flight, and batch 1000 once
-   more with one request at a time;
+   `copy_records_to_table`, 1000 rows per call: the raw baseline, with no
+   hash chain;
+2. empties the table and posts the same events through the unkeyed
+   DataStorage in batches of 1, 100 and 1000, with a few requests in flight;
+3. posts the batch-1000 events again to the keyed DataStorage, and once more
+   to the unkeyed one with one request at a time (the table emptied before
+   each);
 
 in three interleaved rounds, and prints the median events/s of each (with
-the range) and the ratio of batch-1000 to raw COPY. Medians of interleaved
+the range) and the ratio of batch-1000 (chain unkeyed and keyed) to raw COPY.
+Eight events share a correlation_id, as a SignalProcessing's do. Medians of interleaved
 rounds keep a busy shared machine from deciding the ratio. Bodies are encoded
 before timing starts, so the client's JSON work is not counted. The whole run
 stays well under a minute.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import statistics
 import tempfile
 import time
@@ -75,7 +82,7 @@ def make_events(count: int, run: str) -> list[dict[str, Any]]:
             "correlation_id": f"{run}-rr-{i // 8}",
             "event_id": str(uuid.uuid4()),
             "namespace": "production",
-            "cluster_name": None,
+            "cluster_id": None,
             "severity": None,
             "duration_ms": None,
             "parent_event_id": None,
@@ -116,15 +123,18 @@ async def raw_copy(database_url: str, events: Sequence[dict[str, Any]], batch: i
 
 
 async def empty_table(database_url: str) -> None:
-    """Every measurement inserts into an empty table: repeats would only cost a conflict check."""
+    """Every measurement inserts into an empty table, and starts new chains: repeats would only cost a
+    conflict check."""
     connection = await asyncpg.connect(database_url)
     try:
-        await connection.execute("TRUNCATE audit_events")
+        await connection.execute("TRUNCATE audit_events, audit_chain_heads")
     finally:
         await connection.close()
 
 
-async def through_http(url: str, events: Sequence[dict[str, Any]], size: int, in_flight: int) -> Result:
+async def through_http(
+    url: str, events: Sequence[dict[str, Any]], size: int, in_flight: int, *, keyed: bool = False
+) -> Result:
     path = EVENTS_PATH if size == 1 else BATCH_PATH
     bodies = [json.dumps(batch[0] if size == 1 else batch).encode() for batch in chunks(events, size)]
     warm_up = [json.dumps(batch).encode() for batch in chunks(make_events(WARM_UP_REQUESTS, "warm-up"), 1)]
@@ -146,11 +156,15 @@ async def through_http(url: str, events: Sequence[dict[str, Any]], size: int, in
         started = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(in_flight)))
         elapsed = time.perf_counter() - started
-    label = f"HTTP, batch {size}" + ("" if in_flight == IN_FLIGHT else f", {in_flight} in flight")
+    label = (
+        f"HTTP, batch {size}"
+        + (", keyed chain" if keyed else "")
+        + ("" if in_flight == IN_FLIGHT else f", {in_flight} in flight")
+    )
     return Result(label, len(events), elapsed)
 
 
-async def measure(database_url: str, url: str, scale: float) -> dict[str, list[Result]]:
+async def measure(database_url: str, url: str, keyed_url: str, scale: float) -> dict[str, list[Result]]:
     sizes = {size: max(size, int(count * scale) // size * size) for size, count in EVENTS_PER_SIZE.items()}
     results: dict[str, list[Result]] = {}
     for round_number in range(ROUNDS):
@@ -159,7 +173,10 @@ async def measure(database_url: str, url: str, scale: float) -> dict[str, list[R
         for size in (1, 100, 1000):
             events = thousand if size == 1000 else make_events(sizes[size], f"r{round_number}-b{size}")
             measured.append(await through_http(url, events, size, IN_FLIGHT))
-        # The same rows into an empty table again, one request at a time, as a lone client sends them.
+        # The same rows into an empty table again: with the key, then one request at a time, as a
+        # lone client sends them.
+        await empty_table(database_url)
+        measured.append(await through_http(keyed_url, thousand, 1000, IN_FLIGHT, keyed=True))
         await empty_table(database_url)
         measured.append(await through_http(url, thousand, 1000, 1))
         for result in measured:
@@ -175,12 +192,20 @@ def report(results: dict[str, list[Result]]) -> str:
     for label, rounds in results.items():
         spread = f"{min(r.rate for r in rounds):.0f}-{max(r.rate for r in rounds):.0f}"
         lines.append(f"{label:34}{medians[label]:>18.0f}{spread:>18}{medians[label] / baseline:>9.0%}")
-    ratio = medians["HTTP, batch 1000"] / baseline
+    unkeyed = medians["HTTP, batch 1000"] / baseline
+    keyed = medians["HTTP, batch 1000, keyed chain"] / baseline
     lines.append(
-        f"\nbatch-1000 over HTTP reaches {ratio:.0%} of raw COPY "
-        f"(medians of {ROUNDS} rounds, {IN_FLIGHT} requests in flight)"
+        f"\nbatch-1000 over HTTP reaches {unkeyed:.0%} of raw COPY with the chain unkeyed, {keyed:.0%} "
+        f"keyed (medians of {ROUNDS} rounds, {IN_FLIGHT} requests in flight)"
     )
     return "\n".join(lines)
+
+
+def key_file(work: Path) -> Path:
+    """A 32-byte random key, as a Secret would hold it."""
+    path = work / "audit-hash-key"
+    path.write_text(secrets.token_hex(32) + "\n")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,8 +222,14 @@ def main(argv: list[str] | None = None) -> int:
             log_path=Path(work) / "datastorage.log",
             extra_args=["--log-level", "warning"],
         ) as service,
+        DataStorageProcess(
+            database_url=postgres.url,
+            redis_url=redis_server.url,
+            log_path=Path(work) / "datastorage-keyed.log",
+            extra_args=["--log-level", "warning", "--audit-hash-key-file", str(key_file(Path(work)))],
+        ) as keyed_service,
     ):
-        results = asyncio.run(measure(postgres.url, service.url, args.scale))
+        results = asyncio.run(measure(postgres.url, service.url, keyed_service.url, args.scale))
     print(report(results))
     return 0
 

@@ -71,7 +71,7 @@ class RawAuditEventRequest(TypedDict):
     correlation_id: str
     parent_event_id: str | None
     namespace: str | None
-    cluster_name: str | None
+    cluster_id: str | None
     severity: str | None
     duration_ms: int | None
     event_data: dict[str, JsonValue]
@@ -187,7 +187,7 @@ class AuditEvent:
             "correlation_id": self.correlation_id,
             "parent_event_id": None,
             "namespace": self.namespace or None,
-            "cluster_name": None,
+            "cluster_id": None,
             "severity": None,
             "duration_ms": self.duration_ms,
             "event_data": self.event_data,

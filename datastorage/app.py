@@ -14,11 +14,12 @@ from typing import Any, Final, TypedDict
 
 from fastapi import FastAPI
 
-from datastorage.api import audit, health
+from datastorage.api import audit, chain, health, legal_hold
 from datastorage.bodylimit import BodySizeLimit
 from datastorage.config import Settings
 from datastorage.metrics import Metrics
 from datastorage.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from datastorage.ratelimit import RateLimit, is_unlimited
 from datastorage.schemas import RFC7807Problem
 from datastorage.service import Service, StartupError, open_service
 from datastorage.timestamps import Clock, utc_now
@@ -28,6 +29,7 @@ _PROBLEM_REF: Final = {"$ref": "#/components/schemas/RFC7807Problem"}
 _PROBLEM_DESCRIPTIONS: Final = {
     "400": "invalid request (RFC 7807)",
     "413": "request body too large (RFC 7807)",
+    "429": "the client is over its rate limit (when limits are on); retry after Retry-After (RFC 7807)",
     "500": "neither PostgreSQL nor the DLQ took the events; retry (RFC 7807)",
     "503": "PostgreSQL unavailable (RFC 7807)",
 }
@@ -44,9 +46,9 @@ class DataStorageApp(FastAPI):
         if self.openapi_schema:
             return self.openapi_schema
         document = super().openapi()
-        for path_item in document.get("paths", {}).values():
+        for path, path_item in document.get("paths", {}).items():
             for method, operation in path_item.items():
-                _document_problems(method, operation)
+                _document_problems(method, operation, rate_limited=not is_unlimited(path))
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
@@ -57,7 +59,7 @@ class DataStorageApp(FastAPI):
         return document
 
 
-def _document_problems(method: str, operation: dict[str, Any]) -> None:
+def _document_problems(method: str, operation: dict[str, Any], *, rate_limited: bool) -> None:
     """Replaces FastAPI's 422 with the problem answers each kind of operation can give."""
     responses = operation.setdefault("responses", {})
     had_validation = responses.pop("422", None) is not None
@@ -66,11 +68,14 @@ def _document_problems(method: str, operation: dict[str, Any]) -> None:
         codes.append("400")
     if method == "post":
         codes += ["413", "500"]
-    if operation.get("operationId") == "queryAuditEvents":
+    if operation.get("operationId") in ("queryAuditEvents", "verifyAuditChain"):
         codes.append("503")
+    if rate_limited:
+        codes.append("429")
     for code in codes:
         responses[code] = {
-            "description": _PROBLEM_DESCRIPTIONS[code],
+            # A route that says what a code means for it keeps its own description.
+            "description": responses.get(code, {}).get("description", _PROBLEM_DESCRIPTIONS[code]),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}},
         }
 
@@ -100,7 +105,18 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> DataStorageApp:
     app.state.metrics = metrics
     app.state.startup_error = None
     app.include_router(audit.router)
+    app.include_router(chain.router)
+    app.include_router(legal_hold.router)
     app.include_router(health.router)
     install_problem_handlers(app, metrics)
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+    if settings.rate_limit.enabled:
+
+        def route_templates() -> list[str]:
+            return [*app.openapi()["paths"], str(app.openapi_url)]
+
+        # Added last, so outermost: a refused request is never read, validated or queried for.
+        app.add_middleware(
+            RateLimit, settings=settings.rate_limit, metrics=metrics, route_templates=route_templates
+        )
     return app

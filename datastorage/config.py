@@ -10,13 +10,20 @@ environment after this.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from datastorage.records import DEFAULT_RETENTION_DAYS
+from datastorage.schemas import MAX_RETENTION_DAYS
+
 MEBIBYTE: Final = 1024 * 1024
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -35,6 +42,30 @@ class DlqSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """A token bucket per client address (see `datastorage.ratelimit`); off unless `enabled`."""
+
+    enabled: bool = False
+    rps: float = 50.0
+    burst: int = 100
+    max_clients: int = 10_000
+    # Peers whose X-Forwarded-For names the client; from anyone else the header is ignored.
+    trusted_proxies: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """The purge of events past retention (see `datastorage.retention`); off unless `enabled`."""
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0  # the first run comes one interval after start
+    batch_size: int = 1000
+    # The floor of categories without a row in audit_retention_policies: 7 years, so that
+    # no producer can shorten its audit trail (retention_days) unless the operator allows it.
+    default_days: int = DEFAULT_RETENTION_DAYS
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
     redis_url: str
@@ -47,7 +78,11 @@ class Settings:
     partition_months_ahead: int = 2
     partition_check_interval: float = 3600.0
     log_level: str = "info"
+    # The file holding the hash chain's HMAC key (a mounted Secret); none: events are hashed unkeyed.
+    audit_hash_key_file: Path | None = None
     dlq: DlqSettings = field(default_factory=DlqSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +121,37 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _switch(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return text.lower() == "true"
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("must be a positive number of requests per second")
+    return value
+
+
+def _retention_days(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_RETENTION_DAYS:
+        raise ValueError(f"must be between 1 and {MAX_RETENTION_DAYS} days")
+    return value
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128); empty means none."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as error:
+            raise ValueError(f"{error}; expected addresses or CIDRs such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 def _database_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
@@ -112,6 +178,12 @@ def _host(text: str) -> str:
     return text
 
 
+def _file_path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must be a file path")
+    return Path(text)
+
+
 _SETTINGS: Final = {
     "database_url": _Option("--database-url", "DATABASE_URL", _database_url, "PostgreSQL URL (required)"),
     "redis_url": _Option("--redis-url", "REDIS_URL", _redis_url, "Redis URL for the DLQ (required)"),
@@ -133,6 +205,13 @@ _SETTINGS: Final = {
         "monthly partitions kept ready after the current month",
     ),
     "log_level": _Option("--log-level", "DATASTORAGE_LOG_LEVEL", _log_level, "debug, info, warning or error"),
+    "audit_hash_key_file": _Option(
+        "--audit-hash-key-file",
+        "DATASTORAGE_AUDIT_HASH_KEY_FILE",
+        _file_path,
+        "file whose bytes (trailing newline stripped) key the events' HMAC-SHA256 hash chain; "
+        "without it events are hashed with plain SHA-256",
+    ),
 }
 _DLQ_SETTINGS: Final = {
     "max_len": _Option("--dlq-max-len", "DATASTORAGE_DLQ_MAX_LEN", _positive_int, "DLQ capacity in events"),
@@ -156,10 +235,75 @@ _DLQ_SETTINGS: Final = {
     ),
 }
 
+_RATE_LIMIT_SETTINGS: Final = {
+    "enabled": _Option(
+        "--rate-limit-enabled",
+        "DATASTORAGE_RATE_LIMIT_ENABLED",
+        _switch,
+        "true: a client over its rate gets 429 (health, readiness and metrics never do)",
+    ),
+    "rps": _Option(
+        "--rate-limit-rps",
+        "DATASTORAGE_RATE_LIMIT_RPS",
+        _rate,
+        "requests per second each client may make, on average",
+    ),
+    "burst": _Option(
+        "--rate-limit-burst",
+        "DATASTORAGE_RATE_LIMIT_BURST",
+        _positive_int,
+        "requests a client may make at once, before its rate applies",
+    ),
+    "max_clients": _Option(
+        "--rate-limit-max-clients",
+        "DATASTORAGE_RATE_LIMIT_MAX_CLIENTS",
+        _positive_int,
+        "client addresses tracked at most; the least recently seen is forgotten first",
+    ),
+    "trusted_proxies": _Option(
+        "--rate-limit-trusted-proxies",
+        "DATASTORAGE_RATE_LIMIT_TRUSTED_PROXIES",
+        _networks,
+        "comma-separated CIDRs of proxies whose X-Forwarded-For names the client",
+    ),
+}
+
+_RETENTION_SETTINGS: Final = {
+    "enabled": _Option(
+        "--retention-enabled",
+        "DATASTORAGE_RETENTION_ENABLED",
+        _switch,
+        "true: purge events past retention periodically (never a case on legal hold)",
+    ),
+    "interval": _Option(
+        "--retention-interval",
+        "DATASTORAGE_RETENTION_INTERVAL",
+        _positive_float,
+        "seconds between purge runs; the first comes one interval after start",
+    ),
+    "batch_size": _Option(
+        "--retention-batch-size",
+        "DATASTORAGE_RETENTION_BATCH_SIZE",
+        _positive_int,
+        "events deleted per transaction where a whole month cannot be dropped",
+    ),
+    "default_days": _Option(
+        "--retention-default-days",
+        "DATASTORAGE_RETENTION_DEFAULT_DAYS",
+        _retention_days,
+        "retention floor of categories without a row in audit_retention_policies",
+    ),
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds one flag per setting; each defaults to None so that the environment can fill it."""
-    for option in (*_SETTINGS.values(), *_DLQ_SETTINGS.values()):
+    for option in (
+        *_SETTINGS.values(),
+        *_DLQ_SETTINGS.values(),
+        *_RATE_LIMIT_SETTINGS.values(),
+        *_RETENTION_SETTINGS.values(),
+    ):
         parser.add_argument(option.flag, default=None, help=f"{option.help} [env {option.env}]")
 
 
@@ -169,11 +313,17 @@ def load_settings(flags: Mapping[str, str | None], environ: Mapping[str, str]) -
     dlq = DlqSettings(
         **_choose(_DLQ_SETTINGS, {k.removeprefix("dlq_"): v for k, v in flags.items()}, environ)
     )
+    rate_limit = RateLimitSettings(
+        **_choose(_RATE_LIMIT_SETTINGS, {k.removeprefix("rate_limit_"): v for k, v in flags.items()}, environ)
+    )
+    retention = RetentionSettings(
+        **_choose(_RETENTION_SETTINGS, {k.removeprefix("retention_"): v for k, v in flags.items()}, environ)
+    )
     for required in ("database_url", "redis_url"):
         if required not in chosen:
             option = _SETTINGS[required]
             raise ConfigError(f"{option.env} is not set: set it or pass {option.flag}")
-    return Settings(**chosen, dlq=dlq)
+    return Settings(**chosen, dlq=dlq, rate_limit=rate_limit, retention=retention)
 
 
 def load_database_url(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> str:

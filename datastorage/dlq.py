@@ -1,8 +1,9 @@
 """The dead-letter queue: where accepted events wait in Redis while PostgreSQL is unavailable.
 
-`DeadLetterQueue.enqueue` appends records to the stream `audit:dlq:events`
-atomically and refuses (rather than silently trimming old entries) when the
-stream is at its maximum length, so an accepted event is never dropped.
+`DeadLetterQueue.enqueue` appends records to the stream `audit:dlq:events`,
+one entry each, all or none, and refuses (rather than silently trimming old
+entries) when the stream is at its maximum length, so an accepted event is
+never dropped.
 
 `DlqRetryWorker` drains the stream into PostgreSQL through a consumer group,
 so several DataStorage instances can share it and entries held by an instance

@@ -33,6 +33,12 @@ class InvalidInput(DataStorageError):
         self.index = index
 
 
+class NotFound(DataStorageError):
+    """What the request names does not exist: no such case, or no hold in force on it (404)."""
+
+    code = "not-found"
+
+
 class MalformedRequest(DataStorageError):
     """The body is not JSON, or not the JSON shape the endpoint takes (400)."""
 
@@ -43,6 +49,12 @@ class StorageUnavailable(DataStorageError):
     """PostgreSQL could not be reached or refused the work; callers fall back to the DLQ."""
 
     code = "database-error"
+
+
+class HashKeyUnavailable(DataStorageError):
+    """A chain has events hashed with the key, and this instance has no key to verify them with (500)."""
+
+    code = "hash-key-unavailable"
 
 
 class QueueUnavailable(DataStorageError):

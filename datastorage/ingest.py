@@ -6,6 +6,14 @@ to the dead-letter queue, from which the retry worker stores them later;
 only when the queue cannot take them either is the request refused, so the
 client retries. A PostgreSQL outage, and a spell of refusals, are each logged
 when they begin and when they end (`outages.OutageLog`), not once per request.
+
+A batch is all or nothing at each step. PostgreSQL stores it in one
+transaction, so a failure in the middle stores none of it. The DLQ then takes
+every event as an entry of its own (one event PostgreSQL always refuses is
+buried alone, the others are stored) in one atomic step: all are queued
+(202), or none is and the request is refused (500). Nothing is left half
+queued for the client's retry to duplicate; a retry with the same event ids
+is stored once in any case.
 """
 
 from __future__ import annotations

@@ -75,6 +75,21 @@ class Metrics:
             "Monthly audit_events partitions created",
             registry=self.registry,
         )
+        # By route template, not raw path, so that made-up paths cannot grow the series without bound.
+        self.rate_limited = Counter(
+            "datastorage_rate_limited_requests_total",
+            "Requests refused with 429 because their client was over its rate limit, by route",
+            ["path"],
+            registry=self.registry,
+        )
+
+        self.chain_write_retries = Counter(
+            "datastorage_chain_write_retries_total",
+            "Writes tried again, hashes recomputed, after a conflict over their hash chains, by SQLSTATE "
+            "(40001 serialisation failure, 40P01 deadlock)",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def record_dlq_depth(self, depth: int, max_len: int) -> None:
         self.dlq_depth.set(depth)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 PARENT_TABLE: Final = "audit_events"
 # Fixed key: serialises partition creation among DataStorage instances.
 PARTITION_LOCK_KEY: Final = 0x44535054
+_PARTITION_NAME: Final = re.compile(rf"{PARENT_TABLE}_(\d{{4}})_(\d{{2}})")
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -39,6 +41,14 @@ class Month:
     @classmethod
     def of(cls, day: date) -> Month:
         return cls(day.year, day.month)
+
+    @classmethod
+    def of_partition(cls, name: str) -> Month | None:
+        """The month of a partition named as `partition_name` names it; None for any other name."""
+        match = _PARTITION_NAME.fullmatch(name)
+        if match is None or not 1 <= int(match.group(2)) <= 12:
+            return None
+        return cls(int(match.group(1)), int(match.group(2)))
 
     @property
     def first_day(self) -> date:

@@ -24,8 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datastorage.errors import (
     DataStorageError,
+    HashKeyUnavailable,
     InvalidInput,
     MalformedRequest,
+    NotFound,
     NothingAccepted,
     StorageUnavailable,
 )
@@ -96,7 +98,9 @@ def install_problem_handlers(app: FastAPI, metrics: Metrics) -> None:
             )
         if isinstance(error, MalformedRequest):
             return problem(request, status=400, code=error.code, detail=error.detail)
-        if isinstance(error, NothingAccepted):
+        if isinstance(error, NotFound):
+            return problem(request, status=404, code=error.code, detail=error.detail)
+        if isinstance(error, NothingAccepted | HashKeyUnavailable):
             return problem(request, status=500, code=error.code, detail=error.detail)
         if isinstance(error, StorageUnavailable):
             return problem(

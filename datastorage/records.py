@@ -14,9 +14,12 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 from datastorage.timestamps import event_date, format_timestamp, parse_rfc3339
+
+# Seven years, kubernaut's default and longest retention; also the column's default.
+DEFAULT_RETENTION_DAYS: Final = 2555
 
 
 class SerializedObject(dict[str, Any]):
@@ -45,14 +48,20 @@ class AuditRecord:
     event_outcome: str
     actor_type: str
     actor_id: str
+    actor_ip: str | None
     resource_type: str
     resource_id: str
     correlation_id: str
     parent_event_id: uuid.UUID | None
+    parent_event_date: date | None
     namespace: str | None
-    cluster_name: str | None
+    cluster_id: str | None
     severity: str
     duration_ms: int | None
+    error_code: str | None
+    error_message: str | None
+    retention_days: int
+    is_sensitive: bool
     event_data: dict[str, Any]
 
     @property
@@ -65,14 +74,22 @@ class AuditRecord:
         payload["event_id"] = str(self.event_id)
         payload["event_timestamp"] = format_timestamp(self.event_timestamp)
         payload["parent_event_id"] = str(self.parent_event_id) if self.parent_event_id else None
+        payload["parent_event_date"] = self.parent_event_date.isoformat() if self.parent_event_date else None
         payload["event_data"] = dict(self.event_data)
         return payload
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> AuditRecord:
-        """Rebuilds a record from `to_payload` output; raises ValueError naming the first bad key."""
+        """Rebuilds a record from `to_payload` output; raises ValueError naming the first bad key.
+
+        Also reads the payloads of versions before the 2026 fields, which may
+        still wait in the queue at an upgrade: `cluster_name` for `cluster_id`,
+        and the defaults for the fields they lack.
+        """
         try:
             parent = payload["parent_event_id"]
+            parent_date = _optional_text(payload, "parent_event_date")
+            retention_days = _optional_int(payload, "retention_days")
             record = cls(
                 event_id=uuid.UUID(_text(payload, "event_id")),
                 version=_text(payload, "version"),
@@ -83,14 +100,22 @@ class AuditRecord:
                 event_outcome=_text(payload, "event_outcome"),
                 actor_type=_text(payload, "actor_type"),
                 actor_id=_text(payload, "actor_id"),
+                actor_ip=_optional_text(payload, "actor_ip"),
                 resource_type=_text(payload, "resource_type"),
                 resource_id=_text(payload, "resource_id"),
                 correlation_id=_text(payload, "correlation_id"),
                 parent_event_id=uuid.UUID(parent) if isinstance(parent, str) else None,
+                parent_event_date=date.fromisoformat(parent_date) if parent_date else None,
                 namespace=_optional_text(payload, "namespace"),
-                cluster_name=_optional_text(payload, "cluster_name"),
+                cluster_id=_optional_text(
+                    payload, "cluster_id" if "cluster_id" in payload else "cluster_name"
+                ),
                 severity=_text(payload, "severity"),
                 duration_ms=_optional_int(payload, "duration_ms"),
+                error_code=_optional_text(payload, "error_code"),
+                error_message=_optional_text(payload, "error_message"),
+                retention_days=DEFAULT_RETENTION_DAYS if retention_days is None else retention_days,
+                is_sensitive=_flag(payload, "is_sensitive"),
                 event_data=_object(payload, "event_data"),
             )
         except KeyError as missing:
@@ -121,6 +146,13 @@ def _optional_int(payload: Mapping[str, Any], key: str) -> int | None:
     value = payload.get(key)
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise ValueError(f"payload {key!r} is not an integer or null")
+    return value
+
+
+def _flag(payload: Mapping[str, Any], key: str) -> bool:
+    value = payload.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"payload {key!r} is not a boolean")
     return value
 
 

@@ -1,25 +1,30 @@
 """SQL for `audit_events`: every statement DataStorage runs against it, parameterised.
 
 Functions take a connection and know nothing of pools, HTTP or Redis. A batch
-is written all or nothing and idempotently: `ON CONFLICT DO NOTHING` on the
-primary key skips a record whose (event_id, event_date) is already stored.
-Small batches go as one `INSERT ... SELECT FROM unnest(<one array per
-column>)` statement; large ones by binary COPY into a staging table, then one
-`INSERT ... SELECT`, in one transaction. Errors come out as asyncpg's, except
-`MissingPartition`, which the caller can cure by creating partitions.
+is written all or nothing and idempotently, in one transaction: the chains
+of its correlation_ids are locked (`chain`), events already stored (same
+event_id and event_date) are left out, and each new one is linked to the end
+of its chain before it is written. Small batches go as one `INSERT ...
+SELECT FROM unnest(<one array per column>)` statement; large ones by binary
+COPY into a staging table, then one `INSERT ... SELECT`. Errors come out as
+asyncpg's, except `MissingPartition`, which the caller can cure by creating
+partitions, and `AlreadyStored`, which another attempt cures.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any, Final
 
 import asyncpg
 
+from datastorage.chain import ChainLink, PreparedRecord, link_records, lock_chains, read_heads, write_heads
+from datastorage.hashing import EventHasher
 from datastorage.records import AuditRecord
 from datastorage.timestamps import event_date
 
@@ -36,23 +41,42 @@ _WRITTEN_COLUMNS: Final = (
     ("event_outcome", "text"),
     ("actor_type", "text"),
     ("actor_id", "text"),
+    ("actor_ip", "inet"),
     ("resource_type", "text"),
     ("resource_id", "text"),
     ("correlation_id", "text"),
     ("parent_event_id", "uuid"),
+    ("parent_event_date", "date"),
     ("namespace", "text"),
-    ("cluster_name", "text"),
+    ("cluster_id", "text"),
     ("event_data", "text"),
     ("severity", "text"),
     ("duration_ms", "integer"),
+    ("error_code", "text"),
+    ("error_message", "text"),
+    ("retention_days", "integer"),
+    ("is_sensitive", "boolean"),
 )
 STORED_COLUMNS: Final = tuple(column for column, _ in _WRITTEN_COLUMNS)
+# A new row's place in its chain, in `ChainLink`'s order.
+_CHAIN_COLUMNS: Final = (
+    ("chain_sequence", "bigint"),
+    ("previous_event_hash", "text"),
+    ("event_hash", "text"),
+    ("hash_algorithm", "text"),
+)
+_LINKED_COLUMNS: Final = (*_WRITTEN_COLUMNS, *_CHAIN_COLUMNS)
+_INSERTED_COLUMNS: Final = tuple(column for column, _ in _LINKED_COLUMNS)
 _INSERT_ROWS: Final = (
-    f"INSERT INTO audit_events ({', '.join(STORED_COLUMNS)}) "
-    f"SELECT {', '.join(f'{c}::jsonb' if c == 'event_data' else c for c in STORED_COLUMNS)} "
-    f"FROM unnest({', '.join(f'${i}::{t}[]' for i, (_, t) in enumerate(_WRITTEN_COLUMNS, 1))}) "
-    f"AS incoming ({', '.join(STORED_COLUMNS)}) "
+    f"INSERT INTO audit_events ({', '.join(_INSERTED_COLUMNS)}) "
+    f"SELECT {', '.join(f'{c}::jsonb' if c == 'event_data' else c for c in _INSERTED_COLUMNS)} "
+    f"FROM unnest({', '.join(f'${i}::{t}[]' for i, (_, t) in enumerate(_LINKED_COLUMNS, 1))}) "
+    f"AS incoming ({', '.join(_INSERTED_COLUMNS)}) "
     "ON CONFLICT (event_id, event_date) DO NOTHING"
+)
+_STORED_KEYS: Final = (
+    "SELECT event_id, event_date FROM audit_events "
+    "WHERE event_id = ANY($1::uuid[]) AND event_date = ANY($2::date[])"
 )
 
 # From this many rows on, a batch goes by binary COPY into a staging table and
@@ -61,13 +85,15 @@ _INSERT_ROWS: Final = (
 # bench.ingest: COPY wins for batches of 1000, the single INSERT for small ones.
 COPY_FROM_ROWS: Final = 500
 _STAGING_TABLE: Final = "audit_events_incoming"
-# Private to the connection and emptied by every commit; created on first use.
+# Private to the connection and emptied by every commit; created on first use. With the defaults
+# of the columns a batch does not write (legal hold), which are NOT NULL.
 _CREATE_STAGING: Final = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING_TABLE} (LIKE audit_events) ON COMMIT DELETE ROWS"
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING_TABLE} (LIKE audit_events INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
 )
 _MOVE_STAGED: Final = (
-    f"INSERT INTO audit_events ({', '.join(STORED_COLUMNS)}) "
-    f"SELECT {', '.join(STORED_COLUMNS)} FROM {_STAGING_TABLE} "
+    f"INSERT INTO audit_events ({', '.join(_INSERTED_COLUMNS)}) "
+    f"SELECT {', '.join(_INSERTED_COLUMNS)} FROM {_STAGING_TABLE} "
     "ON CONFLICT (event_id, event_date) DO NOTHING"
 )
 
@@ -77,15 +103,29 @@ _SELECT_STORED: Final = """
 SELECT
     event_id, event_timestamp, event_date, event_version AS version, event_type, event_category,
     event_action, event_outcome, correlation_id, parent_event_id, parent_event_date, actor_type,
-    actor_id, resource_type, resource_id, coalesce(namespace, '') AS namespace,
-    coalesce(cluster_name, '') AS cluster_name, coalesce(severity, '') AS severity,
-    coalesce(duration_ms, 0) AS duration_ms, coalesce(error_code, '') AS error_code,
-    coalesce(error_message, '') AS error_message, coalesce(retention_days, 0) AS retention_days,
-    coalesce(is_sensitive, false) AS is_sensitive, event_data
+    actor_id, coalesce(host(actor_ip), '') AS actor_ip, resource_type, resource_id,
+    coalesce(namespace, '') AS namespace, coalesce(cluster_id, '') AS cluster_id,
+    coalesce(severity, '') AS severity, coalesce(duration_ms, 0) AS duration_ms,
+    coalesce(error_code, '') AS error_code, coalesce(error_message, '') AS error_message,
+    retention_days, is_sensitive, event_data
 FROM audit_events
 """
 
+# Every `AuditRecord` field read back in the form the record had when it was hashed: a field
+# added to the record is read by its column's name unless it is listed here.
+_RECORD_FIELDS: Final = tuple(field.name for field in fields(AuditRecord))
+_READ_AS: Final = {"version": "event_version", "actor_ip": "host(actor_ip)", "event_data": "event_data::text"}
+_SELECT_CHAIN: Final = (
+    f"SELECT {', '.join(f'{_READ_AS.get(name, name)} AS {name}' for name in _RECORD_FIELDS)}, "
+    f"{', '.join(column for column, _ in _CHAIN_COLUMNS)} FROM audit_events "
+    "WHERE correlation_id = $1 AND chain_sequence IS NOT NULL ORDER BY chain_sequence"
+)
+# Rows a verification holds at a time: memory stays bounded however long the chain.
+_CHAIN_PREFETCH: Final = 500
+
 _NO_PARTITION: Final = re.compile(r"no partition of relation .* found for row")
+# How PostgreSQL writes a JSON number as text (never with an exponent: 1e2 is 100).
+_JSON_NUMBER_TEXT: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
 
 
 class MissingPartition(Exception):
@@ -96,38 +136,99 @@ class MissingPartition(Exception):
         self.days = days
 
 
+class AlreadyStored(Exception):
+    """Some of the batch's events were stored already (a repeat, or a concurrent writer): nothing was
+    written, and another attempt with `leave_out_stored` leaves them out."""
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
-    """Exact-match filters (None means any) and an inclusive time range on `event_timestamp`."""
+    """Exact-match filters (None means any), an inclusive time range on `event_timestamp`, and one
+    top-level `event_data` key: present (`detail_key` alone) or with a value (see `detail_matches`)."""
 
     event_type: str | None = None
     event_category: str | None = None
     event_outcome: str | None = None
     severity: str | None = None
     correlation_id: str | None = None
+    cluster_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    detail_key: str | None = None
+    detail_value: str | None = None
 
 
-async def insert_records(connection: asyncpg.Connection, records: Sequence[AuditRecord]) -> int:
-    """Stores the records atomically; returns how many were new (repeats are skipped)."""
-    if not records:
+async def insert_records(
+    connection: asyncpg.Connection,
+    prepared: Sequence[PreparedRecord],
+    *,
+    hasher: EventHasher,
+    leave_out_stored: bool = False,
+) -> int:
+    """Stores the records atomically, each linked to the end of its chain, in the given order;
+    returns how many were new. Repeats within the batch are skipped.
+
+    Events stored already must not be linked again. Looking them up costs every batch an index probe
+    per event, and they are rare, so by default the insert finds them (ON CONFLICT) and raises
+    AlreadyStored, having written nothing; with `leave_out_stored` they are looked up first and left out.
+    """
+    batch = _first_of_each_key(prepared)
+    if not batch:
         return 0
     try:
-        if len(records) < COPY_FROM_ROWS:
-            columns = zip(*(row_values(record) for record in records), strict=True)
-            status = await connection.execute(_INSERT_ROWS, *(list(column) for column in columns))
-        else:
-            async with connection.transaction():
-                await connection.execute(_CREATE_STAGING)
-                await connection.copy_records_to_table(
-                    _STAGING_TABLE, records=[row_values(record) for record in records], columns=STORED_COLUMNS
-                )
-                status = await connection.execute(_MOVE_STAGED)
+        async with connection.transaction():
+            await lock_chains(connection, {item.record.correlation_id for item in batch})
+            if leave_out_stored:
+                stored = await _stored_keys(connection, [item.record for item in batch])
+                batch = [item for item in batch if _key(item.record) not in stored]
+                if not batch:
+                    return 0
+            heads = await read_heads(connection, {item.record.correlation_id for item in batch})
+            links, moved = link_records(batch, heads, hasher)
+            rows = [(*row_values(item.record), *link) for item, link in zip(batch, links, strict=True)]
+            inserted = await _insert_rows(connection, rows)
+            if inserted != len(rows):
+                raise AlreadyStored(f"{len(rows) - inserted} of the batch's events were stored already")
+            await write_heads(connection, moved)
     except asyncpg.CheckViolationError as error:
         if _NO_PARTITION.search(str(error)):
-            raise MissingPartition({record.event_date for record in records}) from error
+            raise MissingPartition({item.record.event_date for item in batch}) from error
         raise
+    return inserted
+
+
+def _key(record: AuditRecord) -> tuple[uuid.UUID, date]:
+    """The primary key a record is stored under."""
+    return record.event_id, record.event_date
+
+
+def _first_of_each_key(prepared: Sequence[PreparedRecord]) -> list[PreparedRecord]:
+    """The records in order, each key once: the first wins, as it would under ON CONFLICT DO NOTHING."""
+    if len({item.record.event_id for item in prepared}) == len(prepared):
+        return list(prepared)  # the usual batch, spared computing every key
+    firsts: dict[tuple[uuid.UUID, date], PreparedRecord] = {}
+    for item in prepared:
+        firsts.setdefault(_key(item.record), item)
+    return list(firsts.values())
+
+
+async def _stored_keys(
+    connection: asyncpg.Connection, records: Sequence[AuditRecord]
+) -> set[tuple[uuid.UUID, date]]:
+    rows = await connection.fetch(
+        _STORED_KEYS, [record.event_id for record in records], list({record.event_date for record in records})
+    )
+    return {(row["event_id"], row["event_date"]) for row in rows}
+
+
+async def _insert_rows(connection: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    if len(rows) < COPY_FROM_ROWS:
+        columns = zip(*rows, strict=True)
+        status = await connection.execute(_INSERT_ROWS, *(list(column) for column in columns))
+    else:
+        await connection.execute(_CREATE_STAGING)
+        await connection.copy_records_to_table(_STAGING_TABLE, records=rows, columns=_INSERTED_COLUMNS)
+        status = await connection.execute(_MOVE_STAGED)
     return int(status.rsplit(" ", 1)[-1])
 
 
@@ -144,15 +245,21 @@ def row_values(record: AuditRecord) -> tuple[Any, ...]:
         record.event_outcome,
         record.actor_type,
         record.actor_id,
+        record.actor_ip,
         record.resource_type,
         record.resource_id,
         record.correlation_id,
         record.parent_event_id,
+        record.parent_event_date,
         record.namespace,
-        record.cluster_name,
+        record.cluster_id,
         record.event_data_json(),
         record.severity,
         record.duration_ms,
+        record.error_code,
+        record.error_message,
+        record.retention_days,
+        record.is_sensitive,
     )
 
 
@@ -178,18 +285,84 @@ async def query_events(
     return [dict(row) for row in rows], int(total)
 
 
+async def chain_events(
+    connection: asyncpg.Connection, correlation_id: str
+) -> AsyncIterator[tuple[AuditRecord, ChainLink]]:
+    """The chain's stored events in chain order, as records again, read a few hundred rows at a time.
+
+    Run it inside a transaction (a cursor lives in one), with the head read in the same snapshot.
+    """
+    async for row in connection.cursor(_SELECT_CHAIN, correlation_id, prefetch=_CHAIN_PREFETCH):
+        values = {name: row[name] for name in _RECORD_FIELDS}
+        values["event_data"] = json.loads(values["event_data"])
+        # A CHECK keeps the hashes non-null; a superuser who dropped it gets "" and a mismatch.
+        link = ChainLink(
+            chain_sequence=row["chain_sequence"],
+            previous_event_hash=row["previous_event_hash"] or "",
+            event_hash=row["event_hash"] or "",
+            hash_algorithm=row["hash_algorithm"] or "",
+        )
+        yield AuditRecord(**values), link
+
+
+async def count_unchained(connection: asyncpg.Connection, correlation_id: str) -> int:
+    """Events of this correlation_id stored before the hash chain existed (no chain columns)."""
+    count = await connection.fetchval(
+        "SELECT count(*) FROM audit_events WHERE correlation_id = $1 AND chain_sequence IS NULL",
+        correlation_id,
+    )
+    return int(count)
+
+
+def detail_matches(key: str, value: str) -> list[str]:
+    """The JSON objects `{key: v}` whose `v` PostgreSQL writes as the text `value` (`event_data ->> key`).
+
+    A string matches by its content; `true`/`false` match booleans; a number matches as PostgreSQL
+    writes it (`42`, `0.5`; a stored 1e2 is `100`, a stored 1.0 stays `1.0`). JSON null, objects
+    and arrays never match. Containment (`@>`) of any of these objects is what the GIN index finds;
+    it also finds numbers equal to `value` but written otherwise (1.0 for 1), which the text
+    comparison then leaves out.
+    """
+    name = json.dumps(key, ensure_ascii=False)
+    matches = [json.dumps({key: value}, ensure_ascii=False)]
+    if value in ("true", "false") or _JSON_NUMBER_TEXT.fullmatch(value):
+        matches.append(f"{{{name}: {value}}}")
+    return matches
+
+
 def _where(event_filter: EventFilter) -> tuple[str, list[Any]]:
     conditions: list[str] = []
     arguments: list[Any] = []
 
-    def add(condition: str, value: Any) -> None:
-        arguments.append(value)
-        conditions.append(condition.format(f"${len(arguments)}"))
+    def add(condition: str, *values: Any) -> None:
+        first = len(arguments) + 1
+        arguments.extend(values)
+        conditions.append(condition.format(*(f"${number}" for number in range(first, len(arguments) + 1))))
 
-    for column in ("event_type", "event_category", "event_outcome", "severity", "correlation_id"):
+    for column in (
+        "event_type",
+        "event_category",
+        "event_outcome",
+        "severity",
+        "correlation_id",
+        "cluster_id",
+    ):
         value = getattr(event_filter, column)
         if value is not None:
             add(f"{column} = {{}}", value)
+    if event_filter.detail_key is not None:
+        if event_filter.detail_value is None:
+            add("event_data ? {}", event_filter.detail_key)
+        else:
+            # The containment test finds the candidates through event_data's GIN index;
+            # the text comparison then decides, as `detail_matches` describes.
+            key, value = event_filter.detail_key, event_filter.detail_value
+            add(
+                "event_data @> ANY({}::jsonb[]) AND event_data ->> {}::text = {}",
+                detail_matches(key, value),
+                key,
+                value,
+            )
     if event_filter.since is not None:
         add("event_timestamp >= {}", event_filter.since)
         # The same bound on the partition key lets PostgreSQL skip whole months.

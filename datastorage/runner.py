@@ -41,6 +41,9 @@ def _uvicorn_server(app: DataStorageApp, settings: Settings, *, access_log: bool
         log_config=None,
         access_log=access_log,
         lifespan="on",
+        # The client is the TCP peer; X-Forwarded-For is for the rate limit alone to weigh, from the
+        # proxies it is told to trust (uvicorn's own rewrite would trust any local process).
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return uvicorn.Server(config)

@@ -1,10 +1,12 @@
 """Opens and closes everything one DataStorage instance runs on, in order.
 
-`open_service` checks Redis, applies migrations, opens the PostgreSQL pool,
-creates the partitions the clock calls for, and starts the two background
-tasks (DLQ retry and partition upkeep). On exit it stops them and closes the
-clients. A failure at start raises `StartupError` with a message that names
-the server and URL (password hidden), so the process can stop with it.
+`open_service` reads the hash chain's key (if one is configured), checks
+Redis, applies migrations, opens the PostgreSQL pool, creates the partitions
+the clock calls for, and starts the background tasks (DLQ retry, partition
+upkeep, and the retention purge when it is enabled). On exit it stops them
+and closes the clients. A failure at start raises `StartupError` with a
+message that names the server and URL (password hidden), so the process can
+stop with it.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from redis.exceptions import RedisError
 
 from datastorage.config import Settings, redact_url
 from datastorage.dlq import DeadLetterQueue, DlqRetryWorker
+from datastorage.hashing import EventHasher, HashKeyError, load_hash_key
 from datastorage.ingest import AuditIngest
 from datastorage.metrics import Metrics
 from datastorage.migrations import migrate
 from datastorage.partitions import PartitionKeeper
+from datastorage.retention import RetentionPurger
 from datastorage.store import EventStore, open_pool
 from datastorage.timestamps import Clock
 
@@ -55,6 +59,7 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def open_service(settings: Settings, *, clock: Clock, metrics: Metrics) -> AsyncIterator[Service]:
+    hasher = event_hasher(settings)
     async with contextlib.AsyncExitStack() as stack:
         redis = Redis.from_url(
             settings.redis_url,
@@ -76,7 +81,9 @@ async def open_service(settings: Settings, *, clock: Clock, metrics: Metrics) ->
             metrics=metrics,
         )
         await partitions.ensure_current()
-        store = EventStore(pool, partitions=partitions, metrics=metrics, timeout=settings.db_timeout)
+        store = EventStore(
+            pool, partitions=partitions, metrics=metrics, timeout=settings.db_timeout, hasher=hasher
+        )
         queue = DeadLetterQueue(redis, max_len=settings.dlq.max_len, metrics=metrics, clock=clock)
         worker = DlqRetryWorker(redis, store, queue, settings=settings.dlq, metrics=metrics, clock=clock)
         service = Service(
@@ -93,13 +100,18 @@ async def open_service(settings: Settings, *, clock: Clock, metrics: Metrics) ->
             asyncio.create_task(worker.run(), name="dlq-retry"),
             asyncio.create_task(partitions.run(), name="partition-upkeep"),
         ]
+        if settings.retention.enabled:
+            purger = RetentionPurger(pool, clock=clock, settings=settings.retention)
+            service.background.append(asyncio.create_task(purger.run(), name="retention"))
         stack.push_async_callback(_stop_background, service)
         log.info("DataStorage started", extra={"dlq_consumer": worker.consumer})
         yield service
 
 
 async def preflight(settings: Settings) -> None:
-    """Checks Redis and migrates PostgreSQL before a server starts, so a failure is one clear error."""
+    """Checks the hash key, Redis, and migrates PostgreSQL before a server starts, so a failure is one
+    clear error."""
+    event_hasher(settings)
     redis = Redis.from_url(
         settings.redis_url, decode_responses=True, socket_connect_timeout=settings.redis_timeout
     )
@@ -108,6 +120,17 @@ async def preflight(settings: Settings) -> None:
     finally:
         await _close_redis(redis)
     await _migrate(settings.database_url, connect_timeout=settings.db_timeout)
+
+
+def event_hasher(settings: Settings) -> EventHasher:
+    """Keyed when a key file is configured; raises StartupError (naming the file, never the key) if it
+    cannot be read."""
+    if settings.audit_hash_key_file is None:
+        return EventHasher()
+    try:
+        return EventHasher(load_hash_key(settings.audit_hash_key_file))
+    except HashKeyError as error:
+        raise StartupError(str(error)) from None
 
 
 async def _check_redis(redis: Redis[str], url: str) -> None:

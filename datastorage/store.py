@@ -1,11 +1,13 @@
 """The PostgreSQL side of DataStorage: the pool, timeouts, and the meaning of its failures.
 
 `EventStore` is the one place that acquires connections. It bounds every call
-with a timeout, creates a missing partition and retries once, and turns
-driver errors into two domain errors: `StorageUnavailable` (PostgreSQL cannot
-be reached or is shutting down: try again later, meanwhile use the DLQ) and
-`RecordsRejected` (PostgreSQL refused these rows: retrying the same rows will
-not help). The HTTP handlers and the DLQ worker both write through it.
+with a timeout, creates a missing partition and retries once, writes again
+(hashes recomputed) when linking events into their chains met a deadlock or
+a serialisation failure, or events stored already (then leaving them out),
+and turns driver errors into two domain errors: `StorageUnavailable`
+(PostgreSQL cannot be reached or is shutting down: try again later,
+meanwhile use the DLQ) and `RecordsRejected` (PostgreSQL refused these rows:
+retrying the same rows will not help). The HTTP handlers and the DLQ worker both write through it.
 """
 
 from __future__ import annotations
@@ -13,24 +15,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
 
-from datastorage.errors import DataStorageError, StorageUnavailable
+from datastorage.chain import PreparedRecord, read_heads
+from datastorage.errors import DataStorageError, HashKeyUnavailable, StorageUnavailable
+from datastorage.hashing import EventHasher, HashKeyMissing, canonical_bytes
+from datastorage.legalhold import LegalHold, ReleasedHold, place_hold, release_hold
 from datastorage.metrics import Metrics
 from datastorage.partitions import PartitionKeeper
 from datastorage.records import AuditRecord
 from datastorage.repository import (
+    AlreadyStored,
     EventFilter,
     MissingPartition,
+    chain_events,
+    count_unchained,
     event_exists,
     insert_records,
     query_events,
 )
+from datastorage.verification import ChainReport, ChainVerification
+
+log = logging.getLogger(__name__)
 
 # Failures of reaching PostgreSQL rather than of the rows sent to it.
 _UNAVAILABLE: Final = (
@@ -42,6 +55,13 @@ _UNAVAILABLE: Final = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
 )
+
+
+# Attempts at linking a batch into its chains before the write counts as failed (and goes to the DLQ).
+_CHAIN_ATTEMPTS: Final = 4
+_CHAIN_RETRY_PAUSE: Final = 0.005  # seconds, doubled per attempt
+# Another attempt, hashes recomputed, cures these: SQLSTATE 40001 and 40P01.
+_CHAIN_CONFLICTS: Final = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 
 class RecordsRejected(DataStorageError):
@@ -72,27 +92,40 @@ async def open_pool(database_url: str, *, max_size: int, command_timeout: float)
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """Replaces asyncpg's reset-on-release query, a round trip per request that this service never needs:
-    it sets no session state, takes only transaction-scoped locks, and uses neither LISTEN nor cursors."""
+    it sets no session state, takes only transaction-scoped locks, never LISTENs, and opens cursors only
+    inside transactions, which close them."""
 
 
 class EventStore:
     def __init__(
-        self, pool: asyncpg.Pool, *, partitions: PartitionKeeper, metrics: Metrics, timeout: float
+        self,
+        pool: asyncpg.Pool,
+        *,
+        partitions: PartitionKeeper,
+        metrics: Metrics,
+        timeout: float,
+        hasher: EventHasher,
     ) -> None:
         self._pool = pool
         self._partitions = partitions
         self._metrics = metrics
         self._timeout = timeout
+        self._hasher = hasher
 
     async def save(self, records: Sequence[AuditRecord], *, table_label: str = "audit_events") -> int:
-        """Stores the records atomically; returns how many were new (known event ids are skipped)."""
+        """Stores the records atomically, linked into their chains; returns how many were new (known
+        event ids are skipped). Raises RecordsRejected for a number in event_data no double holds."""
         started = time.perf_counter()
+        try:
+            prepared = [PreparedRecord(record, canonical_bytes(record)) for record in records]
+        except ValueError as error:
+            raise RecordsRejected(f"cannot hash the events: {error}") from error
         async with self._translated_errors():
             try:
-                inserted = await self._insert(records)
+                inserted = await self._insert(prepared)
             except MissingPartition as missing:
                 await self._partitions.ensure_for(missing.days)
-                inserted = await self._insert(records)
+                inserted = await self._insert(prepared)
         self._metrics.write_duration.labels(table=table_label).observe(time.perf_counter() - started)
         return inserted
 
@@ -105,6 +138,49 @@ class EventStore:
             row["event_data"] = json.loads(row["event_data"])
         return rows, total
 
+    async def verify_chain(self, correlation_id: str) -> ChainReport:
+        """Checks the chain of `correlation_id` (see `verification`), reading it in one snapshot.
+
+        Raises HashKeyUnavailable when it has keyed events and this instance has no key.
+        """
+        async with (
+            self._translated_errors(),
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            heads = await read_heads(connection, [correlation_id])
+            verification = ChainVerification(correlation_id, heads.get(correlation_id), self._hasher)
+            try:
+                async for record, link in chain_events(connection, correlation_id):
+                    verification.check(record, link)
+            except HashKeyMissing as error:
+                raise HashKeyUnavailable(
+                    f"the chain of {correlation_id!r} has events hashed with hmac-sha256 and this "
+                    "DataStorage has no hash key (DATASTORAGE_AUDIT_HASH_KEY_FILE): it cannot verify them"
+                ) from error
+            return verification.finish(unchained_events=await count_unchained(connection, correlation_id))
+
+    async def place_legal_hold(
+        self, *, correlation_id: str, reason: str, placed_by: str, placed_at: datetime
+    ) -> tuple[LegalHold, bool]:
+        """The hold in force on the case, and True when this call placed it (see `legalhold.place_hold`)."""
+        async with self._translated_errors(), self._pool.acquire() as connection:
+            return await place_hold(
+                connection,
+                correlation_id=correlation_id,
+                reason=reason,
+                placed_by=placed_by,
+                placed_at=placed_at,
+            )
+
+    async def release_legal_hold(
+        self, *, correlation_id: str, released_by: str, released_at: datetime
+    ) -> ReleasedHold:
+        async with self._translated_errors(), self._pool.acquire() as connection:
+            return await release_hold(
+                connection, correlation_id=correlation_id, released_by=released_by, released_at=released_at
+            )
+
     async def exists(self, event_id: uuid.UUID) -> bool:
         async with self._translated_errors(), self._pool.acquire() as connection:
             return await event_exists(connection, event_id)
@@ -113,9 +189,28 @@ class EventStore:
         async with self._translated_errors(), self._pool.acquire() as connection:
             await connection.fetchval("SELECT 1")
 
-    async def _insert(self, records: Sequence[AuditRecord]) -> int:
-        async with self._pool.acquire() as connection:
-            return await insert_records(connection, records)
+    async def _insert(self, prepared: Sequence[PreparedRecord]) -> int:
+        """One write, tried again with fresh hashes after a conflict over the chains, and leaving out
+        events stored already once some turn out to be."""
+        attempt, pause, leave_out_stored = 1, _CHAIN_RETRY_PAUSE, False
+        while True:
+            try:
+                async with self._pool.acquire() as connection:
+                    return await insert_records(
+                        connection, prepared, hasher=self._hasher, leave_out_stored=leave_out_stored
+                    )
+            except AlreadyStored:
+                if attempt == _CHAIN_ATTEMPTS:
+                    raise
+                leave_out_stored = True
+            except _CHAIN_CONFLICTS as conflict:
+                if attempt == _CHAIN_ATTEMPTS:
+                    raise
+                self._metrics.chain_write_retries.labels(reason=conflict.sqlstate).inc()
+                log.info("chain write retried", extra={"attempt": attempt, "sqlstate": conflict.sqlstate})
+                await asyncio.sleep(pause)
+                pause *= 2
+            attempt += 1
 
     @contextlib.asynccontextmanager
     async def _translated_errors(self) -> AsyncIterator[None]:
@@ -127,6 +222,10 @@ class EventStore:
             raise
         except TimeoutError as error:
             raise StorageUnavailable("PostgreSQL did not answer in time") from error
+        except AlreadyStored as error:
+            raise StorageUnavailable(
+                f"concurrent writers of the same events kept colliding: {error}"
+            ) from error
         except _UNAVAILABLE as error:
             raise StorageUnavailable(f"PostgreSQL unavailable: {_describe(error)}") from error
         except asyncpg.PostgresError as error:

@@ -61,6 +61,13 @@ def parse_rfc3339(text: str) -> datetime:
         raise ValueError(f"'{text}' is not a valid date-time: {error}") from None
 
 
+def parse_date(text: str) -> date:
+    """A calendar day written `YYYY-MM-DD` (RFC 3339 full-date); raises ValueError for anything else."""
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"'{text}' is not a date such as 2025-01-31")
+    return _checked(lambda: datetime.fromisoformat(text), text).date()
+
+
 def check_event_time(timestamp: datetime, now: datetime) -> None:
     """Raises ValueError unless `timestamp` is at most 5 minutes ahead of `now` and at most 7 days old."""
     if timestamp > now + FUTURE_TOLERANCE:

@@ -35,6 +35,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 _MAX_OFFSET: Final = 2**63 - 1  # PostgreSQL's OFFSET is a bigint
+MAX_DETAIL_VALUE_LENGTH: Final = 1000
 
 
 @router.post(
@@ -116,6 +117,26 @@ async def query_audit_events(
     event_outcome: EventOutcome | None = None,
     severity: Annotated[str | None, Query(max_length=20, pattern=NO_NUL_PATTERN)] = None,
     correlation_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL_PATTERN)] = None,
+    cluster_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL_PATTERN)] = None,
+    detail_key: Annotated[
+        str | None,
+        Query(
+            max_length=255,
+            pattern=NO_NUL_PATTERN,
+            description="events whose event_data has this top-level key (with detail_value: that value)",
+        ),
+    ] = None,
+    detail_value: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_DETAIL_VALUE_LENGTH,
+            pattern=NO_NUL_PATTERN,
+            description=(
+                "needs detail_key; the key's value as text: a string's content, true or false, or a number"
+                " as PostgreSQL writes it (42, 0.5, 100 for 1e2); null, objects and arrays never match"
+            ),
+        ),
+    ] = None,
     since: Annotated[
         str | None, Query(max_length=64, description="RFC 3339, YYYY-MM-DD, or a duration back: 24h, 7d")
     ] = None,
@@ -133,9 +154,17 @@ async def query_audit_events(
         event_outcome=event_outcome,
         severity=severity,
         correlation_id=correlation_id,
+        cluster_id=cluster_id,
         since=_time_bound("since", since, now),
         until=_time_bound("until", until, now),
+        detail_key=detail_key,
+        detail_value=detail_value,
     )
+    if detail_value is not None and detail_key is None:
+        raise InvalidInput(
+            "Validation failed for query parameters: detail_value: needs detail_key",
+            field_errors={"detail_value": "needs detail_key"},
+        )
     if event_filter.since and event_filter.until and event_filter.since > event_filter.until:
         raise InvalidInput("since is after until", field_errors={"since": "after until"})
     rows, total = await service.store.find_page(event_filter, limit=limit, offset=offset)

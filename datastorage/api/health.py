@@ -1,8 +1,9 @@
 """Health, readiness, liveness and Prometheus metrics, as in kubernaut's DataStorage.
 
-`/health` answers for PostgreSQL only (as the original does); `/health/ready`
+`/health` answers for PostgreSQL only (as the original does); readiness
 also checks Redis, since without it PostgreSQL outages would lose events, and
-turns 503 as soon as shutdown begins.
+turns 503 as soon as shutdown begins. Readiness answers on two paths, one
+handler: `/health/ready`, and `/readyz`, where kubernaut's probes look.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ async def health(service: ServiceDep) -> JSONResponse:
 
 
 @router.get("/health/ready", response_model=HealthResponse, responses=_UNHEALTHY)
+@router.get("/readyz", response_model=HealthResponse, responses=_UNHEALTHY)
 async def ready(service: ServiceDep) -> JSONResponse:
     if service.shutting_down:
         return JSONResponse({"status": "not_ready", "reason": "shutting_down"}, status_code=503)

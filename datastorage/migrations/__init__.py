@@ -42,8 +42,9 @@ def available_migrations() -> list[Migration]:
     return migrations
 
 
-async def apply_migrations(connection: asyncpg.Connection) -> list[Migration]:
-    """Applies the migrations this database lacks; returns them (empty when up to date)."""
+async def apply_migrations(connection: asyncpg.Connection, *, up_to: int | None = None) -> list[Migration]:
+    """Applies the migrations this database lacks, those after `up_to` left out; returns them (empty when
+    up to date). `up_to` puts a database where an older release left it, to test the upgrade from it."""
     await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
         await connection.execute(
@@ -56,7 +57,11 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[Migration]:
             """
         )
         applied = {row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")}
-        pending = [migration for migration in available_migrations() if migration.version not in applied]
+        pending = [
+            migration
+            for migration in available_migrations()
+            if migration.version not in applied and (up_to is None or migration.version <= up_to)
+        ]
         for migration in pending:
             async with connection.transaction():
                 await connection.execute(migration.sql)
@@ -70,10 +75,13 @@ async def apply_migrations(connection: asyncpg.Connection) -> list[Migration]:
         await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
-async def migrate(database_url: str, *, connect_timeout: float = 10.0) -> list[Migration]:
-    """Connects, applies pending migrations and disconnects; what `python -m datastorage migrate` runs."""
+async def migrate(
+    database_url: str, *, connect_timeout: float = 10.0, up_to: int | None = None
+) -> list[Migration]:
+    """Connects, applies pending migrations (up to `up_to`) and disconnects; what
+    `python -m datastorage migrate` runs."""
     connection = await asyncpg.connect(database_url, timeout=connect_timeout)
     try:
-        return await apply_migrations(connection)
+        return await apply_migrations(connection, up_to=up_to)
     finally:
         await connection.close()

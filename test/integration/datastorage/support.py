@@ -39,6 +39,8 @@ from test.integration.metrics import Scrape
 
 EVENTS_PATH = "/api/v1/audit/events"
 BATCH_PATH = "/api/v1/audit/events/batch"
+VERIFY_CHAIN_PATH = "/api/v1/audit/verify-chain"
+LEGAL_HOLD_PATH = "/api/v1/audit/legal-hold"
 PROBLEM_TYPE = "https://kubernaut.ai/problems/"
 
 # Retry quickly so that outage tests see the drain within a second or two.
@@ -59,7 +61,7 @@ def make_event(correlation_id: str, *, at: datetime | None = None, **changes: An
         "correlation_id": correlation_id,
         "event_data": {"phase": "Completed", "signal": {"fingerprint": uuid.uuid4().hex}},
         "namespace": "default",
-        "cluster_name": None,
+        "cluster_id": None,
         "severity": None,
         "duration_ms": None,
         "parent_event_id": None,
@@ -195,8 +197,23 @@ def open_stack_on(
     with (
         databases.database() as database_url,
         databases.redis_database() as redis_url,
-        _datastorage(database_url, redis_url, log_path=log_path, clock=clock, dlq=dlq, **settings) as server,
+        open_stack_at(database_url, redis_url, log_path=log_path, clock=clock, dlq=dlq, **settings) as stack,
     ):
+        yield stack
+
+
+@contextlib.contextmanager
+def open_stack_at(
+    database_url: str,
+    redis_url: str,
+    *,
+    log_path: Path,
+    clock: Clock = utc_now,
+    dlq: DlqSettings = FAST_DLQ,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """A DataStorage on databases the test has prepared (an older schema, queued events) beforehand."""
+    with _datastorage(database_url, redis_url, log_path=log_path, clock=clock, dlq=dlq, **settings) as server:
         yield Stack(database_url, redis_url, server, log_path)
 
 

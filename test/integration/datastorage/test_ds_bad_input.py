@@ -9,9 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from datastorage.api.audit import MAX_DETAIL_VALUE_LENGTH
 from test.integration.datastorage.support import (
     BATCH_PATH,
     EVENTS_PATH,
+    LEGAL_HOLD_PATH,
+    VERIFY_CHAIN_PATH,
     assert_problem,
     counter,
     make_event,
@@ -19,6 +22,8 @@ from test.integration.datastorage.support import (
 )
 
 JSON = {"content-type": "application/json"}
+NO_SUCH_CASE = "ds-it-bad-input-never-stored"
+RELEASED_BY = {"released_by": "legal@example.com"}
 VALIDATION_FAILURES = "datastorage_validation_failures_total"
 
 
@@ -44,6 +49,21 @@ def post(path: str, body: bytes, status: int, code: str, detail: str, **extra: A
 
 def get(params: dict[str, Any], detail: str) -> BadRequest:
     return BadRequest("GET", EVENTS_PATH, 400, "validation-error", detail, params=params, headers={})
+
+
+def hold_json(**changes: Any) -> bytes:
+    hold = {
+        "correlation_id": NO_SUCH_CASE,
+        "reason": "litigation",
+        "placed_by": "legal@example.com",
+        **changes,
+    }
+    return json.dumps({key: value for key, value in hold.items() if value is not ...}).encode()
+
+
+def release(correlation_id: str, params: dict[str, Any], status: int, code: str, detail: str) -> BadRequest:
+    path = f"{LEGAL_HOLD_PATH}/{correlation_id}"
+    return BadRequest("DELETE", path, status, code, detail, params=params, headers={})
 
 
 CASES = [
@@ -155,12 +175,150 @@ CASES = [
         post(EVENTS_PATH, b"x" * (11 * 1024 * 1024), 413, "payload-too-large", "larger than"), id="huge-body"
     ),
     pytest.param(
+        post(
+            EVENTS_PATH,
+            event_json(actor_ip="10.0.0.256"),
+            400,
+            "validation-error",
+            "actor_ip: Input should be an IPv4 or IPv6 address",
+        ),
+        id="bad-actor-ip",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(actor_ip="fe80::1%eth0"), 400, "validation-error", "zone"),
+        id="actor-ip-with-zone",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(actor_ip="1" * 46), 400, "validation-error", "actor_ip"),
+        id="actor-ip-too-long",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(actor_ip=3232235521), 400, "validation-error", "actor_ip"),
+        id="number-for-actor-ip",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(cluster_id="x" * 256), 400, "validation-error", "cluster_id"),
+        id="cluster-id-too-long",
+    ),
+    pytest.param(
+        post(
+            EVENTS_PATH,
+            event_json(cluster_id="east", cluster_name="west"),
+            400,
+            "validation-error",
+            "cluster_name: cluster_name is the old name of cluster_id and differs from it",
+        ),
+        id="cluster-name-contradicts-cluster-id",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(parent_event_date="2026-02-30"), 400, "validation-error", "not a valid"),
+        id="impossible-parent-date",
+    ),
+    pytest.param(
+        post(
+            EVENTS_PATH,
+            event_json(parent_event_date="yesterday"),
+            400,
+            "validation-error",
+            "parent_event_date",
+        ),
+        id="garbage-parent-date",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(error_code="E" * 51), 400, "validation-error", "error_code"),
+        id="error-code-too-long",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(error_message="a\x00b"), 400, "validation-error", "error_message"),
+        id="nul-in-error-message",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(retention_days=0), 400, "validation-error", "retention_days"),
+        id="retention-zero",
+    ),
+    pytest.param(
+        post(
+            EVENTS_PATH,
+            event_json(retention_days=2556),
+            400,
+            "validation-error",
+            "less than or equal to 2555",
+        ),
+        id="retention-beyond-seven-years",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(retention_days="30"), 400, "validation-error", "retention_days"),
+        id="string-for-retention",
+    ),
+    pytest.param(
+        post(EVENTS_PATH, event_json(is_sensitive="yes"), 400, "validation-error", "is_sensitive"),
+        id="string-for-flag",
+    ),
+    pytest.param(
         post(BATCH_PATH, event_json(), 400, "invalid-request", "not a single object"), id="object-batch"
     ),
     pytest.param(post(BATCH_PATH, b"[]", 400, "validation-error", "batch cannot be empty"), id="empty-batch"),
     pytest.param(
         post(BATCH_PATH, b"[" + event_json() + b",null]", 400, "validation-error", "event at index 1"),
         id="null-in-batch",
+    ),
+    pytest.param(
+        post(
+            BATCH_PATH,
+            b"[" + event_json() + b"," + event_json(actor_ip="localhost") + b"]",
+            400,
+            "validation-error",
+            "event at index 1: actor_ip",
+        ),
+        id="bad-actor-ip-in-batch",
+    ),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b"{", 400, "invalid-request", "not valid JSON"), id="verify-broken-json"
+    ),
+    pytest.param(post(VERIFY_CHAIN_PATH, b"[]", 400, "invalid-request", "JSON object"), id="verify-array"),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b"", 400, "invalid-request", "body is required"), id="verify-empty-body"
+    ),
+    pytest.param(
+        post(
+            VERIFY_CHAIN_PATH,
+            b'{"correlation_id": "rr-1"}',
+            400,
+            "invalid-request",
+            "Content-Type",
+            headers={},
+        ),
+        id="verify-no-content-type",
+    ),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b"{}", 400, "validation-error", "correlation_id: Field required"),
+        id="verify-without-correlation-id",
+    ),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b'{"correlation_id": ""}', 400, "validation-error", "at least 1 character"),
+        id="verify-empty-correlation-id",
+    ),
+    pytest.param(
+        post(
+            VERIFY_CHAIN_PATH,
+            json.dumps({"correlation_id": "x" * 256}).encode(),
+            400,
+            "validation-error",
+            "at most 255 characters",
+        ),
+        id="verify-long-correlation-id",
+    ),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b'{"correlation_id": 7}', 400, "validation-error", "valid string"),
+        id="verify-number-correlation-id",
+    ),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b'{"correlation_id": null}', 400, "validation-error", "correlation_id"),
+        id="verify-null-correlation-id",
+    ),
+    pytest.param(
+        post(VERIFY_CHAIN_PATH, b'{"correlation_id": "a\\u0000b"}', 400, "validation-error", "NUL"),
+        id="verify-nul-in-correlation-id",
     ),
     pytest.param(get({"limit": 0}, "limit"), id="limit-zero"),
     pytest.param(get({"limit": 1001}, "limit"), id="limit-over-max"),
@@ -174,6 +332,71 @@ CASES = [
     pytest.param(get({"since": "1h", "until": "2h"}, "since is after until"), id="since-after-until"),
     pytest.param(get({"correlation_id": "a\x00b"}, "correlation_id"), id="nul-in-filter"),
     pytest.param(get({"correlation_id": "x" * 256}, "correlation_id"), id="long-filter"),
+    pytest.param(get({"cluster_id": "x" * 256}, "cluster_id"), id="long-cluster-id"),
+    pytest.param(get({"cluster_id": "a\x00b"}, "cluster_id"), id="nul-in-cluster-id"),
+    pytest.param(
+        get({"detail_value": "Completed"}, "detail_value: needs detail_key"), id="value-without-key"
+    ),
+    pytest.param(get({"detail_key": "a\x00b"}, "detail_key"), id="nul-in-detail-key"),
+    pytest.param(get({"detail_key": "x" * 256}, "detail_key"), id="long-detail-key"),
+    pytest.param(
+        get({"detail_key": "n", "detail_value": "a\x00b"}, "detail_value"), id="nul-in-detail-value"
+    ),
+    pytest.param(
+        get({"detail_key": "n", "detail_value": "9" * (MAX_DETAIL_VALUE_LENGTH + 1)}, "detail_value"),
+        id="long-detail-value",
+    ),
+    pytest.param(
+        post(LEGAL_HOLD_PATH, b"{", 400, "invalid-request", "not valid JSON"), id="hold-broken-json"
+    ),
+    pytest.param(post(LEGAL_HOLD_PATH, b"[]", 400, "invalid-request", "JSON object"), id="hold-array"),
+    pytest.param(
+        post(LEGAL_HOLD_PATH, hold_json(reason=...), 400, "validation-error", "reason: Field required"),
+        id="hold-without-reason",
+    ),
+    pytest.param(
+        post(
+            LEGAL_HOLD_PATH, hold_json(reason=7), 400, "validation-error", "reason: Input should be a valid"
+        ),
+        id="hold-number-reason",
+    ),
+    pytest.param(
+        post(
+            LEGAL_HOLD_PATH, hold_json(placed_by=" "), 400, "validation-error", "placed_by: String must not"
+        ),
+        id="hold-blank-placed-by",
+    ),
+    pytest.param(
+        post(LEGAL_HOLD_PATH, hold_json(reason="x" * 1001), 400, "validation-error", "at most 1000"),
+        id="hold-long-reason",
+    ),
+    pytest.param(
+        post(LEGAL_HOLD_PATH, hold_json(correlation_id="x" * 256), 400, "validation-error", "correlation_id"),
+        id="hold-long-correlation-id",
+    ),
+    pytest.param(
+        post(LEGAL_HOLD_PATH, hold_json(reason="a\x00b"), 400, "validation-error", "NUL"),
+        id="hold-nul-in-reason",
+    ),
+    pytest.param(post(LEGAL_HOLD_PATH, hold_json(), 404, "not-found", NO_SUCH_CASE), id="hold-unknown-case"),
+    pytest.param(release(NO_SUCH_CASE, {}, 400, "validation-error", "released_by"), id="release-without-who"),
+    pytest.param(
+        release(NO_SUCH_CASE, {"released_by": "  "}, 400, "validation-error", "released_by"),
+        id="release-blank-who",
+    ),
+    pytest.param(
+        release(NO_SUCH_CASE, {"released_by": "x" * 256}, 400, "validation-error", "released_by"),
+        id="release-long-who",
+    ),
+    pytest.param(
+        release("x" * 256, RELEASED_BY, 400, "validation-error", "correlation_id"), id="release-long-case"
+    ),
+    pytest.param(
+        release("a%00b", RELEASED_BY, 400, "validation-error", "correlation_id"), id="release-nul-in-case"
+    ),
+    pytest.param(
+        release(NO_SUCH_CASE, RELEASED_BY, 404, "not-found", "no legal hold in force"), id="release-no-hold"
+    ),
 ]
 
 

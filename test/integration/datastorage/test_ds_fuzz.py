@@ -34,7 +34,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from datastorage.timestamps import format_timestamp
-from test.integration.datastorage.support import BATCH_PATH, EVENTS_PATH, Stack
+from test.integration.datastorage.support import (
+    BATCH_PATH,
+    EVENTS_PATH,
+    LEGAL_HOLD_PATH,
+    VERIFY_CHAIN_PATH,
+    Stack,
+)
 
 CONFORMANCE = [
     not_a_server_error,
@@ -43,6 +49,7 @@ CONFORMANCE = [
     response_schema_conformance,
 ]
 EXAMPLES_PER_OPERATION = 50
+RELEASE_HOLD_PATH = f"{LEGAL_HOLD_PATH}/{{correlation_id}}"
 
 
 def within_the_window(case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
@@ -72,8 +79,15 @@ def cases(operation: Any, kind: str) -> st.SearchStrategy[schemathesis.Case[Any]
         ("POST", BATCH_PATH, "negative"),
         ("GET", EVENTS_PATH, "positive"),
         ("GET", EVENTS_PATH, "negative"),
+        ("POST", VERIFY_CHAIN_PATH, "positive"),
+        ("POST", VERIFY_CHAIN_PATH, "negative"),
+        ("POST", LEGAL_HOLD_PATH, "positive"),
+        ("POST", LEGAL_HOLD_PATH, "negative"),
+        ("DELETE", RELEASE_HOLD_PATH, "positive"),
+        ("DELETE", RELEASE_HOLD_PATH, "negative"),
         # Without parameters or a body there is nothing to break.
         ("GET", "/health/ready", "positive"),
+        ("GET", "/readyz", "positive"),
     ],
 )
 def test_no_generated_request_gets_a_server_error(ds_stack: Stack, method: str, path: str, kind: str) -> None:

@@ -18,6 +18,12 @@ def test_ready_and_live(ds_client: httpx.Client) -> None:
     assert ds_client.get("/health/live").json() == {"status": "alive"}
 
 
+def test_readyz_is_readiness_under_kubernauts_path(ds_client: httpx.Client) -> None:
+    response = ds_client.get("/readyz")
+
+    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+
+
 def test_metrics_count_stored_events(ds_client: httpx.Client, correlation_id: str) -> None:
     # One label set for both reads; before is 0 if the worker's shared DataStorage stored none yet.
     stored = {"service": "orchestration", "status": "success"}

@@ -53,6 +53,7 @@ def test_writes_during_a_postgres_outage_are_queued_then_stored_exactly_once(
         assert dlq_length(stack.redis_url) == 1 + 1 + 4 + 1
         assert client.get("/health").status_code == 503
         assert client.get("/health/ready").json()["reason"] == "database_unreachable"
+        assert client.get("/readyz").json()["reason"] == "database_unreachable"
         assert_problem(
             client.get(EVENTS_PATH, params={"correlation_id": correlation_id}), 503, "service-unavailable"
         )
@@ -87,6 +88,7 @@ def test_with_postgres_and_redis_both_down_writes_are_refused_with_500(
         assert_problem(single, 500, "database-error", "Failed to write audit events to database and DLQ")
         assert_problem(batch, 500, "database-error", "Failed to write audit events to database and DLQ")
         assert client.get("/health/ready").status_code == 503
+        assert client.get("/readyz").json()["reason"] == "database_unreachable"
 
         stack.redis.start()
         stack.postgres.start()
@@ -191,3 +193,17 @@ def test_an_entry_postgres_keeps_refusing_moves_to_the_dead_letter_stream_and_is
 
 def _envelope(payload: dict[str, object]) -> str:
     return json.dumps({"type": "audit_event", "payload": payload, "retry_count": 0, "last_error": "test"})
+
+
+def test_readiness_on_both_paths_needs_redis_as_well_as_postgres(
+    stack_with_own_servers: OpenStackWithServers,
+) -> None:
+    with stack_with_own_servers() as stack, stack.client() as client:
+        stack.redis.stop(keep_data=True)
+
+        answers = [client.get(path) for path in ("/readyz", "/health/ready")]
+
+        assert [(a.status_code, a.json()["reason"]) for a in answers] == [(503, "redis_unreachable")] * 2
+        assert client.get("/health").status_code == 200
+        stack.redis.start()
+        eventually(lambda: client.get("/readyz").status_code == 200, message="ready once Redis is back")

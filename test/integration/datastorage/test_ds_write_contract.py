@@ -31,10 +31,11 @@ STORED_EVENT_KEYS = {
     "parent_event_date",
     "actor_type",
     "actor_id",
+    "actor_ip",
     "resource_type",
     "resource_id",
     "namespace",
-    "cluster_name",
+    "cluster_id",
     "severity",
     "duration_ms",
     "error_code",
@@ -75,7 +76,7 @@ def test_a_stored_event_has_every_key_with_kubernauts_defaults(
     assert stored["version"] == "1.0"
     assert (stored["actor_type"], stored["actor_id"]) == ("service", "signalprocessing-service")
     assert (stored["resource_type"], stored["resource_id"]) == ("signalprocessing", correlation_id)
-    assert (stored["namespace"], stored["cluster_name"]) == ("default", "")
+    assert (stored["namespace"], stored["cluster_id"]) == ("default", "")
     assert stored["severity"] == "info"
     assert stored["duration_ms"] == 0
     assert (stored["error_code"], stored["error_message"]) == ("", "")
@@ -90,7 +91,7 @@ def test_supplied_optional_fields_are_stored_as_given(ds_client: httpx.Client, c
         actor_id="sp-controller",
         resource_type="SignalProcessing",
         resource_id="sp-1",
-        cluster_name="east",
+        cluster_id="east",
         severity="warning",
         duration_ms=42,
         event_outcome="failure",
@@ -99,7 +100,7 @@ def test_supplied_optional_fields_are_stored_as_given(ds_client: httpx.Client, c
 
     [stored] = query(ds_client, correlation_id=correlation_id)["data"]
 
-    for key in ("actor_type", "actor_id", "resource_type", "resource_id", "cluster_name", "severity"):
+    for key in ("actor_type", "actor_id", "resource_type", "resource_id", "cluster_id", "severity"):
         assert stored[key] == event[key]
     assert (stored["duration_ms"], stored["event_outcome"]) == (42, "failure")
 

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from datastorage.config import RetentionSettings, load_settings
 from devstack.policies import shipped_policy_texts
 from devstack.state import StackState
 from test.integration.deploy.charts import (
@@ -135,6 +136,18 @@ def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace()
             "/database/url",
         ),
         (DATASTORAGE_CHART, ("database.url=postgresql://db/audit",), "/redis"),
+        (DATASTORAGE_CHART, (*DS_VALUES, "rateLimit.burst=0"), "/rateLimit/burst"),
+        (
+            DATASTORAGE_CHART,
+            (*DS_VALUES, "auditHashKey.existingSecret.key="),
+            "/auditHashKey/existingSecret/key",
+        ),
+        (
+            DATASTORAGE_CHART,
+            (*DS_VALUES, "rateLimit.trustedProxies={proxy.local}"),
+            "/rateLimit/trustedProxies/0",
+        ),
+        (DATASTORAGE_CHART, (*DS_VALUES, "retention.defaultDays=2556"), "/retention/defaultDays"),
     ],
     ids=[
         "replicas-0",
@@ -146,6 +159,10 @@ def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace()
         "role-mode-without-namespaces",
         "db-scheme",
         "no-redis",
+        "rate-burst-0",
+        "hash-key-secret-without-key",
+        "proxy-not-a-cidr",
+        "retention-beyond-7-years",
     ],
 )
 def test_invalid_values_are_rejected_naming_the_value(
@@ -156,6 +173,62 @@ def test_invalid_values_are_rejected_naming_the_value(
 
     assert result.returncode != 0
     assert named in result.stderr, result.stderr
+
+
+@pytest.mark.br("BR-SP-090")
+def test_datastorage_chart_turns_rate_limiting_on_in_settings_the_service_accepts() -> None:
+    (deployment,) = by_kind(
+        render(DATASTORAGE_CHART, *DS_VALUES, "rateLimit.trustedProxies={10.42.0.0/16,fd00::/8}")
+    )["Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    environ = {variable["name"]: variable["value"] for variable in container["env"] if "value" in variable}
+    urls = {
+        "DATABASE_URL": "postgresql://audit:secret@postgres:5432/audit",
+        "REDIS_URL": "redis://redis:6379/0",
+    }
+
+    limits = load_settings({}, {**environ, **urls}).rate_limit
+
+    assert limits.enabled
+    assert (limits.rps, limits.burst) == (50, 100)
+    assert [str(network) for network in limits.trusted_proxies] == ["10.42.0.0/16", "fd00::/8"]
+
+
+def test_datastorage_chart_turns_retention_on_in_settings_the_service_accepts() -> None:
+    (deployment,) = by_kind(render(DATASTORAGE_CHART, *DS_VALUES, "retention.batchSize=500"))["Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    environ = {variable["name"]: variable["value"] for variable in container["env"] if "value" in variable}
+    urls = {
+        "DATABASE_URL": "postgresql://audit:secret@postgres:5432/audit",
+        "REDIS_URL": "redis://redis:6379/0",
+    }
+
+    retention = load_settings({}, {**environ, **urls}).retention
+
+    assert retention == RetentionSettings(enabled=True, interval=86400.0, batch_size=500, default_days=2555)
+
+
+def test_datastorage_chart_mounts_the_hash_key_secret_as_the_file_the_service_reads() -> None:
+    plain = by_kind(render(DATASTORAGE_CHART, *DS_VALUES))["Deployment"][0]["spec"]["template"]["spec"]
+    keyed = by_kind(render(DATASTORAGE_CHART, *DS_VALUES, "auditHashKey.existingSecret.name=ds-hash-key"))[
+        "Deployment"
+    ][0]["spec"]["template"]["spec"]
+    container = keyed["containers"][0]
+    environ = {variable["name"]: variable["value"] for variable in container["env"] if "value" in variable}
+    urls = {
+        "DATABASE_URL": "postgresql://audit:secret@postgres:5432/audit",
+        "REDIS_URL": "redis://redis:6379/0",
+    }
+
+    key_file = load_settings({}, {**environ, **urls}).audit_hash_key_file
+
+    assert "audit-hash-key" not in {volume["name"] for volume in plain["volumes"]}
+    [volume] = [volume for volume in keyed["volumes"] if volume["name"] == "audit-hash-key"]
+    [mount] = [mount for mount in container["volumeMounts"] if mount["name"] == "audit-hash-key"]
+    assert volume["secret"]["secretName"] == "ds-hash-key"
+    assert volume["secret"]["items"] == [{"key": "hmacKey", "path": "key"}]
+    assert mount["readOnly"] is True
+    assert key_file == Path(mount["mountPath"]) / "key"
 
 
 @pytest.mark.br("BR-SP-008")

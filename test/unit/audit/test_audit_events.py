@@ -104,7 +104,7 @@ def test_every_event_carries_the_common_fields(name: str) -> None:
     assert raw["namespace"] == "payments"
     assert raw["event_timestamp"] == "2025-12-24T10:30:00.123456Z"
     assert raw["parent_event_id"] is None
-    assert raw["cluster_name"] is None
+    assert raw["cluster_id"] is None
     assert raw["severity"] is None
     assert uuid.UUID(raw["event_id"]).version == 5
     assert json.loads(json.dumps(raw)) == raw

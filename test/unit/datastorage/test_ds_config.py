@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+from pathlib import Path
+
 import pytest
 
-from datastorage.config import ConfigError, load_database_url, load_settings, redact_url
+from datastorage.config import ConfigError, RetentionSettings, load_database_url, load_settings, redact_url
 
 URLS = {"DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/db", "REDIS_URL": "redis://127.0.0.1:6379/0"}
 
@@ -35,6 +38,43 @@ def test_the_environment_fills_what_flags_leave_out() -> None:
         ),
         pytest.param({"dlq_max_len": "-5"}, URLS, "--dlq-max-len='-5'", id="negative-capacity"),
         pytest.param({"log_level": "loud"}, URLS, "--log-level='loud'", id="unknown-level"),
+        pytest.param(
+            {},
+            {**URLS, "DATASTORAGE_RATE_LIMIT_ENABLED": "yes"},
+            "DATASTORAGE_RATE_LIMIT_ENABLED='yes' is invalid: must be true or false",
+            id="rate-limit-switch",
+        ),
+        pytest.param({"rate_limit_rps": "0"}, URLS, "--rate-limit-rps='0'", id="rate-zero"),
+        pytest.param({"rate_limit_rps": "nan"}, URLS, "--rate-limit-rps='nan'", id="rate-nan"),
+        pytest.param({"rate_limit_burst": "0"}, URLS, "--rate-limit-burst='0'", id="burst-zero"),
+        pytest.param(
+            {"rate_limit_max_clients": "many"}, URLS, "--rate-limit-max-clients", id="cap-not-number"
+        ),
+        pytest.param(
+            {},
+            {**URLS, "DATASTORAGE_RATE_LIMIT_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"},
+            "DATASTORAGE_RATE_LIMIT_TRUSTED_PROXIES='10.0.0.0/8,proxy.local' is invalid: 'proxy.local'",
+            id="proxy-not-an-address",
+        ),
+        pytest.param(
+            {"retention_default_days": "2556"},
+            URLS,
+            "--retention-default-days='2556' is invalid: must be between 1 and 2555 days",
+            id="retention-beyond-7-years",
+        ),
+        pytest.param(
+            {},
+            {**URLS, "DATASTORAGE_RETENTION_INTERVAL": "24h"},
+            "DATASTORAGE_RETENTION_INTERVAL",
+            id="interval",
+        ),
+        pytest.param({"retention_batch_size": "0"}, URLS, "--retention-batch-size='0'", id="batch-zero"),
+        pytest.param(
+            {"rate_limit_trusted_proxies": "10.0.0.1/8"},
+            URLS,
+            "--rate-limit-trusted-proxies='10.0.0.1/8' is invalid: 10.0.0.1/8 has host bits set",
+            id="proxy-host-bits",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(
@@ -42,6 +82,48 @@ def test_a_bad_setting_is_named_in_the_error(
 ) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[")):
         load_settings(flags, environ)
+
+
+def test_rate_limiting_is_off_unless_enabled_and_reads_its_settings() -> None:
+    assert not load_settings({}, URLS).rate_limit.enabled
+
+    limits = load_settings(
+        {"rate_limit_burst": "3"},
+        {
+            **URLS,
+            "DATASTORAGE_RATE_LIMIT_ENABLED": "True",
+            "DATASTORAGE_RATE_LIMIT_RPS": "0.5",
+            "DATASTORAGE_RATE_LIMIT_TRUSTED_PROXIES": " 10.0.0.0/8, 127.0.0.1,",
+        },
+    ).rate_limit
+
+    assert limits.enabled
+    assert (limits.rps, limits.burst, limits.max_clients) == (0.5, 3, 10_000)
+    assert limits.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("127.0.0.1/32"),
+    )
+
+
+def test_retention_is_off_unless_enabled_and_keeps_7_years_by_default() -> None:
+    assert load_settings({}, URLS).retention == RetentionSettings(
+        enabled=False, interval=86400.0, batch_size=1000, default_days=2555
+    )
+
+    retention = load_settings(
+        {"retention_batch_size": "50"},
+        {**URLS, "DATASTORAGE_RETENTION_ENABLED": "true", "DATASTORAGE_RETENTION_DEFAULT_DAYS": "365"},
+    ).retention
+
+    assert retention == RetentionSettings(enabled=True, interval=86400.0, batch_size=50, default_days=365)
+
+
+def test_the_hash_key_is_a_file_path_and_optional() -> None:
+    assert load_settings({}, URLS).audit_hash_key_file is None
+    settings = load_settings({}, {**URLS, "DATASTORAGE_AUDIT_HASH_KEY_FILE": "/etc/ds/key"})
+    assert settings.audit_hash_key_file == Path("/etc/ds/key")
+    with pytest.raises(ConfigError, match="--audit-hash-key-file=' ' is invalid: must be a file path"):
+        load_settings({"audit_hash_key_file": " "}, URLS)
 
 
 def test_passwords_are_hidden_in_messages() -> None:

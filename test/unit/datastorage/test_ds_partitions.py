@@ -53,5 +53,20 @@ def test_a_partition_spans_its_month_exactly() -> None:
     assert "FROM ('2026-12-01') TO ('2027-01-01')" in ddl
 
 
+@pytest.mark.parametrize(
+    ("name", "month"),
+    [
+        pytest.param("audit_events_2026_03", Month(2026, 3), id="a-month"),
+        pytest.param("audit_events_2026_13", None, id="no-such-month"),
+        pytest.param("audit_events_incoming", None, id="not-a-partition"),
+        pytest.param("other_events_2026_03", None, id="another-table"),
+    ],
+)
+def test_a_partition_name_gives_back_its_month(name: str, month: Month | None) -> None:
+    assert Month.of_partition(name) == month
+    if month is not None:
+        assert month.partition_name == name
+
+
 def test_month_of_a_day() -> None:
     assert Month.of(date(2026, 2, 28)) == Month(2026, 2)

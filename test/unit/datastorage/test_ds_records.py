@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -24,14 +25,20 @@ def record() -> AuditRecord:
         event_outcome="success",
         actor_type="service",
         actor_id="signalprocessing-service",
+        actor_ip="2001:db8::7",
         resource_type="signalprocessing",
         resource_id="rr-1",
         correlation_id="rr-1",
         parent_event_id=uuid.uuid4(),
+        parent_event_date=date(2026, 2, 28),
         namespace=None,
-        cluster_name="east",
+        cluster_id="east",
         severity="info",
         duration_ms=12,
+        error_code="E42",
+        error_message="it failed",
+        retention_days=30,
+        is_sensitive=True,
         event_data={"nested": {"list": [1, "two", None]}},
     )
 
@@ -71,6 +78,9 @@ def test_a_record_made_from_a_request_survives_the_dead_letter_queue() -> None:
         pytest.param("event_data", [1], id="array-data"),
         pytest.param("duration_ms", "12", id="string-duration"),
         pytest.param("severity", None, id="null-required-text"),
+        pytest.param("parent_event_date", "2026-02-30", id="bad-parent-date"),
+        pytest.param("retention_days", "30", id="string-retention"),
+        pytest.param("is_sensitive", "yes", id="string-flag"),
     ],
 )
 def test_a_damaged_payload_is_refused(key: str, value: Any) -> None:
@@ -85,3 +95,30 @@ def test_a_payload_missing_a_key_names_it() -> None:
     del payload["correlation_id"]
     with pytest.raises(ValueError, match="correlation_id"):
         AuditRecord.from_payload(payload)
+
+
+def test_a_payload_queued_before_the_2026_fields_gets_cluster_id_and_the_defaults() -> None:
+    current = record()
+    payload = current.to_payload()
+    for key in (
+        "actor_ip",
+        "parent_event_date",
+        "error_code",
+        "error_message",
+        "retention_days",
+        "is_sensitive",
+    ):
+        del payload[key]
+    payload["cluster_name"] = payload.pop("cluster_id")
+
+    restored = AuditRecord.from_payload(payload)
+
+    assert restored == dataclasses.replace(
+        current,
+        actor_ip=None,
+        parent_event_date=None,
+        error_code=None,
+        error_message=None,
+        retention_days=2555,
+        is_sensitive=False,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 import pytest
@@ -77,6 +78,36 @@ def test_unknown_fields_are_ignored() -> None:
         pytest.param({"event_type": "a\x00b"}, "event_type", id="nul-in-text"),
         pytest.param({"event_id": "not-a-uuid"}, "event_id", id="bad-event-id"),
         pytest.param({"parent_event_id": 7}, "parent_event_id", id="number-parent-id"),
+        pytest.param({"actor_ip": "10.0.0.256"}, "actor_ip", id="ipv4-out-of-range"),
+        pytest.param({"actor_ip": "host.example"}, "actor_ip", id="hostname-for-ip"),
+        pytest.param({"actor_ip": "10.0.0.0/8"}, "actor_ip", id="network-for-ip"),
+        pytest.param({"actor_ip": "010.0.0.1"}, "actor_ip", id="ipv4-leading-zero"),
+        pytest.param({"actor_ip": "fe80::1%eth0"}, "actor_ip", id="ipv6-zone"),
+        pytest.param({"actor_ip": "1" * 46}, "actor_ip", id="ip-longer-than-45"),
+        pytest.param({"actor_ip": 167772161}, "actor_ip", id="number-for-ip"),
+        pytest.param({"cluster_id": "x" * 256}, "cluster_id", id="long-cluster-id"),
+        pytest.param({"cluster_id": "a\x00b"}, "cluster_id", id="nul-in-cluster-id"),
+        pytest.param({"cluster_name": "x" * 256}, "cluster_name", id="long-cluster-name"),
+        pytest.param(
+            {"cluster_id": "east", "cluster_name": "west"}, "cluster_name", id="cluster-name-contradicts"
+        ),
+        pytest.param({"parent_event_date": "2026-02-30"}, "parent_event_date", id="impossible-parent-date"),
+        pytest.param({"parent_event_date": "20260301"}, "parent_event_date", id="basic-format-parent-date"),
+        pytest.param(
+            {"parent_event_date": "2026-03-01T00:00:00Z"}, "parent_event_date", id="date-time-for-parent-date"
+        ),
+        pytest.param({"parent_event_date": 20260301}, "parent_event_date", id="number-for-parent-date"),
+        pytest.param({"error_code": "x" * 51}, "error_code", id="long-error-code"),
+        pytest.param({"error_code": 500}, "error_code", id="number-for-error-code"),
+        pytest.param({"error_message": "a\x00b"}, "error_message", id="nul-in-error-message"),
+        pytest.param({"error_message": ["failed"]}, "error_message", id="array-for-error-message"),
+        pytest.param({"retention_days": 0}, "retention_days", id="retention-zero"),
+        pytest.param({"retention_days": 2556}, "retention_days", id="retention-beyond-seven-years"),
+        pytest.param({"retention_days": "30"}, "retention_days", id="string-for-retention"),
+        pytest.param({"retention_days": 30.5}, "retention_days", id="float-for-retention"),
+        pytest.param({"retention_days": True}, "retention_days", id="boolean-for-retention"),
+        pytest.param({"is_sensitive": "true"}, "is_sensitive", id="string-for-flag"),
+        pytest.param({"is_sensitive": 1}, "is_sensitive", id="number-for-flag"),
     ],
 )
 def test_invalid_events_are_refused_naming_the_field(changes: dict[str, Any], field: str) -> None:
@@ -106,3 +137,84 @@ def test_a_client_event_id_is_kept_and_a_missing_one_is_generated() -> None:
     generated = AuditEventRequest.model_validate(valid_event()).to_record()
     assert kept.event_id == chosen
     assert generated.event_id.version == 4
+
+
+def test_the_2026_fields_given_are_kept_on_the_record() -> None:
+    record = AuditEventRequest.model_validate(
+        valid_event(
+            actor_type="user",
+            actor_id="alice",
+            actor_ip="192.0.2.7",
+            cluster_id="east",
+            parent_event_id=str(uuid.uuid4()),
+            parent_event_date="2026-02-28",
+            error_code="E42",
+            error_message="it failed",
+            retention_days=30,
+            is_sensitive=True,
+        )
+    ).to_record()
+    assert (record.actor_type, record.actor_id, record.actor_ip) == ("user", "alice", "192.0.2.7")
+    assert (record.cluster_id, record.parent_event_date) == ("east", date(2026, 2, 28))
+    assert (record.error_code, record.error_message) == ("E42", "it failed")
+    assert (record.retention_days, record.is_sensitive) == (30, True)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({}, id="absent"),
+        pytest.param(
+            {
+                "actor_ip": None,
+                "parent_event_date": None,
+                "error_code": None,
+                "error_message": None,
+                "retention_days": None,
+                "is_sensitive": None,
+            },
+            id="null",
+        ),
+        pytest.param({"actor_ip": "", "error_code": "", "error_message": ""}, id="empty"),
+    ],
+)
+def test_absent_2026_fields_get_kubernauts_defaults(changes: dict[str, Any]) -> None:
+    record = AuditEventRequest.model_validate(valid_event(**changes)).to_record()
+    assert (record.actor_ip, record.parent_event_date, record.cluster_id) == (None, None, None)
+    assert (record.error_code, record.error_message) == (None, None)
+    assert (record.retention_days, record.is_sensitive) == (2555, False)
+
+
+@pytest.mark.parametrize(
+    ("changes", "cluster_id"),
+    [
+        pytest.param({"cluster_id": ..., "cluster_name": "west"}, "west", id="old-client"),
+        pytest.param({"cluster_id": "east", "cluster_name": None}, "east", id="old-key-null"),
+        pytest.param({"cluster_id": "east", "cluster_name": "east"}, "east", id="both-agree"),
+        pytest.param({"cluster_id": "", "cluster_name": "west"}, "west", id="new-key-empty"),
+    ],
+)
+def test_cluster_name_is_taken_for_cluster_id_from_old_clients(
+    changes: dict[str, Any], cluster_id: str
+) -> None:
+    assert AuditEventRequest.model_validate(valid_event(**changes)).to_record().cluster_id == cluster_id
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        pytest.param("192.0.2.7", "192.0.2.7", id="ipv4"),
+        pytest.param("2001:DB8:0:0:0:0:0:1", "2001:db8::1", id="ipv6-long-form"),
+        pytest.param("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1", id="ipv6-one-zero-group-kept"),
+        pytest.param("1:0:0:2:0:0:0:3", "1:0:0:2::3", id="ipv6-longest-zero-run"),
+        pytest.param("::FFFF:102:304", "::ffff:1.2.3.4", id="ipv4-mapped-in-hex"),
+        pytest.param("::ffff:0:0", "::ffff:0.0.0.0", id="ipv4-mapped-zero"),
+        pytest.param("::102:304", "::1.2.3.4", id="ipv4-compatible"),
+        pytest.param("::1:0", "::0.1.0.0", id="ipv4-compatible-low"),
+        pytest.param("::2", "::2", id="ipv6-low"),
+        pytest.param("::", "::", id="ipv6-unspecified"),
+        pytest.param("0000:0000:0000:0000:0000:ffff:255.255.255.255", "::ffff:255.255.255.255", id="longest"),
+    ],
+)
+def test_an_actor_ip_is_kept_in_the_text_postgresql_gives_back(given: str, stored: str) -> None:
+    assert AuditEventRequest.model_validate(valid_event(actor_ip=given)).to_record().actor_ip == stored

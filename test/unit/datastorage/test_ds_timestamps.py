@@ -10,6 +10,7 @@ from datastorage.timestamps import (
     check_event_time,
     event_date,
     format_timestamp,
+    parse_date,
     parse_duration,
     parse_rfc3339,
     parse_time_bound,
@@ -99,6 +100,27 @@ def test_query_bounds_accept_rfc3339_dates_and_durations_back_from_now(text: str
 def test_unknown_query_bounds_are_refused_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"not a|too long|not a valid"):
         parse_time_bound(text, NOW)
+
+
+def test_a_date_is_a_calendar_day() -> None:
+    assert parse_date("2028-02-29") == date(2028, 2, 29)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-29",
+        "2026-13-01",
+        "20260301",
+        "2026-W09-1",
+        "2026-03-01T00:00:00Z",
+        " 2026-03-01",
+        "١٢٣٤-01-01",
+    ],
+)
+def test_anything_but_a_calendar_day_is_refused_as_a_date(text: str) -> None:
+    with pytest.raises(ValueError, match="date"):
+        parse_date(text)
 
 
 def test_durations_sum_their_parts() -> None:
