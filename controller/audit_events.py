@@ -121,6 +121,8 @@ class Classification:
     priority_source: str | None = None
     criticality: str | None = None
     sla_requirement: str | None = None
+    signal_mode: str | None = None  # reactive or proactive (BR-SP-106)
+    source_signal_name: str | None = None  # a proactive signal's name, whose base name the status records
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +377,8 @@ def _classification_data(classification: Classification) -> dict[str, JsonValue]
         "priority_source": classification.priority_source,
         "criticality": classification.criticality,
         "sla_requirement": classification.sla_requirement,
+        "signal_mode": classification.signal_mode,
+        "source_signal_name": classification.source_signal_name,
     }
     return {key: value for key, value in fields.items() if value is not None}
 

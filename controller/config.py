@@ -38,6 +38,7 @@ class Settings:
     peering: str | None = None  # a kopf peering name: one active controller among replicas
     peering_priority: int | None = None  # the highest live one is active; None: random per process
     peering_lifetime: int = 60  # seconds a silent peer still counts as alive: the takeover time after a crash
+    signal_mode_config_path: Path | None = None  # None: proactive-signal-mappings.yaml in policy_dir
 
     @property
     def kopf_namespaces(self) -> tuple[str, ...]:
@@ -75,6 +76,7 @@ _FIELDS = {
     "peering": ("peering", "PEERING"),
     "peeringPriority": ("peering_priority", "PEERING_PRIORITY"),
     "peeringLifetime": ("peering_lifetime", "PEERING_LIFETIME"),
+    "signalModeConfigPath": ("signal_mode_config_path", "SIGNAL_MODE_CONFIG_PATH"),
 }
 
 
@@ -89,7 +91,9 @@ def _convert(key: str, value: Any) -> Any:
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
                 raise ValueError("expected names or globs, as a list or separated by commas")
             return tuple(item.strip() for item in items if item.strip())
-        if name == "policy_dir":
+        if name in ("policy_dir", "signal_mode_config_path"):
+            if not isinstance(value, str) or not value:
+                raise ValueError("expected a path")
             return Path(value)
         if name in ("audit_batch_size", "metrics_port", "health_port"):
             number = int(value)

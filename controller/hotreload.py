@@ -39,6 +39,11 @@ if any, loads the active set into it again (counter result=restored). The
 embedded engine lives in this process, cannot lose its modules and always
 answers none.
 
+The signal mode mappings file (`controller.signalmode`) is reloaded the same way, with the
+policies: it lives beside them by default (one ConfigMap generation for both), or in a
+directory of its own that is watched too. A rejected file leaves the last good mappings, with an
+error log and a Warning Event `SignalModeMappingsRejected`.
+
 Boundary: files, timing and reporting; what a valid policy is and how it is
 swapped in is `policies.ActivePolicies`.
 """
@@ -63,6 +68,7 @@ from controller.events import EventRecorder, InvolvedObject
 from controller.metrics import ControllerMetrics
 from controller.policies import ActivePolicies, CandidateVerdict, Policy, ReloadOutcome
 from controller.policy_engine import PolicyEngine, PolicyEngineUnavailable, PolicyError
+from controller.signalmode import ActiveSignalModes, MappingsVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +105,11 @@ class ReportedReloadResult:
 # Pure decisions: which events count, where to read one consistent generation, which Pod
 
 
-def is_policy_change(path: str | bytes) -> bool:
-    """True for an event on a policy file or on a kubelet entry (`..data`, `..data_tmp`, `..2026_...`)."""
+def is_policy_change(path: str | bytes, watched: frozenset[str] = POLICY_FILE_NAMES) -> bool:
+    """True for an event on a watched file (by default the policies) or on a kubelet entry (`..data`,
+    `..data_tmp`, `..2026_...`)."""
     name = os.path.basename(os.fsdecode(path).rstrip("/"))
-    return name in POLICY_FILE_NAMES or (name.startswith("..") and name not in ("..", "."))
+    return name in watched or (name.startswith("..") and name not in ("..", "."))
 
 
 def policy_source_dir(directory: str | os.PathLike[str]) -> Path:
@@ -273,16 +280,19 @@ class ReloadReport:
 class _DirectoryEvents(FileSystemEventHandler):
     """Runs on watchdog's observer thread: filters, then hands over to the loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, notify: Callable[[], None]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, notify: Callable[[], None], watched: frozenset[str]
+    ) -> None:
         super().__init__()
         self._loop = loop
         self._notify = notify
+        self._watched = watched
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _CHANGE_EVENT_TYPES:
             return
         paths = [event.src_path, getattr(event, "dest_path", "")]
-        if any(is_policy_change(path) for path in paths if path):
+        if any(is_policy_change(path, self._watched) for path in paths if path):
             with contextlib.suppress(RuntimeError):  # the loop is closing; nobody is left to reload
                 self._loop.call_soon_threadsafe(self._notify)
 
@@ -298,6 +308,7 @@ class PolicyWatcher:
         *,
         engine: PolicyEngine | None = None,
         notifier: PodEventNotifier | None = None,
+        signal_modes: ActiveSignalModes | None = None,
         debounce: float = DEBOUNCE_SECONDS,
         engine_check_interval: float = ENGINE_CHECK_SECONDS,
     ) -> None:
@@ -306,18 +317,22 @@ class PolicyWatcher:
         self._metrics = metrics
         self._engine = engine
         self._notifier = notifier
+        self._signal_modes = signal_modes
         self._engine_check_interval = engine_check_interval
         self._debouncer = Debouncer(debounce, self.reload)
         self._observer: Any = None
         self._engine_check: asyncio.Task[None] | None = None
         self._last: ReloadReport | None = None
         self._last_rejection: ReloadReport | None = None
+        self._signal_modes_rejection = ""
 
     async def start(self) -> None:
         """Watch the directory (and the engine's modules); reload once too, for changes since start-up."""
         loop = asyncio.get_running_loop()
         observer = Observer()
-        observer.schedule(_DirectoryEvents(loop, self._debouncer.poke), str(self._directory), recursive=False)
+        for directory, names in self._watched_directories().items():
+            events = _DirectoryEvents(loop, self._debouncer.poke, frozenset(names))
+            observer.schedule(events, str(directory), recursive=False)
         observer.daemon = True
         observer.start()
         self._observer = observer
@@ -337,12 +352,37 @@ class PolicyWatcher:
                 await self._engine_check
         await self._debouncer.close()
 
+    def _watched_directories(self) -> dict[Path, set[str]]:
+        """Each directory to watch and the file names in it that count."""
+        watched: dict[Path, set[str]] = {self._directory: set(POLICY_FILE_NAMES)}
+        if self._signal_modes is not None:
+            mappings = self._signal_modes.path
+            watched.setdefault(mappings.parent, set()).add(mappings.name)
+        return watched
+
     async def reload(self) -> ReloadOutcome:
         """One reload from the directory, reported; normally called by the debouncer."""
         source = policy_source_dir(self._directory)
         outcome = await self._policies.reload(source)
         await self._report(outcome, source)
+        if self._signal_modes is not None:
+            await self._reload_signal_modes(source)
         return outcome
+
+    async def _reload_signal_modes(self, policy_source: Path) -> None:
+        """The mappings file too, from the same ConfigMap generation when it sits beside the policies."""
+        assert self._signal_modes is not None
+        mappings = self._signal_modes.path
+        beside = mappings.parent.resolve() == self._directory.resolve()
+        verdict, error = self._signal_modes.reload(policy_source / mappings.name if beside else None)
+        if verdict is MappingsVerdict.ACTIVATED:
+            logger.info("signal mode mappings %s activated (%s)", mappings, self._signal_modes.current.sha256)
+        elif verdict is MappingsVerdict.REJECTED:
+            message = f"signal mode mappings rejected, keeping the last good: {error}"
+            logger.error("%s", message)
+            self._signal_modes_rejection = error
+            if self._notifier is not None:
+                await self._notifier.warn("SignalModeMappingsRejected", message)
 
     def probe_detail(self) -> dict[str, Any]:
         """The active hashes and the last reload (and last rejection, if any) for the health probe."""
@@ -354,6 +394,12 @@ class PolicyWatcher:
             detail["lastReload"] = self._last.to_raw()
         if self._last_rejection is not None:
             detail["lastRejection"] = self._last_rejection.to_raw()
+        if self._signal_modes is not None:
+            current = self._signal_modes.current
+            modes: dict[str, Any] = {"sha256": current.sha256, "proactive": len(current.proactive)}
+            if self._signal_modes_rejection:
+                modes["lastRejection"] = self._signal_modes_rejection
+            detail["signalModes"] = modes
         return detail
 
     async def _report(self, outcome: ReloadOutcome, source: Path) -> None:

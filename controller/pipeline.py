@@ -45,6 +45,7 @@ from controller.signalprocessing import (
     FailureReason,
     KubernetesContext,
     Phase,
+    SignalClassification,
     SignalProcessing,
     Status,
     status_patch,
@@ -83,6 +84,12 @@ class AuditSink(Protocol):
         ...
 
     def emit(self, event: AuditEvent) -> None: ...
+
+
+class SignalModes(Protocol):
+    """Which signals are proactive (`controller.signalmode.ActiveSignalModes`)."""
+
+    def classify(self, signal_name: str) -> SignalClassification: ...
 
 
 class EventSink(Protocol):
@@ -130,6 +137,7 @@ class Pipeline:
     api: StatusWriter
     caches: EnrichmentCaches
     policies: ActivePolicies
+    signal_modes: SignalModes
     audit: AuditSink
     events: EventSink
     metrics: ControllerMetrics
@@ -405,6 +413,7 @@ class Pipeline:
             _succeeded(sp.status),
             phase=Phase.CATEGORIZING,
             environment_classification=replace(environment, classified_at=now),
+            signal_classification=self.signal_modes.classify(signal.name),
             priority_assignment=replace(priority, assigned_at=now),
             conditions=with_condition(
                 sp.status.conditions,

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from controller import classify, hotreload, kube
+from controller import classify, hotreload, kube, signalmode
 from controller.audit import AuditClient
 from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
@@ -26,6 +26,7 @@ from controller.pipeline import Pipeline
 from controller.policies import ActivePolicies
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
 from controller.reconciler import Reconciler
+from controller.signalmode import ActiveSignalModes
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ async def start_runtime(settings: Settings) -> Runtime:
     metrics = ControllerMetrics.create()
     engine: PolicyEngine = OpaServerEngine(settings.opa_url) if settings.opa_url else EmbeddedEngine()
     policies = ActivePolicies(engine, classify.smoke_check)
+    signal_modes = ActiveSignalModes(
+        settings.signal_mode_config_path or settings.policy_dir / signalmode.MAPPINGS_FILE_NAME
+    )
     active = await policies.start(settings.policy_dir)
     metrics.show_active_hashes({policy.value: digest for policy, digest in active.hashes.items()})
     audit = AuditClient(
@@ -84,6 +88,7 @@ async def start_runtime(settings: Settings) -> Runtime:
         api=api,
         caches=EnrichmentCaches.create(),
         policies=policies,
+        signal_modes=signal_modes,
         audit=audit,
         events=events,
         metrics=metrics,
@@ -98,6 +103,7 @@ async def start_runtime(settings: Settings) -> Runtime:
         metrics,
         engine=engine,
         notifier=hotreload.PodEventNotifier(api, events, pod) if pod else None,
+        signal_modes=signal_modes,
     )
     await watcher.start()
     server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)

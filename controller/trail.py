@@ -45,6 +45,7 @@ def _classification(status: Status) -> Classification:
     environment = status.environment_classification
     priority = status.priority_assignment
     business = status.business_classification
+    signal = status.signal_classification
     return Classification(
         environment=environment.environment if environment else None,
         environment_source=environment.source if environment else None,
@@ -52,6 +53,8 @@ def _classification(status: Status) -> Classification:
         priority_source=priority.source if priority else None,
         criticality=business.criticality or None if business else None,
         sla_requirement=business.sla_requirement or None if business else None,
+        signal_mode=signal.signal_mode.value if signal else None,
+        source_signal_name=signal.source_signal_name or None if signal else None,
     )
 
 

@@ -38,6 +38,7 @@ def signal_processing(
     labels: dict[str, str] | None = None,
     source: str = "prometheus",
     signal_fingerprint: str | None = None,
+    signal_name: str = "HighMemoryUsage",
 ) -> dict[str, Any]:
     """A SignalProcessing named `sp-<rr>` for the RemediationRequest `rr_name` in `namespace`.
 
@@ -57,7 +58,7 @@ def signal_processing(
             },
             "signal": {
                 "fingerprint": fingerprint(rr) if signal_fingerprint is None else signal_fingerprint,
-                "name": "HighMemoryUsage",
+                "name": signal_name,
                 "severity": severity,
                 "type": "prometheus",
                 "source": source,

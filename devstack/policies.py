@@ -1,7 +1,8 @@
 """The shipped policies, copied where a local or test controller may read (and a spec rewrite) them.
 
-The controller loads the files named by `controller.policies.Policy` and
-ignores the Rego tests beside them; a copy holds exactly those files.
+The controller loads the files named by `controller.policies.Policy` and the
+signal mode mappings (`controller.signalmode`), and ignores the Rego tests
+beside them; a copy holds exactly those files.
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ from pathlib import Path
 from typing import Final
 
 from controller.policies import Policy
+from controller.signalmode import MAPPINGS_FILE_NAME
 
 SHIPPED_POLICIES: Final = Path(__file__).resolve().parent.parent / "policies"
 
 
+# What the controller reads from its policy directory: the four policies (not their Rego tests)
+# and the signal mode mappings beside them.
+_LOADED: Final = (*(policy.file_name for policy in Policy), MAPPINGS_FILE_NAME)
+
+
 def shipped_policy_texts() -> dict[str, str]:
-    """File name -> text of each policy the controller loads."""
-    return {policy.file_name: (SHIPPED_POLICIES / policy.file_name).read_text() for policy in Policy}
+    """File name -> text of each file the controller loads from its policy directory."""
+    return {name: (SHIPPED_POLICIES / name).read_text() for name in _LOADED}
 
 
 def copy_shipped_policies(directory: Path) -> Path:
-    """Copies the policies the controller loads (not their tests) into `directory`; returns it."""
+    """Copies the files the controller loads from its policy directory into `directory`; returns it."""
     directory.mkdir(parents=True, exist_ok=True)
-    for policy in Policy:
-        shutil.copy(SHIPPED_POLICIES / policy.file_name, directory / policy.file_name)
+    for name in _LOADED:
+        shutil.copy(SHIPPED_POLICIES / name, directory / name)
     return directory

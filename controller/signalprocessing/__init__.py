@@ -52,8 +52,10 @@ from controller.signalprocessing.status import (
     RawEnvironmentClassification,
     RawPriorityAssignment,
     RawRecoveryContext,
+    RawSignalClassification,
     RawStatus,
     RecoveryContext,
+    SignalClassification,
     Status,
     status_patch,
 )
@@ -71,6 +73,7 @@ from controller.signalprocessing.vocabulary import (
     ConditionType,
     FailureReason,
     Phase,
+    SignalMode,
 )
 from controller.signalprocessing.workloads import (
     ContainerStatus,
@@ -140,6 +143,7 @@ __all__ = [
     "RawServiceContext",
     "RawServicePortContext",
     "RawSignal",
+    "RawSignalClassification",
     "RawSpec",
     "RawStatefulSetContext",
     "RawStatus",
@@ -150,6 +154,8 @@ __all__ = [
     "ServiceDetails",
     "ServicePort",
     "Signal",
+    "SignalClassification",
+    "SignalMode",
     "SignalProcessing",
     "Spec",
     "StatefulSetDetails",

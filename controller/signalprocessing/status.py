@@ -19,7 +19,7 @@ from controller.rawjson import (
 )
 from controller.signalprocessing.context import KubernetesContext, RawKubernetesContext
 from controller.signalprocessing.times import go_duration, optional_time, parse_go_duration, timestamp
-from controller.signalprocessing.vocabulary import ConditionType, Phase
+from controller.signalprocessing.vocabulary import ConditionType, Phase, SignalMode
 
 
 class RawCondition(TypedDict, total=False):
@@ -61,6 +61,12 @@ class RawBusinessClassification(TypedDict, total=False):
     policyHash: str
 
 
+class RawSignalClassification(TypedDict, total=False):
+    signalMode: str
+    signalName: str
+    sourceSignalName: str
+
+
 class RawStatus(TypedDict, total=False):
     phase: str
     observedGeneration: int
@@ -76,6 +82,7 @@ class RawStatus(TypedDict, total=False):
     environmentClassification: RawEnvironmentClassification
     priorityAssignment: RawPriorityAssignment
     businessClassification: RawBusinessClassification
+    signalClassification: RawSignalClassification
     conditions: list[RawCondition]
 
 
@@ -242,6 +249,30 @@ class BusinessClassification:
 
 
 @dataclass(frozen=True)
+class SignalClassification:
+    """`status.signalClassification`: the signal's mode, and the name it is handled under."""
+
+    signal_mode: SignalMode
+    signal_name: str  # the base name of a proactive signal; a reactive one's own name
+    source_signal_name: str = ""  # the proactive signal's own name; empty for a reactive one
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> SignalClassification:
+        mode = str_or_empty(raw.get("signalMode"))
+        return cls(
+            signal_mode=SignalMode(mode) if mode else SignalMode.REACTIVE,
+            signal_name=str_or_empty(raw.get("signalName")),
+            source_signal_name=str_or_empty(raw.get("sourceSignalName")),
+        )
+
+    def to_raw(self) -> RawSignalClassification:
+        raw = RawSignalClassification(signalMode=self.signal_mode.value, signalName=self.signal_name)
+        if self.source_signal_name:
+            raw["sourceSignalName"] = self.source_signal_name
+        return raw
+
+
+@dataclass(frozen=True)
 class Status:
     """`status`: written by the controller only, one phase step at a time."""
 
@@ -259,6 +290,7 @@ class Status:
     environment_classification: EnvironmentClassification | None = None
     priority_assignment: PriorityAssignment | None = None
     business_classification: BusinessClassification | None = None
+    signal_classification: SignalClassification | None = None
     conditions: tuple[Condition, ...] = ()
 
     def condition(self, kind: ConditionType) -> Condition | None:
@@ -271,6 +303,7 @@ class Status:
         environment = section(raw, "environmentClassification")
         priority = section(raw, "priorityAssignment")
         business = section(raw, "businessClassification")
+        signal = section(raw, "signalClassification")
         failed_phase = str_or_empty(raw.get("failedPhase"))
         return cls(
             phase=Phase(str_or_empty(raw.get("phase"))),
@@ -297,6 +330,7 @@ class Status:
             business_classification=BusinessClassification.from_raw(business)
             if business is not None
             else None,
+            signal_classification=SignalClassification.from_raw(signal) if signal is not None else None,
             conditions=tuple(
                 Condition.from_raw(c) for c in raw.get("conditions") or [] if isinstance(c, Mapping)
             ),
@@ -333,6 +367,8 @@ class Status:
             raw["priorityAssignment"] = self.priority_assignment.to_raw()
         if self.business_classification is not None:
             raw["businessClassification"] = self.business_classification.to_raw()
+        if self.signal_classification is not None:
+            raw["signalClassification"] = self.signal_classification.to_raw()
         if self.conditions:
             raw["conditions"] = [condition.to_raw() for condition in self.conditions]
         return raw

@@ -35,6 +35,13 @@ _ORDER: Final = {phase: index for index, phase in enumerate(Phase)}
 _ORDER[Phase.FAILED] = _ORDER[Phase.COMPLETED]
 
 
+class SignalMode(enum.StrEnum):
+    """Whether a signal reports an incident (reactive) or predicts one (proactive, BR-SP-106)."""
+
+    REACTIVE = "reactive"
+    PROACTIVE = "proactive"
+
+
 class ConditionType(enum.StrEnum):
     ENRICHMENT = "EnrichmentComplete"
     CLASSIFICATION = "ClassificationComplete"

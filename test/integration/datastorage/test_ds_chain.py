@@ -129,9 +129,14 @@ def test_a_chain_of_more_than_ten_thousand_events_is_verified_whole(
 ) -> None:
     for _ in range(11):
         batch = [make_event(correlation_id) for _ in range(1000)]
-        assert ds_client.post(BATCH_PATH, json=batch).status_code == 201
+        # 202 too: on a loaded machine a batch may outlast the database timeout and go through the DLQ.
+        assert ds_client.post(BATCH_PATH, json=batch).status_code in (201, 202)
 
-    report = verify(ds_client, correlation_id)
+    def all_stored() -> dict[str, Any] | None:
+        report = verify(ds_client, correlation_id)
+        return report if report["total_events"] == 11_000 else None
+
+    report = eventually(all_stored, timeout=120, message="all 11,000 events were not stored")
 
     assert (report["is_valid"], report["total_events"], report["verified_events"]) == (True, 11_000, 11_000)
 

@@ -160,6 +160,7 @@ BAD_VALUES = [
     pytest.param("peering", "file", ["a"], id="peering-list"),
     pytest.param("peeringPriority", "environment", "high", id="peeringPriority-not-a-number"),
     pytest.param("peeringLifetime", "environment", "0", id="peeringLifetime-zero"),
+    pytest.param("signalModeConfigPath", "file", ["a.yaml"], id="signalModeConfigPath-list"),
 ]
 
 

@@ -21,6 +21,7 @@ from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
 from controller.pipeline import SIGNALPROCESSINGS, Pipeline
 from controller.policies import ActivePolicies
+from controller.signalmode import SignalModeMappings
 from controller.signalprocessing import SignalProcessing
 
 DURATION = "signalprocessing_processing_duration_seconds"
@@ -102,6 +103,7 @@ async def durations_of_a_pass(status: dict[str, Any]) -> dict[str, tuple[float, 
         api=cluster,
         caches=EnrichmentCaches.create(),
         policies=cast(ActivePolicies, None),  # the SP fails before any policy is asked
+        signal_modes=SignalModeMappings(),
         audit=Ignored(),
         events=Ignored(),
         metrics=metrics,

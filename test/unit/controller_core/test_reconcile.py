@@ -12,6 +12,7 @@ import copy
 import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Literal
 
 import pytest
@@ -26,6 +27,7 @@ from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
 from controller.policies import Decision, Policy
 from controller.policy_engine import PolicyEngineUnavailable, PolicyEvaluationError
 from controller.reconciler import Reconciler
+from controller.signalmode import SignalModeMappings
 from controller.signalprocessing import (
     ConditionReason,
     ConditionType,
@@ -173,6 +175,7 @@ class World:
             api=self.cluster,
             caches=EnrichmentCaches.create(),
             policies=policies or Policies(),  # type: ignore[arg-type]  # the evaluator part is all it uses
+            signal_modes=SignalModeMappings(MappingProxyType({"PredictedOOMKill": "OOMKilled"})),
             audit=self.audit,
             events=self.events,
             metrics=self.metrics,
