@@ -366,17 +366,16 @@ class PolicyWatcher:
         outcome = await self._policies.reload(source)
         await self._report(outcome, source)
         if self._signal_modes is not None:
-            await self._reload_signal_modes(source)
+            await self._reload_signal_modes(self._signal_modes, source)
         return outcome
 
-    async def _reload_signal_modes(self, policy_source: Path) -> None:
+    async def _reload_signal_modes(self, signal_modes: ActiveSignalModes, policy_source: Path) -> None:
         """The mappings file too, from the same ConfigMap generation when it sits beside the policies."""
-        assert self._signal_modes is not None
-        mappings = self._signal_modes.path
+        mappings = signal_modes.path
         beside = mappings.parent.resolve() == self._directory.resolve()
-        verdict, error = self._signal_modes.reload(policy_source / mappings.name if beside else None)
+        verdict, error = signal_modes.reload(policy_source / mappings.name if beside else None)
         if verdict is MappingsVerdict.ACTIVATED:
-            logger.info("signal mode mappings %s activated (%s)", mappings, self._signal_modes.current.sha256)
+            logger.info("signal mode mappings %s activated (%s)", mappings, signal_modes.current.sha256)
         elif verdict is MappingsVerdict.REJECTED:
             message = f"signal mode mappings rejected, keeping the last good: {error}"
             logger.error("%s", message)

@@ -13,6 +13,7 @@ from typing import Any, Final, TypedDict, cast
 
 from controller.rawjson import (
     int_or_zero,
+    optional_int,
     section,
     str_or_empty,
     string_map,
@@ -111,9 +112,7 @@ class Condition:
             message=str_or_empty(raw.get("message")),
             last_transition_time=optional_time(raw.get("lastTransitionTime"))
             or datetime.fromtimestamp(0, UTC),
-            observed_generation=int_or_zero(raw["observedGeneration"])
-            if "observedGeneration" in raw
-            else None,
+            observed_generation=optional_int(raw.get("observedGeneration")),
         )
 
     def to_raw(self) -> RawCondition:
@@ -307,9 +306,7 @@ class Status:
         failed_phase = str_or_empty(raw.get("failedPhase"))
         return cls(
             phase=Phase(str_or_empty(raw.get("phase"))),
-            observed_generation=int_or_zero(raw["observedGeneration"])
-            if "observedGeneration" in raw
-            else None,
+            observed_generation=optional_int(raw.get("observedGeneration")),
             failed_phase=Phase(failed_phase) if failed_phase else None,
             start_time=optional_time(raw.get("startTime")),
             completion_time=optional_time(raw.get("completionTime")),
