@@ -226,6 +226,11 @@ class PostgresServer(PrivateServer):
         self._psql(
             f"CREATE ROLE \"{self._user}\" LOGIN CREATEDB PASSWORD '{password}'", what="creating the role"
         )
+        # A test's database is dropped WITH (FORCE), which ends the sessions still in it; an autovacuum
+        # worker that happens to be vacuuming it belongs to no role, and only pg_signal_backend may end
+        # it. Without this the drop fails, now and then, with "must be a member of the role whose
+        # process is being terminated or member of pg_signal_backend".
+        self._psql(f'GRANT pg_signal_backend TO "{self._user}"', what="letting the role end sessions")
         self._psql(f'CREATE DATABASE "{self._database}" OWNER "{self._user}"', what="creating the database")
 
     def _psql(self, statement: str, *, what: str) -> None:
