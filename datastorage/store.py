@@ -54,6 +54,9 @@ _UNAVAILABLE: Final = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
+    # A pooled connection PostgreSQL went away under, left mid-operation ("cannot switch to state
+    # 15; another operation is in progress"): this connection is broken, PostgreSQL may be too.
+    asyncpg.InternalClientError,
 )
 
 
