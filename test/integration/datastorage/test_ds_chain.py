@@ -20,7 +20,8 @@ import asyncpg
 import httpx
 import pytest
 
-from datastorage.chain import chain_lock_key
+from datastorage.chain import READ_HEADS, chain_lock_key
+from datastorage.migrations import migrate
 from datastorage.service import StartupError
 from test.integration.datastorage.support import (
     BATCH_PATH,
@@ -323,6 +324,36 @@ def test_a_deadlock_over_two_chains_is_retried_with_fresh_hashes(
     for chain in chains:
         assert verify(ds_client, chain)["is_valid"]
         assert_linked(chain_rows(ds_stack.database_url, chain))
+
+
+def test_chain_heads_are_read_by_key_however_many_chains_were_added_since_the_statement_was_prepared(
+    fresh_database: str,
+) -> None:
+    """A pooled connection prepares the read of the heads once, on a young table, and keeps it while
+    the table gains a row for every chain ever written: each read must still look its chains up."""
+    asyncio.run(migrate(fresh_database))
+    wanted = ",".join(f"rr-{n}" for n in range(1, 126))
+    explain = f"EXPLAIN (FORMAT JSON) EXECUTE read_heads ('{{{wanted}}}')"
+
+    async def plan_when_grown() -> str:
+        connection = await asyncpg.connect(fresh_database)
+        try:
+            await connection.execute(f"PREPARE read_heads (text[]) AS {READ_HEADS}")
+            for _ in range(6):  # past the five custom plans after which PostgreSQL may settle on one
+                await connection.fetchval(explain)
+            await connection.execute(
+                "INSERT INTO audit_chain_heads (correlation_id, event_count, last_event_hash, last_event_id, "
+                "last_event_timestamp) SELECT 'rr-' || n, 1, repeat('a', 64), gen_random_uuid(), now() "
+                "FROM generate_series(1, 20000) AS n"
+            )
+            plan: str = await connection.fetchval(explain)
+            return plan
+        finally:
+            await connection.close()
+
+    plan = asyncio.run(plan_when_grown())
+    assert "audit_chain_heads_pkey" in plan
+    assert "Seq Scan" not in plan
 
 
 def _waits_for(database_url: str, key: int) -> bool:
