@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from datastorage.api.dependencies import ServiceDep
+from datastorage.api.jsonbody import FastJsonRoute
 from datastorage.errors import InvalidInput, StorageUnavailable
 from datastorage.ingest import Outcome
 from datastorage.repository import EventFilter
@@ -30,7 +31,7 @@ from datastorage.schemas import (
 )
 from datastorage.timestamps import check_event_time, format_timestamp, parse_time_bound
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=FastJsonRoute)
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
