@@ -3,8 +3,9 @@
 Runs the real `hotreload.PolicyWatcher` in this process (watchdog, the
 200 ms debounce, `ActivePolicies.reload` with its smoke evaluation) over an
 OPA server of its own (`--engine embedded` for regorus), and measures, for
-each of `--reloads` changes of the custom-labels policy, the time from the
-write to the moment `signalprocessing_policy_hash_info` shows the new hash.
+each of `--reloads` changes of `policy.rego` (the shipped text plus a line
+of its own), the time from the write to the moment
+`signalprocessing_policy_hash_info` shows the new hash.
 Two ways of writing: an in-place rewrite of the file, and a kubelet-style
 ConfigMap update (new generation directory, `..data` link renamed over).
 The debounce is a floor: every latency includes it. No controller process
@@ -28,7 +29,7 @@ from pathlib import Path
 from controller import classify
 from controller.hotreload import DEBOUNCE_SECONDS, PolicyWatcher
 from controller.metrics import ControllerMetrics
-from controller.policies import ActivePolicies, Policy
+from controller.policies import POLICY_FILE_NAME, ActivePolicies
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
 from devstack.opa_server import OpaServer
 from envtest import assets
@@ -37,17 +38,19 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 TARGET_P99_SECONDS = 0.5
 
 
-def labels_policy(n: int) -> str:
-    return f'package signalprocessing.labels\n\nlabels := {{"bench": ["{n}"]}}\n'
+SHIPPED = REPOSITORY / "policies" / POLICY_FILE_NAME
+
+
+def changed_policy(n: int) -> str:
+    return f"{SHIPPED.read_text()}\n# bench reload {n}\n"
 
 
 def plain_layout(root: Path) -> Callable[[int], str]:
-    for policy in Policy:
-        shutil.copy(REPOSITORY / "policies" / policy.file_name, root / policy.file_name)
+    shutil.copy(SHIPPED, root / POLICY_FILE_NAME)
 
     def write(n: int) -> str:
-        text = labels_policy(n)
-        (root / Policy.CUSTOMLABELS.file_name).write_text(text)
+        text = changed_policy(n)
+        (root / POLICY_FILE_NAME).write_text(text)
         return text
 
     return write
@@ -56,17 +59,16 @@ def plain_layout(root: Path) -> Callable[[int], str]:
 def kubelet_layout(root: Path) -> Callable[[int], str]:
     first = root / "..gen_0"
     first.mkdir()
-    for policy in Policy:
-        shutil.copy(REPOSITORY / "policies" / policy.file_name, first / policy.file_name)
-        (root / policy.file_name).symlink_to(Path("..data") / policy.file_name)
+    shutil.copy(SHIPPED, first / POLICY_FILE_NAME)
+    (root / POLICY_FILE_NAME).symlink_to(Path("..data") / POLICY_FILE_NAME)
     (root / "..data").symlink_to(first.name)
 
     def write(n: int) -> str:
         old = os.readlink(root / "..data")
         generation = f"..gen_{n + 1}"
         shutil.copytree(root / old, root / generation)
-        text = labels_policy(n)
-        (root / generation / Policy.CUSTOMLABELS.file_name).write_text(text)
+        text = changed_policy(n)
+        (root / generation / POLICY_FILE_NAME).write_text(text)
         (root / "..data_tmp").symlink_to(generation)
         os.replace(root / "..data_tmp", root / "..data")
         shutil.rmtree(root / old)
@@ -91,7 +93,7 @@ async def measure(
             for n in range(reloads):
                 started = time.perf_counter()
                 digest = hashlib.sha256(write(n).encode()).hexdigest()
-                labels = {"policy": Policy.CUSTOMLABELS.value, "sha256": digest}
+                labels = {"policy": POLICY_FILE_NAME, "sha256": digest}
                 while metrics.registry.get_sample_value("signalprocessing_policy_hash_info", labels) != 1:
                     if time.perf_counter() - started > 10:
                         raise RuntimeError(f"reload {n} not active after 10 s")

@@ -11,7 +11,8 @@ from pathlib import Path
 import kopf
 
 import controller.handlers  # noqa: F401 - registers the handlers
-from controller.config import ConfigError, load_settings
+from controller.config import ConfigError, Settings, load_settings
+from controller.readyz import Readiness
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    asyncio.run(run(settings))
+    return 0
+
+
+async def run(settings: Settings) -> None:
     memo = kopf.Memo(settings=settings)
     namespaces = list(settings.kopf_namespaces)
-    asyncio.run(
-        kopf.operator(
+    try:
+        await kopf.operator(
             clusterwide=not namespaces,
             namespaces=namespaces,
             memo=memo,
@@ -35,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             peering_name=settings.peering,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         )
-    )
-    return 0
+    finally:
+        # kopf runs no cleanup handler when it stops before its startup succeeded (a bad policy).
+        readiness: Readiness | None = memo.get("readiness")
+        if readiness is not None:
+            await readiness.close()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal, TypeAlias, TypedDict
@@ -27,6 +26,8 @@ EVENT_CATEGORY: Final = "signalprocessing"
 ACTOR_TYPE: Final = "service"
 ACTOR_ID: Final = "signalprocessing-controller"
 RESOURCE_TYPE: Final = "SignalProcessing"
+# How the severity of a classification decision was determined: always by the policy's severity rule.
+SEVERITY_SOURCE: Final = "rego-policy"
 
 # DataStorage's AuditEventRequest limits (reference 2.3); an event outside them could never be stored.
 _MAX_CORRELATION_ID: Final = 255
@@ -123,6 +124,8 @@ class Classification:
     sla_requirement: str | None = None
     signal_mode: str | None = None  # reactive or proactive (BR-SP-106)
     source_signal_name: str | None = None  # a proactive signal's name, whose base name the status records
+    severity: str | None = None  # the policy's normalised severity (status.signalClassification.severity)
+    policy_hash: str | None = None  # SHA-256 of the policy.rego that classified the signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,20 +284,25 @@ def signal_processed(subject: AuditSubject, *, summary: ProcessingSummary, at: d
 
 
 def classification_decision(
-    subject: AuditSubject,
-    *,
-    classification: Classification,
-    policy_hashes: Mapping[str, str],
-    at: datetime,
+    subject: AuditSubject, *, classification: Classification, at: datetime
 ) -> AuditEvent:
     """``signalprocessing.classification.decision``, at completion.
 
-    ``policy_hashes`` maps each policy name to the SHA-256 of the text that produced the results, so an
-    audited decision can be traced to the exact policy.
+    ``severity`` and ``normalized_severity`` are the policy's answer, ``external_severity`` what the
+    signal's source wrote (``spec.signal.severity``); ``policy_hash`` is the SHA-256 of the policy text
+    that decided, so an audited decision can be traced to the exact policy.
     """
-    data: dict[str, JsonValue] = {"signal": subject.signal_name, "severity": subject.severity}
+    data: dict[str, JsonValue] = {
+        "signal": subject.signal_name,
+        "severity": classification.severity or subject.severity,
+        "external_severity": subject.severity,
+        "determination_source": SEVERITY_SOURCE,
+    }
+    if classification.severity is not None:
+        data["normalized_severity"] = classification.severity
     data.update(_classification_data(classification))
-    data["policy_hashes"] = _policy_hashes(policy_hashes)
+    if classification.policy_hash is not None:
+        data["policy_hash"] = classification.policy_hash
     return _event(
         subject,
         EventType.CLASSIFICATION_DECISION,
@@ -309,10 +317,11 @@ def business_classified(
     subject: AuditSubject,
     *,
     business: BusinessSummary,
-    policy_hashes: Mapping[str, str],
+    policy_hash: str | None,
     at: datetime,
 ) -> AuditEvent:
-    """``signalprocessing.business.classified``, at completion when a business classification exists."""
+    """``signalprocessing.business.classified``, at completion when a business classification exists;
+    ``policy_hash`` is the classification's (``status.signalClassification.policyHash``)."""
     data: dict[str, JsonValue] = {"signal": subject.signal_name, "severity": subject.severity}
     if business.business_unit:
         data["business_unit"] = business.business_unit
@@ -320,7 +329,8 @@ def business_classified(
         data["criticality"] = business.criticality
     if business.sla_requirement:
         data["sla_requirement"] = business.sla_requirement
-    data["policy_hashes"] = _policy_hashes(policy_hashes)
+    if policy_hash is not None:
+        data["policy_hash"] = policy_hash
     return _event(
         subject, EventType.BUSINESS_CLASSIFIED, action="classification", outcome="success", at=at, data=data
     )
@@ -381,10 +391,6 @@ def _classification_data(classification: Classification) -> dict[str, JsonValue]
         "source_signal_name": classification.source_signal_name,
     }
     return {key: value for key, value in fields.items() if value is not None}
-
-
-def _policy_hashes(policy_hashes: Mapping[str, str]) -> dict[str, JsonValue]:
-    return {name: policy_hashes[name] for name in sorted(policy_hashes)}
 
 
 def _rfc3339(at: datetime) -> str:

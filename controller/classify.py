@@ -1,25 +1,38 @@
-"""Classification: the input each policy sees, and what its answer may mean.
+"""Classification: the input document every rule of the policy sees, and what each answer may mean.
 
-For each of the four policies this module builds the Rego input from the
-SignalProcessing's own typed values (`Signal`, the `KubernetesContext` sections;
-never `None`, which strict builtins refuse: absent maps are `{}`),
-evaluates it through the `PolicyEvaluator` passed in, and turns the answer
-into a frozen result carrying the hash of the policy text that decided it.
-Answers that break the contract raise `PolicyOutputError`, which fails the
-SP instead of writing a made-up value.
+The input is kubernaut 2026's, built from the SignalProcessing's own typed
+values (`Signal`, the `KubernetesContext` sections; never `None`, which strict
+builtins refuse: a missing part is `{}` or `""`):
 
-- Environment: `{environment, source}`; no result or no environment is an error.
-- Priority: `{priority: P0..P3, policy_name}`; the status source is `rego-policy`.
-- Business: per field, the `kubernaut.ai/*` labels first (namespace, then
-  deployment), then the policy, then `unknown`/`unknown`/`medium`/`bronze`.
-  The label precedence lives here, not in Rego, so no policy edit can
-  override what a team declared on its objects.
-- Custom labels: sanitised (reserved prefixes, at most 10 keys in sorted
-  order, 5 values, 63/100 characters cut at a character boundary), with a
-  fallback to the namespace's team/cost-center/region labels.
+    namespace{name, labels, annotations}
+    signal{severity, type, source, labels}
+    workload{kind, name, labels, annotations}   the target itself
+    cluster{labels}                             `{}` until a cluster registry exists
+
+Each step asks the rules it needs through the `PolicyEvaluator` passed in and
+turns the answers into frozen results; answers that break a rule's contract
+raise `PolicyOutputError`, which fails the SP instead of writing a made-up
+value.
+
+- severity (required): a plain string, one of `SEVERITIES`.
+- environment (required): `{environment, source}`; the value is mapped onto
+  Production/Staging/Development/Test/Unknown case-insensitively, any other
+  string is kept as written; an empty source is `default`.
+- priority (required): `{priority: P0..P3, policy_name}`; source `rego-policy`.
+- cluster (optional): a string, recorded as the cluster classification.
+  Undefined records nothing; a failure never fails the SP (`ClusterOutcome`).
+- labels (optional): custom labels, sanitised (reserved prefixes, at most 10
+  keys in sorted order, 5 values, 63/100 characters cut at a character
+  boundary); when they come out empty, per key the namespace's, else the
+  target workload's `kubernaut.ai/{team,tier,cost-center,region}` labels.
+- business (optional, this controller's own rule): per field, the
+  `kubernaut.ai/*` labels first (namespace, then the target workload), then
+  the policy, then `unknown`/`unknown`/`medium`/`bronze`. The label
+  precedence lives here, not in Rego, so no policy edit can override what a
+  team declared on its objects.
 
 Boundary: pure functions plus the evaluator call; no Kubernetes API, no files.
-`smoke_check` is what `policies.ActivePolicies` runs before activating texts.
+`smoke_check` is what `policies.ActivePolicies` runs before activating a text.
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
-from controller.policies import Decision, Policy, PolicyEvaluator
+from controller.policies import Decisions, PolicyEvaluator, Rule
 from controller.policy_engine import PolicyError
 from controller.signalprocessing import (
     BusinessClassification,
@@ -38,15 +51,20 @@ from controller.signalprocessing import (
     EnvironmentClassification,
     KubernetesContext,
     NamespaceContext,
-    PodDetails,
     PriorityAssignment,
     Signal,
     TargetResource,
 )
 
+SEVERITIES: Final = ("critical", "high", "warning", "info", "unknown")
 PRIORITIES: Final = frozenset({"P0", "P1", "P2", "P3"})
 CRITICALITIES: Final = frozenset({"critical", "high", "medium", "low"})
 SLA_TIERS: Final = frozenset({"platinum", "gold", "silver", "bronze"})
+# kubernaut 2026's environment values; the policy's answer is matched case-insensitively.
+ENVIRONMENTS: Final = MappingProxyType(
+    {name.lower(): name for name in ("Production", "Staging", "Development", "Test", "Unknown")}
+)
+MAX_CLUSTER_CLASSIFICATION_LENGTH: Final = 253
 
 # DD-WORKFLOW-001 v1.9 limits for custom labels.
 MAX_CUSTOM_LABEL_KEYS: Final = 10
@@ -70,17 +88,18 @@ _BUSINESS_LABELS: Final = {
 _BUSINESS_ALLOWED: Final = {"criticality": CRITICALITIES, "sla": SLA_TIERS}
 _FALLBACK_LABELS: Final = (
     ("kubernaut.ai/team", "team"),
+    ("kubernaut.ai/tier", "tier"),
     ("kubernaut.ai/cost-center", "cost"),
     ("kubernaut.ai/region", "region"),
 )
 
 
 class PolicyOutputError(PolicyError):
-    """A policy answered with something outside its contract; names the policy."""
+    """A rule answered with something outside its contract; names the rule."""
 
-    def __init__(self, policy: Policy, message: str) -> None:
-        super().__init__(f"{policy.file_name}: {message}")
-        self.policy = policy
+    def __init__(self, rule: Rule, message: str) -> None:
+        super().__init__(f"{rule} rule: {message}")
+        self.rule = rule
 
 
 # --------------------------------------------------------------------------------------------------
@@ -89,98 +108,90 @@ class PolicyOutputError(PolicyError):
 
 @dataclass(frozen=True)
 class CustomLabels:
-    """Sanitised custom labels; `source` says whether the policy or the namespace fallback gave them."""
+    """Sanitised custom labels; `source` says whether the policy or the label fallback gave them."""
 
     labels: Mapping[str, tuple[str, ...]]
-    source: Literal["policy", "namespace-fallback"]
-    policy_hash: str
+    source: Literal["policy", "label-fallback"]
     reserved_dropped: tuple[str, ...] = ()
 
     def to_status(self) -> dict[str, list[str]]:
         return {key: list(values) for key, values in self.labels.items()}
 
 
+@dataclass(frozen=True)
+class ClusterOutcome:
+    """The optional cluster rule: its classification (empty when undefined), or why it failed.
+
+    A failure is reported, never raised: kubernaut never fails an SP for its cluster rule.
+    """
+
+    classification: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SignalVerdict:
+    """What the Classifying step decides, all from the policy text whose hash it carries."""
+
+    severity: str
+    environment: EnvironmentClassification
+    priority: PriorityAssignment
+    cluster: ClusterOutcome
+    policy_hash: str
+
+
 # --------------------------------------------------------------------------------------------------
-# Inputs
+# The input document
 
 
-def _labels(section: NamespaceContext | DeploymentDetails | PodDetails | None) -> dict[str, str]:
-    return dict(section.labels) if section is not None else {}
-
-
-def environment_input(namespace: NamespaceContext | None, signal: Signal) -> dict[str, object]:
-    return {
-        "namespace": {"name": namespace.name if namespace else "", "labels": _labels(namespace)},
-        "signal": {"labels": dict(signal.labels)},
+def _workload_section(
+    kubernetes: KubernetesContext, kind: str
+) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """The target's own labels and annotations, from the section enrichment read for its kind."""
+    sections = {
+        "pod": kubernetes.pod,
+        "deployment": kubernetes.deployment,
+        "statefulset": kubernetes.stateful_set,
+        "daemonset": kubernetes.daemon_set,
+        "replicaset": kubernetes.replica_set,
+        "service": kubernetes.service,
     }
+    section = sections.get(kind.lower())
+    if section is not None:
+        return section.labels, section.annotations
+    if kind.lower() == "node" and kubernetes.node is not None:
+        return kubernetes.node.labels, {}  # enrichment keeps no annotations of a Node
+    return {}, {}
 
 
-def priority_input(
-    signal: Signal,
-    environment: str,
-    namespace: NamespaceContext | None,
-    deployment: DeploymentDetails | None,
-) -> dict[str, object]:
+def workload_labels(kubernetes: KubernetesContext, target: TargetResource) -> Mapping[str, str]:
+    """The target's own labels, as the policy sees them in `input.workload.labels`."""
+    return _workload_section(kubernetes, target.kind)[0]
+
+
+def policy_input(kubernetes: KubernetesContext, target: TargetResource, signal: Signal) -> dict[str, object]:
+    """The one input document of every rule (kubernaut 2026's `evaluator/types.go` shape)."""
+    namespace = kubernetes.namespace
+    labels, annotations = _workload_section(kubernetes, target.kind)
     return {
-        "signal": {"severity": signal.severity, "source": signal.source},
-        "environment": environment,
-        "namespace_labels": _labels(namespace),
-        "deployment_labels": _labels(deployment),
-    }
-
-
-def business_input(
-    environment: str, namespace: NamespaceContext | None, deployment: DeploymentDetails | None
-) -> dict[str, object]:
-    return {
-        "environment": environment,
         "namespace": {
             "name": namespace.name if namespace else "",
-            "labels": _labels(namespace),
+            "labels": dict(namespace.labels) if namespace else {},
             "annotations": dict(namespace.annotations) if namespace else {},
         },
-        "deployment": {
-            "labels": _labels(deployment),
-            "annotations": dict(deployment.annotations) if deployment else {},
+        "signal": {
+            "severity": signal.severity,
+            "type": signal.type,
+            "source": signal.source,
+            "labels": dict(signal.labels),
         },
-    }
-
-
-def customlabels_input(
-    kubernetes: KubernetesContext, target: TargetResource, signal: Signal
-) -> dict[str, object]:
-    """The shape of the original `RegoInput`; `podDetails`/`deploymentDetails` only for those targets.
-
-    The context has a pod or deployment section only when the target is that pod or deployment,
-    so the target names it.
-    """
-    namespace = kubernetes.namespace
-    context: dict[str, object] = {
-        "namespace": namespace.name if namespace else "",
-        "namespaceLabels": _labels(namespace),
-        "namespaceAnnotations": dict(namespace.annotations) if namespace else {},
-    }
-    if (pod := kubernetes.pod) is not None:
-        context["podDetails"] = {
+        "workload": {
+            "kind": target.kind,
             "name": target.name,
-            "phase": pod.phase,
-            "labels": dict(pod.labels),
-            "annotations": dict(pod.annotations),
-            "restartCount": pod.restart_count,
-            "creationTimestamp": pod.creation_timestamp,
-        }
-    if (deployment := kubernetes.deployment) is not None:
-        context["deploymentDetails"] = {
-            "name": target.name,
-            "replicas": deployment.replicas,
-            "readyReplicas": deployment.ready_replicas,
-            "availableReplicas": deployment.available_replicas,
-            "strategy": deployment.strategy,
-            "labels": dict(deployment.labels),
-        }
-    return {
-        "kubernetes": context,
-        "signal": {"type": signal.type, "severity": signal.severity, "source": signal.source},
+            "labels": dict(labels),
+            "annotations": dict(annotations),
+        },
+        "cluster": {"labels": {}},
     }
 
 
@@ -188,53 +199,87 @@ def customlabels_input(
 # Reading answers
 
 
-def _object(policy: Policy, value: object) -> Mapping[str, object]:
+def _object(rule: Rule, value: object) -> Mapping[str, object]:
     """The answer as an object; an undefined answer reads as an empty one."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise PolicyOutputError(policy, f"result must be an object, got {type(value).__name__}")
+        raise PolicyOutputError(rule, f"result must be an object, got {type(value).__name__}")
     return value
 
 
-def _required_object(policy: Policy, value: object) -> Mapping[str, object]:
+def _required_object(rule: Rule, value: object) -> Mapping[str, object]:
     if value is None:
-        raise PolicyOutputError(policy, "returned no result - add a default rule")
-    return _object(policy, value)
+        raise PolicyOutputError(rule, "returned no result - add a default rule")
+    return _object(rule, value)
 
 
-def _optional_string(policy: Policy, result: Mapping[str, object], key: str) -> str:
+def _optional_string(rule: Rule, result: Mapping[str, object], key: str) -> str:
     value = result.get(key, "")
     if not isinstance(value, str):
-        raise PolicyOutputError(policy, f"{key} must be a string, got {value!r}")
+        raise PolicyOutputError(rule, f"{key} must be a string, got {value!r}")
     return value
 
 
-def interpret_environment(decision: Decision) -> EnvironmentClassification:
-    policy = Policy.ENVIRONMENT
-    result = _required_object(policy, decision.value)
-    environment = _optional_string(policy, result, "environment")
+def normalise_environment(environment: str) -> str:
+    """Production, Staging, Development, Test or Unknown, whatever their case; any other value as written."""
+    return ENVIRONMENTS.get(environment.lower(), environment)
+
+
+def interpret_severity(value: object) -> str:
+    """The answer, a plain string in `SEVERITIES`; there is no fallback but the policy's own default."""
+    if value is None:
+        raise PolicyOutputError(Rule.SEVERITY, "returned no result - add a default rule")
+    if not isinstance(value, str):
+        raise PolicyOutputError(Rule.SEVERITY, f"result must be a string, got {type(value).__name__}")
+    if value not in SEVERITIES:
+        raise PolicyOutputError(Rule.SEVERITY, f"{value!r} is not one of {', '.join(SEVERITIES)}")
+    return value
+
+
+def interpret_environment(value: object) -> EnvironmentClassification:
+    rule = Rule.ENVIRONMENT
+    result = _required_object(rule, value)
+    environment = _optional_string(rule, result, "environment")
     if not environment:
-        raise PolicyOutputError(policy, f"result has no environment: {dict(result)!r}")
-    source = _optional_string(policy, result, "source") or "default"
-    return EnvironmentClassification(environment, source, decision.policy_hash)
+        raise PolicyOutputError(rule, f"result has no environment: {dict(result)!r}")
+    source = _optional_string(rule, result, "source") or "default"
+    return EnvironmentClassification(normalise_environment(environment), source)
 
 
-def interpret_priority(decision: Decision) -> PriorityAssignment:
-    policy = Policy.PRIORITY
-    result = _required_object(policy, decision.value)
+def interpret_priority(value: object) -> PriorityAssignment:
+    rule = Rule.PRIORITY
+    result = _required_object(rule, value)
     priority = result.get("priority")
     if not isinstance(priority, str) or priority not in PRIORITIES:
-        raise PolicyOutputError(policy, f"invalid priority value: {priority!r} (expected P0..P3)")
-    return PriorityAssignment(priority, _optional_string(policy, result, "policy_name"), decision.policy_hash)
+        raise PolicyOutputError(rule, f"invalid priority value: {priority!r} (expected P0..P3)")
+    return PriorityAssignment(priority, _optional_string(rule, result, "policy_name"))
 
 
-def _from_labels(
-    key: str, namespace: NamespaceContext | None, deployment: DeploymentDetails | None
-) -> str | None:
-    """The first usable label value, namespace before deployment; invalid tiers are skipped."""
+def interpret_cluster(value: object) -> str:
+    """The cluster classification: a string (empty when undefined); raises for anything else."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PolicyOutputError(Rule.CLUSTER, f"result must be a string, got {type(value).__name__}")
+    if len(value) > MAX_CLUSTER_CLASSIFICATION_LENGTH:
+        raise PolicyOutputError(
+            Rule.CLUSTER, f"result is {len(value)} characters, over {MAX_CLUSTER_CLASSIFICATION_LENGTH}"
+        )
+    return value
+
+
+def _cluster_outcome(decisions: Decisions) -> ClusterOutcome:
+    try:
+        return ClusterOutcome(interpret_cluster(decisions.value(Rule.CLUSTER)))
+    except PolicyError as error:
+        return ClusterOutcome(error=str(error))
+
+
+def _from_labels(key: str, *sources: Mapping[str, str]) -> str | None:
+    """The first usable label value, namespace before workload; invalid tiers are skipped."""
     allowed = _BUSINESS_ALLOWED.get(key)
-    for labels in (_labels(namespace), _labels(deployment)):
+    for labels in sources:
         value = labels.get(_BUSINESS_LABELS[key], "").strip()
         if allowed is not None:
             value = value.lower()
@@ -246,30 +291,30 @@ def _from_labels(
 
 
 def decide_business(
-    decision: Decision, namespace: NamespaceContext | None, deployment: DeploymentDetails | None
+    value: object, namespace_labels: Mapping[str, str], workload: Mapping[str, str]
 ) -> BusinessClassification:
-    """Labels, then the policy's answer (an empty string or a missing key means no opinion), then defaults."""
-    policy = Policy.BUSINESS
-    result = _object(policy, decision.value)
+    """Labels, then the policy's answer (undefined, an empty string or a missing key mean no opinion),
+    then defaults."""
+    rule = Rule.BUSINESS
+    result = _object(rule, value)
     decided = {}
     for key, default in _BUSINESS_DEFAULTS.items():
-        from_labels = _from_labels(key, namespace, deployment)
+        from_labels = _from_labels(key, namespace_labels, workload)
         if from_labels is not None:
             decided[key] = from_labels
             continue
-        from_policy = _optional_string(policy, result, key)
+        from_policy = _optional_string(rule, result, key)
         allowed = _BUSINESS_ALLOWED.get(key)
         if allowed is not None and from_policy:
             from_policy = from_policy.lower()
             if from_policy not in allowed:
-                raise PolicyOutputError(policy, f"{key} {from_policy!r} is not one of {sorted(allowed)}")
+                raise PolicyOutputError(rule, f"{key} {from_policy!r} is not one of {sorted(allowed)}")
         decided[key] = from_policy or default
     return BusinessClassification(
         business_unit=decided["business_unit"],
         service_owner=decided["service_owner"],
         criticality=decided["criticality"],
         sla_requirement=decided["sla"],
-        policy_hash=decision.policy_hash,
     )
 
 
@@ -339,7 +384,7 @@ def sanitise_custom_labels(value: object) -> tuple[dict[str, tuple[str, ...]], t
     """
     labels: dict[str, tuple[str, ...]] = {}
     reserved: list[str] = []
-    result = _object(Policy.CUSTOMLABELS, value)
+    result = _object(Rule.LABELS, value)
     for key in sorted(result):
         if key.startswith(RESERVED_LABEL_PREFIXES):
             reserved.append(key)
@@ -356,56 +401,60 @@ def sanitise_custom_labels(value: object) -> tuple[dict[str, tuple[str, ...]], t
     return labels, tuple(reserved)
 
 
-def interpret_custom_labels(decision: Decision, namespace: NamespaceContext | None) -> CustomLabels:
-    labels, reserved = sanitise_custom_labels(decision.value)
+def interpret_custom_labels(
+    value: object, namespace_labels: Mapping[str, str], workload: Mapping[str, str]
+) -> CustomLabels:
+    """The sanitised answer; when it is empty, each fallback label from the namespace, else the workload."""
+    labels, reserved = sanitise_custom_labels(value)
     if labels:
-        return CustomLabels(MappingProxyType(labels), "policy", decision.policy_hash, reserved)
-    namespace_labels = _labels(namespace)
-    fallback = {
-        name: (truncate_text(namespace_labels[label], MAX_CUSTOM_LABEL_VALUE_LENGTH),)
-        for label, name in _FALLBACK_LABELS
-        if namespace_labels.get(label)
-    }
-    return CustomLabels(MappingProxyType(fallback), "namespace-fallback", decision.policy_hash, reserved)
+        return CustomLabels(MappingProxyType(labels), "policy", reserved)
+    fallback = {}
+    for label, name in _FALLBACK_LABELS:
+        found = namespace_labels.get(label) or workload.get(label)
+        if found:
+            fallback[name] = (truncate_text(found, MAX_CUSTOM_LABEL_VALUE_LENGTH),)
+    return CustomLabels(MappingProxyType(fallback), "label-fallback", reserved)
 
 
 # --------------------------------------------------------------------------------------------------
 # Classifying: input, evaluation, reading
 
-
-async def classify_environment(
-    evaluator: PolicyEvaluator, namespace: NamespaceContext | None, signal: Signal
-) -> EnvironmentClassification:
-    decision = await evaluator.evaluate(Policy.ENVIRONMENT, environment_input(namespace, signal))
-    return interpret_environment(decision)
+_SIGNAL_RULES: Final = (Rule.SEVERITY, Rule.ENVIRONMENT, Rule.PRIORITY, Rule.CLUSTER)
 
 
-async def assign_priority(
-    evaluator: PolicyEvaluator,
-    signal: Signal,
-    environment: str,
-    namespace: NamespaceContext | None,
-    deployment: DeploymentDetails | None,
-) -> PriorityAssignment:
-    inputs = priority_input(signal, environment, namespace, deployment)
-    return interpret_priority(await evaluator.evaluate(Policy.PRIORITY, inputs))
+async def classify_signal(
+    evaluator: PolicyEvaluator, kubernetes: KubernetesContext, target: TargetResource, signal: Signal
+) -> SignalVerdict:
+    """Severity, environment, priority and cluster, from one policy text (the Classifying step)."""
+    decisions = await evaluator.evaluate(_SIGNAL_RULES, policy_input(kubernetes, target, signal))
+    return SignalVerdict(
+        severity=interpret_severity(decisions.value(Rule.SEVERITY)),
+        environment=interpret_environment(decisions.value(Rule.ENVIRONMENT)),
+        priority=interpret_priority(decisions.value(Rule.PRIORITY)),
+        cluster=_cluster_outcome(decisions),
+        policy_hash=decisions.policy_hash,
+    )
 
 
 async def classify_business(
-    evaluator: PolicyEvaluator,
-    environment: str,
-    namespace: NamespaceContext | None,
-    deployment: DeploymentDetails | None,
-) -> BusinessClassification:
-    inputs = business_input(environment, namespace, deployment)
-    return decide_business(await evaluator.evaluate(Policy.BUSINESS, inputs), namespace, deployment)
+    evaluator: PolicyEvaluator, kubernetes: KubernetesContext, target: TargetResource, signal: Signal
+) -> tuple[BusinessClassification, str]:
+    """The business classification (the Categorizing step), and the hash of the text that decided it."""
+    decisions = await evaluator.evaluate((Rule.BUSINESS,), policy_input(kubernetes, target, signal))
+    business = decide_business(
+        decisions.value(Rule.BUSINESS), kubernetes.namespace_labels, workload_labels(kubernetes, target)
+    )
+    return business, decisions.policy_hash
 
 
 async def extract_custom_labels(
     evaluator: PolicyEvaluator, kubernetes: KubernetesContext, target: TargetResource, signal: Signal
 ) -> CustomLabels:
-    decision = await evaluator.evaluate(Policy.CUSTOMLABELS, customlabels_input(kubernetes, target, signal))
-    return interpret_custom_labels(decision, kubernetes.namespace)
+    """The custom labels (in the Enriching step, once the context is read)."""
+    decisions = await evaluator.evaluate((Rule.LABELS,), policy_input(kubernetes, target, signal))
+    return interpret_custom_labels(
+        decisions.value(Rule.LABELS), kubernetes.namespace_labels, workload_labels(kubernetes, target)
+    )
 
 
 SMOKE_NAMESPACE: Final = NamespaceContext(
@@ -420,9 +469,11 @@ SMOKE_TARGET: Final = TargetResource("Deployment", "smoke-check", "smoke-check")
 
 
 async def smoke_check(evaluator: PolicyEvaluator) -> None:
-    """Classify one typical production signal with every policy; raises if any answer is unusable."""
-    environment = await classify_environment(evaluator, SMOKE_NAMESPACE, SMOKE_SIGNAL)
-    await assign_priority(evaluator, SMOKE_SIGNAL, environment.environment, SMOKE_NAMESPACE, SMOKE_DEPLOYMENT)
-    await classify_business(evaluator, environment.environment, SMOKE_NAMESPACE, SMOKE_DEPLOYMENT)
+    """Classify one typical production signal with every rule; raises if a required answer is unusable.
+
+    The cluster rule's failure is not one: as for an SP, it never stops anything.
+    """
     kubernetes = KubernetesContext(namespace=SMOKE_NAMESPACE, deployment=SMOKE_DEPLOYMENT)
     await extract_custom_labels(evaluator, kubernetes, SMOKE_TARGET, SMOKE_SIGNAL)
+    await classify_signal(evaluator, kubernetes, SMOKE_TARGET, SMOKE_SIGNAL)
+    await classify_business(evaluator, kubernetes, SMOKE_TARGET, SMOKE_SIGNAL)

@@ -39,6 +39,10 @@ class Settings:
     peering_priority: int | None = None  # the highest live one is active; None: random per process
     peering_lifetime: int = 60  # seconds a silent peer still counts as alive: the takeover time after a crash
     signal_mode_config_path: Path | None = None  # None: proactive-signal-mappings.yaml in policy_dir
+    readiness_port: int = 8082  # /readyz: the readiness gates
+    data_storage_ready_url: str | None = None  # None: <data_storage_url>/readyz
+    readiness_interval_seconds: float = 15.0  # between two probes of every readiness gate
+    readiness_timeout_seconds: float = 5.0  # one probe's budget; longer is a failure
 
     @property
     def kopf_namespaces(self) -> tuple[str, ...]:
@@ -52,6 +56,11 @@ class Settings:
         if any(any(char in pattern for char in "*?[") for pattern in self.watch_namespaces):
             return ()
         return self.watch_namespaces
+
+    @property
+    def datastorage_readiness_url(self) -> str:
+        """What the datastorage readiness gate GETs: the configured URL, else DataStorage's `/readyz`."""
+        return self.data_storage_ready_url or f"{self.data_storage_url.rstrip('/')}/readyz"
 
     def watches(self, namespace: str) -> bool:
         return not self.watch_namespaces or any(
@@ -77,6 +86,10 @@ _FIELDS = {
     "peeringPriority": ("peering_priority", "PEERING_PRIORITY"),
     "peeringLifetime": ("peering_lifetime", "PEERING_LIFETIME"),
     "signalModeConfigPath": ("signal_mode_config_path", "SIGNAL_MODE_CONFIG_PATH"),
+    "readinessPort": ("readiness_port", "READINESS_PORT"),
+    "dataStorageReadyUrl": ("data_storage_ready_url", "DATA_STORAGE_READY_URL"),
+    "readinessIntervalSeconds": ("readiness_interval_seconds", "READINESS_INTERVAL_SECONDS"),
+    "readinessTimeoutSeconds": ("readiness_timeout_seconds", "READINESS_TIMEOUT_SECONDS"),
 }
 
 
@@ -95,7 +108,7 @@ def _convert(key: str, value: Any) -> Any:
             if not isinstance(value, str) or not value:
                 raise ValueError("expected a path")
             return Path(value)
-        if name in ("audit_batch_size", "metrics_port", "health_port"):
+        if name in ("audit_batch_size", "metrics_port", "health_port", "readiness_port"):
             number = int(value)
             lowest, highest = (1, math.inf) if name == "audit_batch_size" else (0, _HIGHEST_PORT)
             if not lowest <= number <= highest:
@@ -116,6 +129,8 @@ def _convert(key: str, value: Any) -> Any:
             return seconds
         if isinstance(value, Mapping | list):  # a YAML mapping or list where a URL or name belongs
             raise ValueError(f"expected a string, not a {type(value).__name__}")
+        if name == "data_storage_ready_url" and not str(value).startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
         return str(value) if value not in (None, "") else None
     except (TypeError, ValueError) as error:
         raise ConfigError(f"setting {key} ({_FIELDS[key][1]}): invalid value {value!r}: {error}") from error

@@ -14,7 +14,8 @@ import kopf
 from kopf._cogs.configs.configuration import PeeringSettings  # not re-exported by kopf
 
 from controller.config import Settings
-from controller.runtime import Runtime, start_runtime
+from controller.readyz import Readiness
+from controller.runtime import Runtime, start_readiness, start_runtime
 from controller.signalprocessing import SignalProcessing
 
 # kopf waits this long for more events of one object before handling them;
@@ -30,7 +31,11 @@ async def controller_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, *
     config: Settings = memo["settings"]
     if config.peering:
         configure_peering(settings.peering, config)
-    memo["runtime"] = await start_runtime(config)
+    # kopf retries a failed startup handler; the readiness started by the first attempt stays.
+    readiness: Readiness | None = memo.get("readiness")
+    if readiness is None:
+        readiness = memo["readiness"] = await start_readiness(config)
+    memo["runtime"] = await start_runtime(config, readiness)
 
 
 def configure_peering(peering: PeeringSettings, config: Settings) -> None:
@@ -53,6 +58,9 @@ async def controller_cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.close()
+    readiness: Readiness | None = memo.get("readiness")
+    if readiness is not None:
+        await readiness.close()
 
 
 @kopf.on.event("kubernaut.ai", "v1alpha1", "signalprocessings")

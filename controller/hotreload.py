@@ -3,28 +3,29 @@
 Policies are mounted from ConfigMaps, where the kubelet never writes a
 visible file: it writes a new timestamped directory `..2026_11_24_...`,
 points a `..data_tmp` link at it and renames that over `..data`; the visible
-`environment.rego` is a link `..data/environment.rego`. A watch on a file
+`policy.rego` is a link `..data/policy.rego`. A watch on a file
 would keep following the old inode, so the *directory* is watched (watchdog,
-on its own thread) and any event that touches a policy file name or a `..`
-entry counts. In-place writes and atomic renames (editors, `kubectl cp`,
+on its own thread) and any event that touches `policy.rego` or a `..` entry
+counts. In-place writes and atomic renames (editors, `kubectl cp`,
 tests) are caught the same way.
 
 Events are handed to the asyncio loop with `call_soon_threadsafe` and
 debounced: the reload runs `DEBOUNCE_SECONDS` after the *last* event of a
 burst, never two at once, and an event during a reload causes one more
-reload after it. The reload itself is `ActivePolicies.reload`: read all four
-files, hash, skip when unchanged, load, smoke-evaluate, swap. A half-written
+reload after it. The reload itself is `ActivePolicies.reload`: read
+`policy.rego`, hash, skip when unchanged, load, smoke-evaluate, swap. A half-written
 file fails to parse and is rejected; the write's next event reloads again.
 
 What each reload leaves behind:
-- activated: `signalprocessing_policy_hash_info{policy,sha256}` shows the new
-  hashes (the wait handle for tests and operators), counter result=activated;
+- activated: `signalprocessing_policy_hash_info{policy="policy.rego",sha256}`
+  shows the new hash (the wait handle for tests and operators), counter
+  result=activated;
 - unchanged: counter result=unchanged, nothing else;
 - rejected (bad text): the last good set stays active, counter result=rejected,
   an error log with the engine's `file:line` message, a Warning Event
   `PolicyReloadRejected`, and the probe detail names the error;
-- missing (a policy file deleted): the same, with result=missing and Event
-  reason `PolicyFileMissing`.
+- missing (`policy.rego` deleted, or a directory with only the four-file
+  layout): the same, with result=missing and Event reason `PolicyFileMissing`.
 
 Where the Events go: an Event needs an involvedObject, and a policy is no
 Kubernetes object of ours, so they are attached to the controller's own Pod,
@@ -34,8 +35,8 @@ rejection is logged and counted only.
 
 Engine restarts: an OPA sidecar that restarts comes back empty, and every
 rule would be "undefined". Every `ENGINE_CHECK_SECONDS` the watcher asks the
-engine which of the four modules it lost (`PolicyEngine.lost_modules`) and,
-if any, loads the active set into it again (counter result=restored). The
+engine whether it lost the module (`PolicyEngine.lost_modules`) and, if so,
+loads the active text into it again (counter result=restored). The
 embedded engine lives in this process, cannot lose its modules and always
 answers none.
 
@@ -66,7 +67,13 @@ from watchdog.observers import Observer
 from controller import kube
 from controller.events import EventRecorder, InvolvedObject
 from controller.metrics import ControllerMetrics
-from controller.policies import ActivePolicies, CandidateVerdict, Policy, ReloadOutcome
+from controller.policies import (
+    MODULE_ID,
+    POLICY_FILE_NAME,
+    ActivePolicies,
+    CandidateVerdict,
+    ReloadOutcome,
+)
 from controller.policy_engine import PolicyEngine, PolicyEngineUnavailable, PolicyError
 from controller.signalmode import ActiveSignalModes, MappingsVerdict
 
@@ -79,7 +86,7 @@ DEBOUNCE_SECONDS: Final = 0.2
 ENGINE_CHECK_SECONDS: Final = 2.0
 # The kubelet's `..data` link and its timestamped generation directories.
 CONFIGMAP_DATA_LINK: Final = "..data"
-POLICY_FILE_NAMES: Final = frozenset(policy.file_name for policy in Policy)
+POLICY_FILE_NAMES: Final = frozenset({POLICY_FILE_NAME})
 # Events that may change what a read sees. Opening and closing without writing are left out:
 # the reload itself reads the files and would otherwise trigger the next reload.
 _CHANGE_EVENT_TYPES: Final = frozenset({"created", "modified", "deleted", "moved", "closed"})
@@ -113,9 +120,10 @@ def is_policy_change(path: str | bytes, watched: frozenset[str] = POLICY_FILE_NA
 
 
 def policy_source_dir(directory: str | os.PathLike[str]) -> Path:
-    """Where to read the four files from, so that one reload sees one ConfigMap generation.
+    """Where to read the policy from, so that one reload sees one ConfigMap generation (the policy and
+    the mappings file beside it).
 
-    In the kubelet layout (`..data` is a link and every policy file is a link
+    In the kubelet layout (`..data` is a link and the policy file is a link
     through it) this is the generation directory `..data` points to now;
     reading it cannot mix files of two generations. Anything else is read
     as it is.
@@ -384,11 +392,9 @@ class PolicyWatcher:
                 await self._notifier.warn("SignalModeMappingsRejected", message)
 
     def probe_detail(self) -> dict[str, Any]:
-        """The active hashes and the last reload (and last rejection, if any) for the health probe."""
+        """The active hash and the last reload (and last rejection, if any) for the health probe."""
         active = self._policies.current
-        detail: dict[str, Any] = {
-            "active": {policy.value: digest for policy, digest in active.hashes.items()} if active else {}
-        }
+        detail: dict[str, Any] = {"active": {POLICY_FILE_NAME: active.sha256} if active else {}}
         if self._last is not None:
             detail["lastReload"] = self._last.to_raw()
         if self._last_rejection is not None:
@@ -403,13 +409,11 @@ class PolicyWatcher:
 
     async def _report(self, outcome: ReloadOutcome, source: Path) -> None:
         now = datetime.now(UTC)
-        changed = tuple(policy.value for policy in outcome.changed)
+        changed = (POLICY_FILE_NAME,) if outcome.changed else ()
         if outcome.status is CandidateVerdict.ACTIVATED:
             result = ReportedReloadResult.ACTIVATED
-            assert outcome.active is not None  # an activation always has an active set
-            self._metrics.show_active_hashes(
-                {policy.value: digest for policy, digest in outcome.active.hashes.items()}
-            )
+            assert outcome.active is not None  # an activation always has an active text
+            self._metrics.show_active_hashes({POLICY_FILE_NAME: outcome.active.sha256})
         elif outcome.status is CandidateVerdict.UNCHANGED:
             result = ReportedReloadResult.UNCHANGED
         else:
@@ -423,9 +427,7 @@ class PolicyWatcher:
         self._last_rejection = self._last
         if result == ReportedReloadResult.MISSING:
             reason = "PolicyFileMissing"
-            message = (
-                f"policy file(s) {', '.join(missing)} missing in {self._directory}; keeping the last good"
-            )
+            message = f"{outcome.error}; keeping the last good"
         else:
             reason = "PolicyReloadRejected"
             message = f"policy reload rejected, keeping the last good: {outcome.error}"
@@ -439,20 +441,20 @@ class PolicyWatcher:
             await self.check_engine(engine)
 
     async def check_engine(self, engine: PolicyEngine) -> bool:
-        """Load the active set into `engine` again if it lost a module (an OPA restarted); True if it did."""
+        """Load the active text into `engine` again if it lost it (an OPA restarted); True if it did."""
         try:
             async with asyncio.timeout(max(1.0, self._engine_check_interval)):
-                lost = await engine.lost_modules(policy.module_id for policy in Policy)
+                lost = await engine.lost_modules([MODULE_ID])
         except (PolicyEngineUnavailable, TimeoutError) as error:
             logger.debug("the policy engine did not list its modules: %r", error)
             return False
         if not lost or self._policies.current is None:
             return False
-        logger.warning("the policy engine lost %s (restarted?); loading the active policies again", lost)
+        logger.warning("the policy engine lost %s (restarted?); loading the active policy again", lost)
         try:
             await self._policies.restore()
         except PolicyError as error:
-            logger.warning("could not load the active policies into the policy engine again: %s", error)
+            logger.warning("could not load the active policy into the policy engine again: %s", error)
             return False
         self._metrics.policy_reloads.labels(result=ReportedReloadResult.RESTORED).inc()
         return True

@@ -2,7 +2,8 @@
 
 Enrichment only ever GETs one object or LISTs one kind in one namespace. This module does exactly
 that over one shared ``aiohttp`` session, with the kubeconfig's (or the service account's)
-credentials, and nothing else: no watches, no caching, no retries. The only writes are the SignalProcessing
+credentials, and nothing else: no caching, no retries, and no watches (`check_watch`, for the
+readiness gate, opens one and closes it at once). The only writes are the SignalProcessing
 status patch and Event creation. Deciding what an
 answer means (degraded, permanent, transient) is the caller's business; this module only sorts
 failures into a small error hierarchy so that no aiohttp type leaks out. The original exception is
@@ -338,6 +339,45 @@ class ApiClient:
             content_type="application/json",
         )
 
+    async def check_watch(self, resource: Resource, *, namespace: str | None) -> None:
+        """What an operator needs to follow `resource`, done once: a LIST of one item, then a WATCH from
+        that list's resourceVersion, closed as soon as the API server accepts it (no event is read).
+
+        Cluster-wide when `namespace` is None. Raises like every read: `Forbidden` when the credentials
+        may not list or watch, `NotFound` when the kind is not served, `TransientApiError` when the API
+        server cannot be reached.
+        """
+        path = resource.path(namespace=namespace)
+        page = await self._request("list", path, {"limit": "1"})
+        version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        self.calls["watch"] += 1
+        params = {"watch": "1", "resourceVersion": version, "timeoutSeconds": "1"}
+        try:
+            async with self._open_session().get(
+                yarl.URL(self._credentials.host + path, encoded=True),
+                params=params,
+                headers=self._headers(""),
+                server_hostname=self._credentials.tls_server_name,
+            ) as response:
+                if response.status != 200:
+                    raise _error_for(response.status, (await response.read()).decode(errors="replace"))
+                response.close()  # accepted: the stream itself is kopf's business
+        except TimeoutError as e:
+            raise TransientApiError(f"watch {path}: timed out") from e
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise TransientApiError(f"watch {path}: {e}") from e
+        except aiohttp.ClientError as e:
+            raise ApiError(f"watch {path}: {e}") from e
+
+    def _headers(self, content_type: str) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        authorization = self._credentials.authorization()
+        if authorization:
+            headers["Authorization"] = authorization
+        return headers
+
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl else aiohttp.TCPConnector()
@@ -355,13 +395,8 @@ class ApiClient:
         content_type: str = "",
     ) -> RawObject:
         self.calls[verb] += 1
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
+        headers = self._headers(content_type)
         data = json.dumps(body).encode() if body is not None else None
-        authorization = self._credentials.authorization()
-        if authorization:
-            headers["Authorization"] = authorization
         # Built by hand, not via `base_url`: a host may carry a path prefix (an API proxy).
         url = yarl.URL(self._credentials.host + path, encoded=True)
         session = self._open_session()

@@ -23,6 +23,8 @@ class ControllerMetrics:
     enrichment_errors: Counter
     policy_reloads: Counter
     policy_hash: Gauge
+    cluster_classification_errors: Counter
+    readiness_gate: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ControllerMetrics:
@@ -69,11 +71,25 @@ class ControllerMetrics:
             ),
             policy_hash=Gauge(
                 "signalprocessing_policy_hash_info",
-                "1 for the SHA-256 of each active policy",
+                "1 for the SHA-256 of the active policy (policy=policy.rego)",
                 ["policy", "sha256"],
                 registry=registry,
             ),
+            cluster_classification_errors=Counter(
+                "signalprocessing_cluster_classification_errors_total",
+                "Evaluations of the optional cluster rule that failed; the SP went on without it",
+                registry=registry,
+            ),
+            readiness_gate=Gauge(
+                "signalprocessing_readiness_gate",
+                "1 while the readiness gate is open, 0 while it is closed (the controller is then not ready)",
+                ["gate"],
+                registry=registry,
+            ),
         )
+
+    def show_gate(self, gate: str, is_open: bool) -> None:
+        self.readiness_gate.labels(gate=gate).set(1 if is_open else 0)
 
     def show_active_hashes(self, hashes: dict[str, str]) -> None:
         """Show `hashes` as the active ones; new samples first, so no scrape sees a policy without one."""

@@ -26,17 +26,12 @@ from controller import kube
 from controller.audit_events import AuditEvent
 from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
-from controller.classify import (
-    assign_priority,
-    classify_business,
-    classify_environment,
-    extract_custom_labels,
-)
+from controller.classify import SignalVerdict, classify_business, classify_signal, extract_custom_labels
 from controller.detect import read_detected_labels
 from controller.enrich import NamespaceMissing, read_kubernetes_context
 from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
-from controller.policies import ActivePolicies, Policy
+from controller.policies import ActivePolicies
 from controller.policy_engine import PolicyEngineUnavailable, PolicyError
 from controller.recovery import read_recovery_context
 from controller.signalprocessing import (
@@ -388,7 +383,6 @@ class Pipeline:
                 now=now,
                 generation=sp.metadata.generation,
             ),
-            policy_hashes={**sp.status.policy_hashes, Policy.CUSTOMLABELS.value: custom.policy_hash},
             recovery_context=recovery if recovery is not None else sp.status.recovery_context,
         )
 
@@ -399,21 +393,28 @@ class Pipeline:
     async def _classify(self, sp: SignalProcessing, now: datetime) -> Status:
         context = sp.status.kubernetes_context or KubernetesContext()
         signal = sp.spec.signal
-        environment = await self._evaluate(classify_environment(self.policies, context.namespace, signal))
-        priority = await self._evaluate(
-            assign_priority(
-                self.policies, signal, environment.environment, context.namespace, context.deployment
-            )
+        verdict = await self._evaluate(
+            classify_signal(self.policies, context, signal.target_resource, signal)
         )
+        if verdict.cluster.error:
+            self._report_cluster_error(sp, verdict, now)
+        environment, priority = verdict.environment, verdict.priority
         message = (
-            f"Classified: environment={environment.environment} (source={environment.source}), "
+            f"Classified: severity={verdict.severity} (from {signal.severity!r}), "
+            f"environment={environment.environment} (source={environment.source}), "
             f"priority={priority.priority} (source={priority.source})"
+        )
+        signal_classification = replace(
+            self.signal_modes.classify(signal.name),
+            severity=verdict.severity,
+            policy_hash=verdict.policy_hash,
+            cluster_classification=verdict.cluster.classification,
         )
         return replace(
             _succeeded(sp.status),
             phase=Phase.CATEGORIZING,
             environment_classification=replace(environment, classified_at=now),
-            signal_classification=self.signal_modes.classify(signal.name),
+            signal_classification=signal_classification,
             priority_assignment=replace(priority, assigned_at=now),
             conditions=with_condition(
                 sp.status.conditions,
@@ -424,23 +425,41 @@ class Pipeline:
                 now=now,
                 generation=sp.metadata.generation,
             ),
-            policy_hashes={
-                **sp.status.policy_hashes,
-                Policy.ENVIRONMENT.value: environment.policy_hash,
-                Policy.PRIORITY.value: priority.policy_hash,
-            },
+        )
+
+    def _report_cluster_error(self, sp: SignalProcessing, verdict: SignalVerdict, now: datetime) -> None:
+        """kubernaut never fails an SP for its cluster rule: the error is logged, counted and shown."""
+        message = f"cluster classification skipped: {verdict.cluster.error}"
+        logger.warning("%s: %s", sp.key, message)
+        self.metrics.cluster_classification_errors.inc()
+        self.events.record(
+            InvolvedObject.of(sp),
+            kind="Warning",
+            reason="ClusterClassificationFailed",
+            message=message,
+            now=now,
         )
 
     async def _categorize(self, sp: SignalProcessing, now: datetime) -> Status:
         status = sp.status
         context = status.kubernetes_context or KubernetesContext()
+        signal = sp.spec.signal
         environment = (
             status.environment_classification.environment if status.environment_classification else ""
         )
         priority = status.priority_assignment.priority if status.priority_assignment else ""
-        business = await self._evaluate(
-            classify_business(self.policies, environment, context.namespace, context.deployment)
+        business, policy_hash = await self._evaluate(
+            classify_business(self.policies, context, signal.target_resource, signal)
         )
+        classified_with = status.signal_classification.policy_hash if status.signal_classification else ""
+        if classified_with and policy_hash != classified_with:
+            # A reload between the two steps: the status records the classification's text.
+            logger.warning(
+                "%s: categorized with policy %s, classified with %s",
+                sp.key,
+                policy_hash[:16],
+                classified_with[:16],
+            )
         generation = sp.metadata.generation
         elapsed = (now - status.start_time).total_seconds() if status.start_time is not None else 0.0
         conditions = with_condition(
@@ -483,7 +502,6 @@ class Pipeline:
             business_classification=business,
             completion_time=now,
             conditions=conditions,
-            policy_hashes={**status.policy_hashes, Policy.BUSINESS.value: business.policy_hash},
         )
 
     async def _evaluate(self, evaluation: Awaitable[T]) -> T:

@@ -1,28 +1,33 @@
-"""The four SignalProcessing policies: which files, packages and rules, and which texts are active.
+"""The SignalProcessing policy: one Rego module, the rules asked of it, and which text is active.
 
 A policy directory (a ConfigMap mount, or `policies/` in this repo) holds
-`environment.rego`, `priority.rego`, `business.rego` and `customlabels.rego`;
-anything else there (`*_test.rego`, the kubelet's `..data` links) is ignored.
-Every text is identified by the SHA-256 of its bytes, and each classification
-records the hash of the text that decided it.
+`policy.rego`: one module, `package signalprocessing` (kubernaut 2026's
+unified policy), whose rules the controller queries one at a time (`Rule`).
+Anything else there (`*_test.rego`, the signal mode mappings, the kubelet's
+`..data` links) is ignored. The text is identified by the SHA-256 of its
+bytes, and an SP records the hash of the text that classified it.
 
-`ActivePolicies` owns the one engine of a controller and the set of texts
-loaded in it. `reload(directory)` is the whole hot-reload step: read, hash,
-skip if unchanged, load into the engine, smoke-evaluate, then switch the
-active set; if any step fails the last good set stays active. Watching files
-and debouncing are the caller's job.
+The four-file layout of before (`environment.rego`, `priority.rego`,
+`business.rego`, `customlabels.rego`, a package each) is gone: a directory
+that still has it and no `policy.rego` is refused with a message that names
+the migration (README, "Migrating from the four-file layout").
+
+`ActivePolicies` owns the one engine of a controller and the text loaded in
+it. `reload(directory)` is the whole hot-reload step: read, hash, skip if
+unchanged, load into the engine, smoke-evaluate, then switch the active
+text; if any step fails the last good text stays active. Watching files and
+debouncing are the caller's job.
 
 Why a rollback: OPA and the embedded engine both refuse a module that does
 not parse or type-check *without* replacing the loaded one, but a module
 that compiles and then fails the smoke evaluation (wrong shape, conflict,
-error) is already in the engine. Its package is fixed by its text, so it
-cannot be tried under another name first; instead the previous texts of the
-modules just loaded are loaded again. Evaluations and reloads exclude each
-other (a readers-writer lock), so no evaluation sees a candidate, and each
-result is paired with the hash of the text that produced it.
+error) is already in the engine; the previous text is loaded again.
+Evaluations and reloads exclude each other (a readers-writer lock), so no
+evaluation sees a candidate, and the rules one step asks for are answered by
+one text, reported with its hash (`Decisions`).
 
-Boundary: policy texts and their life cycle; the inputs and the meaning of
-results are in `classify`.
+Boundary: the policy text and its life cycle; the input document and the
+meaning of the answers are in `classify`.
 """
 
 from __future__ import annotations
@@ -34,50 +39,55 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Protocol
 
-from controller.policy_engine import PolicyEngine, PolicyEngineUnavailable, PolicyError, PolicyRejected
+from controller.policy_engine import (
+    PolicyEngine,
+    PolicyEngineUnavailable,
+    PolicyError,
+    PolicyEvaluationError,
+    PolicyRejected,
+)
 
 logger = logging.getLogger(__name__)
 
+POLICY_FILE_NAME: Final = "policy.rego"
+PACKAGE: Final = "signalprocessing"
+# The id the module is loaded under; an engine holds exactly this one module.
+MODULE_ID: Final = POLICY_FILE_NAME
+# The files of the four-file layout, named in the message that refuses a directory still holding them.
+LEGACY_FILE_NAMES: Final = ("environment.rego", "priority.rego", "business.rego", "customlabels.rego")
+MIGRATION_HINT: Final = (
+    "the four-file layout (environment.rego, priority.rego, business.rego, customlabels.rego) was "
+    f"replaced by one {POLICY_FILE_NAME} in package {PACKAGE}; merge them as the README's "
+    '"Migrating from the four-file layout" shows'
+)
 
-class Policy(enum.StrEnum):
-    """One of the four policies; its value is the base name of its file."""
+# kubernaut 2026's limits: 100 ms for the classification rules, 5 s for custom labels.
+CLASSIFICATION_TIME_LIMIT: Final = 0.1
+LABELS_TIME_LIMIT: Final = 5.0
+
+
+class Rule(enum.StrEnum):
+    """A rule of the policy, queried as `data.signalprocessing.<value>`."""
 
     ENVIRONMENT = "environment"
+    SEVERITY = "severity"
     PRIORITY = "priority"
-    BUSINESS = "business"
-    CUSTOMLABELS = "customlabels"
+    LABELS = "labels"
+    CLUSTER = "cluster"
+    BUSINESS = "business"  # this controller's own; kubernaut 2026 has no business rule
 
     @property
-    def file_name(self) -> str:
-        return f"{self.value}.rego"
+    def time_limit(self) -> float:
+        """Seconds one evaluation of this rule may take; an answer that took longer is an error."""
+        return LABELS_TIME_LIMIT if self is Rule.LABELS else CLASSIFICATION_TIME_LIMIT
 
-    @property
-    def module_id(self) -> str:
-        """The id the module is loaded under: one per policy, so an engine holds exactly four."""
-        return self.file_name
-
-    @property
-    def package(self) -> str:
-        return _PACKAGES[self]
-
-    @property
-    def rule(self) -> str:
-        return "labels" if self is Policy.CUSTOMLABELS else "result"
-
-
-_PACKAGES: Final = {
-    Policy.ENVIRONMENT: "signalprocessing.environment",
-    Policy.PRIORITY: "signalprocessing.priority",
-    Policy.BUSINESS: "signalprocessing.business",
-    Policy.CUSTOMLABELS: "signalprocessing.labels",
-}
 
 _PACKAGE_LINE: Final = re.compile(r"^\s*package\s+(\S+)", re.MULTILINE)
 # Classification must not reach the network; OPA would let these through.
@@ -85,15 +95,15 @@ _FORBIDDEN_CALL: Final = re.compile(r"\b(http\.send|net\.lookup_ip_addr)\s*\(")
 
 
 class PolicyFileError(PolicyError):
-    """A policy file is missing or unreadable; the message names the file."""
+    """The policy file is missing or unreadable; the message names the file."""
 
 
 class PolicyLoadError(PolicyError):
-    """The policies could not be activated at start; the message says which and why."""
+    """The policy could not be activated at start; the message says why."""
 
 
 class PolicyNotActive(PolicyError):
-    """No policy set has been activated yet."""
+    """No policy text has been activated yet."""
 
 
 def hash_text(data: bytes) -> str:
@@ -103,88 +113,102 @@ def hash_text(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class PolicyText:
+    """The policy's text and the SHA-256 of its bytes; immutable, so a reader can keep it."""
+
     source: str
     sha256: str
 
-
-@dataclass(frozen=True)
-class PolicySet:
-    """One text per policy; immutable, so a reader can keep it while a reload swaps in another."""
-
-    texts: Mapping[Policy, PolicyText]
-
-    def __post_init__(self) -> None:
-        missing = [policy.file_name for policy in Policy if policy not in self.texts]
-        if missing:
-            raise ValueError(f"a policy set needs all four policies, missing {missing}")
-        object.__setattr__(self, "texts", MappingProxyType(dict(self.texts)))
-
-    def __getitem__(self, policy: Policy) -> PolicyText:
-        return self.texts[policy]
-
-    @property
-    def hashes(self) -> Mapping[Policy, str]:
-        return MappingProxyType({policy: text.sha256 for policy, text in self.texts.items()})
-
     @classmethod
-    def from_sources(cls, sources: Mapping[Policy, str]) -> PolicySet:
-        return cls({policy: PolicyText(text, hash_text(text.encode())) for policy, text in sources.items()})
+    def from_source(cls, source: str) -> PolicyText:
+        return cls(source, hash_text(source.encode()))
 
 
-def read_policy_set(directory: str | os.PathLike[str]) -> PolicySet:
-    """Read the four policy files of `directory`; raises `PolicyFileError` naming a missing file."""
-    texts = {}
-    for policy in Policy:
-        path = Path(directory) / policy.file_name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise PolicyFileError(f"policy file {path} is missing") from None
-        except OSError as error:
-            raise PolicyFileError(f"policy file {path} cannot be read: {error}") from None
-        try:
-            texts[policy] = PolicyText(data.decode("utf-8"), hash_text(data))
-        except UnicodeDecodeError as error:
-            raise PolicyFileError(f"policy file {path} is not UTF-8: {error}") from None
-    return PolicySet(texts)
+def read_policy(directory: str | os.PathLike[str]) -> PolicyText:
+    """Read `policy.rego` of `directory`; raises `PolicyFileError` naming the file (and the migration,
+    when the directory still has the four-file layout)."""
+    path = Path(directory) / POLICY_FILE_NAME
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        legacy = [name for name in LEGACY_FILE_NAMES if (Path(directory) / name).exists()]
+        if legacy:
+            raise PolicyFileError(
+                f"policy file {path} is missing, and {', '.join(legacy)} are no longer read: {MIGRATION_HINT}"
+            ) from None
+        raise PolicyFileError(f"policy file {path} is missing") from None
+    except OSError as error:
+        raise PolicyFileError(f"policy file {path} cannot be read: {error}") from None
+    try:
+        return PolicyText(data.decode("utf-8"), hash_text(data))
+    except UnicodeDecodeError as error:
+        raise PolicyFileError(f"policy file {path} is not UTF-8: {error}") from None
 
 
-def check_policy_text(policy: Policy, source: str) -> None:
-    """Refuse a text that declares another package (OPA would merge it into that package's rules) or
-    calls the network, before any engine sees it."""
+def check_policy_text(source: str) -> None:
+    """Refuse a text that declares another package (it would answer none of the rules) or calls the
+    network, before any engine sees it."""
     declared = _PACKAGE_LINE.search(source)
-    if declared is None or declared.group(1) != policy.package:
+    if declared is None or declared.group(1) != PACKAGE:
         found = declared.group(1) if declared else "no package"
-        raise PolicyRejected(f"{policy.file_name}: declares {found}, expected package {policy.package}")
+        hint = f"; {MIGRATION_HINT}" if found.startswith(f"{PACKAGE}.") else ""
+        raise PolicyRejected(f"{POLICY_FILE_NAME}: declares {found}, expected package {PACKAGE}{hint}")
     code = re.sub(r"#.*", "", source)
     for match in _FORBIDDEN_CALL.finditer(code):
         line = code.count("\n", 0, match.start()) + 1
         raise PolicyRejected(
-            f"{policy.file_name}:{line}: {match.group(1)} is not allowed (no network access)"
+            f"{POLICY_FILE_NAME}:{line}: {match.group(1)} is not allowed (no network access)"
         )
 
 
 @dataclass(frozen=True)
-class Decision:
-    """A policy's value (None when undefined) and the hash of the text that produced it."""
+class Decisions:
+    """The answers of the rules one step asked for, all from one text, and that text's hash.
 
-    value: object
+    A rule whose evaluation failed (a conflict, a builtin error, over its time
+    limit) has its error here instead of a value; `value` raises it, so the
+    caller decides which failures matter (an optional rule's may not).
+    """
+
+    values: Mapping[Rule, object]  # None when the rule is undefined
     policy_hash: str
+    errors: Mapping[Rule, str] = field(default_factory=dict)
+
+    def value(self, rule: Rule) -> object:
+        """The rule's answer (None when undefined); raises `PolicyEvaluationError` if it failed."""
+        if rule in self.errors:
+            raise PolicyEvaluationError(self.errors[rule])
+        return self.values.get(rule)
 
 
 class PolicyEvaluator(Protocol):
-    """What `classify` needs: evaluate one of the four policies."""
+    """What `classify` needs: the answers of some rules, from one text."""
 
-    async def evaluate(self, policy: Policy, input: Mapping[str, object]) -> Decision: ...
+    async def evaluate(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions: ...
+
+
+async def _evaluate_rules(
+    engine: PolicyEngine, rules: Sequence[Rule], input: Mapping[str, object], policy_hash: str
+) -> Decisions:
+    """Each rule under its time limit; evaluation errors are kept per rule, an unreachable engine raises."""
+    values: dict[Rule, object] = {}
+    errors: dict[Rule, str] = {}
+    for rule in rules:
+        try:
+            values[rule] = await engine.evaluate(PACKAGE, rule.value, input, time_limit=rule.time_limit)
+        except PolicyEngineUnavailable:
+            raise
+        except PolicyError as error:
+            errors[rule] = str(error)
+    return Decisions(MappingProxyType(values), policy_hash, MappingProxyType(errors))
 
 
 SmokeCheck = Callable[[PolicyEvaluator], Awaitable[None]]
-"""Evaluates a candidate set on representative inputs; raises `PolicyError` if an answer is unusable."""
+"""Evaluates a candidate text on representative inputs; raises `PolicyError` if an answer is unusable."""
 
 
 class CandidateVerdict(enum.StrEnum):
-    """What `ActivePolicies.reload` did with the set it read: made it active, found it equal to the
-    active set, or refused it (the active set stays). `hotreload` reports it in finer terms."""
+    """What `ActivePolicies.reload` did with the text it read: made it active, found it equal to the
+    active text, or refused it (the active text stays). `hotreload` reports it in finer terms."""
 
     ACTIVATED = "activated"
     UNCHANGED = "unchanged"
@@ -194,10 +218,10 @@ class CandidateVerdict(enum.StrEnum):
 @dataclass(frozen=True)
 class ReloadOutcome:
     status: CandidateVerdict
-    active: PolicySet | None
-    """The set active after this reload (the previous one unless ACTIVATED)."""
-    changed: tuple[Policy, ...] = ()
-    """The policies whose text differed from the active set (loaded, or tried)."""
+    active: PolicyText | None
+    """The text active after this reload (the previous one unless ACTIVATED)."""
+    changed: bool = False
+    """The text read differed from the active one (and was loaded, or tried)."""
     error: str | None = None
 
 
@@ -242,18 +266,17 @@ class _ReadWriteLock:
 
 @dataclass(frozen=True)
 class _Pinned:
-    """Evaluates a candidate set during a reload (the reload already holds the lock)."""
+    """Evaluates a candidate text during a reload (the reload already holds the lock)."""
 
     engine: PolicyEngine
-    policies: PolicySet
+    policy: PolicyText
 
-    async def evaluate(self, policy: Policy, input: Mapping[str, object]) -> Decision:
-        value = await self.engine.evaluate(policy.package, policy.rule, input)
-        return Decision(value, self.policies[policy].sha256)
+    async def evaluate(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions:
+        return await _evaluate_rules(self.engine, rules, input, self.policy.sha256)
 
 
 class ActivePolicies:
-    """The policy set active in one engine, swapped atomically by `reload`; a `PolicyEvaluator`.
+    """The policy text active in one engine, swapped atomically by `reload`; a `PolicyEvaluator`.
 
     `smoke_check` (in production `classify.smoke_check`) must pass on a
     candidate before it becomes active, and within `smoke_budget` seconds:
@@ -264,50 +287,43 @@ class ActivePolicies:
         self._engine = engine
         self._smoke_check = smoke_check
         self._smoke_budget = smoke_budget
-        self._current: PolicySet | None = None
-        # False when the engine may hold texts other than `_current` (a failed rollback, a
-        # cancelled reload); the next evaluation reloads `_current` first.
+        self._current: PolicyText | None = None
+        # False when the engine may hold a text other than `_current` (a failed rollback, a
+        # cancelled reload, an engine that lost it); the next evaluation loads `_current` first.
         self._in_sync = True
         self._lock = _ReadWriteLock()
 
     @property
-    def current(self) -> PolicySet | None:
+    def current(self) -> PolicyText | None:
         return self._current
 
-    async def start(self, directory: str | os.PathLike[str]) -> PolicySet:
-        """The first load, at controller start; with no last good set to keep, a failure raises
+    async def start(self, directory: str | os.PathLike[str]) -> PolicyText:
+        """The first load, at controller start; with no last good text to keep, a failure raises
         `PolicyLoadError` naming the file or the problem."""
         outcome = await self.reload(directory)
         if outcome.active is None or outcome.status is CandidateVerdict.REJECTED:
-            raise PolicyLoadError(f"policies in {directory} not loaded: {outcome.error}")
+            raise PolicyLoadError(f"policy in {directory} not loaded: {outcome.error}")
         return outcome.active
 
     async def reload(self, directory: str | os.PathLike[str]) -> ReloadOutcome:
-        """Read `directory` and activate its texts if they changed and pass; never raises for a bad policy."""
+        """Read `directory` and activate its text if it changed and passes; never raises for a bad policy."""
         try:
-            candidate = await asyncio.to_thread(read_policy_set, directory)
+            candidate = await asyncio.to_thread(read_policy, directory)
         except PolicyFileError as error:
             logger.warning("policy reload rejected: %s", error)
             return ReloadOutcome(CandidateVerdict.REJECTED, self._current, error=str(error))
         async with self._lock.writing():
             return await self._activate(candidate)
 
-    async def _activate(self, candidate: PolicySet) -> ReloadOutcome:
+    async def _activate(self, candidate: PolicyText) -> ReloadOutcome:
         current = self._current
-        changed = tuple(
-            policy
-            for policy in Policy
-            if current is None or not self._in_sync or current[policy].sha256 != candidate[policy].sha256
-        )
-        if not changed:
+        if current is not None and self._in_sync and current.sha256 == candidate.sha256:
             return ReloadOutcome(CandidateVerdict.UNCHANGED, current)
-        loaded: list[Policy] = []
+        loaded = False
         try:
-            for policy in changed:
-                check_policy_text(policy, candidate[policy].source)
-            for policy in changed:
-                await self._engine.load(policy.module_id, candidate[policy].source)
-                loaded.append(policy)
+            check_policy_text(candidate.source)
+            await self._engine.load(MODULE_ID, candidate.source)
+            loaded = True
             started = time.monotonic()
             await self._smoke_check(_Pinned(self._engine, candidate))
             elapsed = time.monotonic() - started
@@ -316,40 +332,33 @@ class ActivePolicies:
                     f"smoke evaluation took {elapsed:.2f} s, over the {self._smoke_budget} s budget"
                 )
         except PolicyError as error:
-            await self._roll_back(current, loaded)
-            logger.warning("policy reload rejected (%s): %s", ", ".join(changed), error)
-            return ReloadOutcome(
-                CandidateVerdict.REJECTED, current, changed, f"{type(error).__name__}: {error}"
-            )
+            if loaded:
+                await self._roll_back(current)
+            logger.warning("policy reload rejected: %s", error)
+            return ReloadOutcome(CandidateVerdict.REJECTED, current, True, f"{type(error).__name__}: {error}")
         except BaseException:
-            # Cancelled or a bug mid-way: the engine may hold part of the candidate. The next
-            # evaluation reloads the active set first.
+            # Cancelled or a bug mid-way: the engine may hold the candidate. The next evaluation
+            # loads the active text first.
             if loaded:
                 self._in_sync = False
             raise
         self._current, self._in_sync = candidate, True
-        logger.info(
-            "policies activated: %s",
-            ", ".join(f"{policy}={candidate[policy].sha256[:16]}" for policy in changed),
-        )
-        return ReloadOutcome(CandidateVerdict.ACTIVATED, candidate, changed)
+        logger.info("policy activated: %s=%s", POLICY_FILE_NAME, candidate.sha256[:16])
+        return ReloadOutcome(CandidateVerdict.ACTIVATED, candidate, True)
 
-    async def _roll_back(self, previous: PolicySet | None, loaded: list[Policy]) -> None:
-        if not loaded:
-            return
+    async def _roll_back(self, previous: PolicyText | None) -> None:
         if previous is None:
-            # Nothing was active, so nothing can be wrongly active either; the next reload loads all.
+            # Nothing was active, so nothing can be wrongly active either; the next reload loads it.
             self._in_sync = False
             return
         try:
-            for policy in loaded:
-                await self._engine.load(policy.module_id, previous[policy].source)
+            await self._engine.load(MODULE_ID, previous.source)
         except PolicyError as error:
             self._in_sync = False
             logger.error("policy rollback failed, evaluations wait for a resync: %s", error)
 
     async def restore(self) -> None:
-        """Load the active set into the engine again, for an engine that lost its modules (OPA restarted).
+        """Load the active text into the engine again, for an engine that lost it (OPA restarted).
 
         If that fails, evaluations keep trying it first (and fail as unavailable until it works)."""
         self._in_sync = False
@@ -361,35 +370,35 @@ class ActivePolicies:
                 return
             current = self._current
             if current is None:
-                raise PolicyNotActive("no policy set is active yet")
-            for policy in Policy:
-                await self._engine.load(policy.module_id, current[policy].source)
+                raise PolicyNotActive("no policy is active yet")
+            await self._engine.load(MODULE_ID, current.source)
             self._in_sync = True
-            logger.info("policy engine resynchronised with the active set")
+            logger.info("policy engine resynchronised with the active policy")
 
-    async def evaluate(self, policy: Policy, input: Mapping[str, object]) -> Decision:
-        """Evaluate `policy` in the active set; raises `PolicyNotActive` before the first activation.
+    async def evaluate(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions:
+        """Evaluate `rules` in the active text; raises `PolicyNotActive` before the first activation.
 
-        An engine that lost its modules (an OPA that restarted) answers "undefined" for every
-        rule, so an undefined answer is only believed after the active set was loaded again.
+        An engine that lost its module (an OPA that restarted) answers "undefined" for every
+        rule, so when a rule is undefined the engine is asked whether it still holds the module,
+        and the rules are evaluated again after loading it if not.
         """
-        decision = await self._evaluate_in_sync(policy, input)
-        if decision.value is None:
+        decisions = await self._evaluate_in_sync(rules, input)
+        undefined = any(value is None for value in decisions.values.values())
+        if undefined and await self._engine.lost_modules([MODULE_ID]):
             self._in_sync = False
-            decision = await self._evaluate_in_sync(policy, input)
-        return decision
+            decisions = await self._evaluate_in_sync(rules, input)
+        return decisions
 
-    async def _evaluate_in_sync(self, policy: Policy, input: Mapping[str, object]) -> Decision:
+    async def _evaluate_in_sync(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions:
         if not self._in_sync:
             try:
                 await self._resync()
             except (PolicyRejected, PolicyEngineUnavailable) as error:
                 raise PolicyEngineUnavailable(
-                    f"policy engine out of sync with the active set: {error}"
+                    f"policy engine out of sync with the active policy: {error}"
                 ) from error
         async with self._lock.reading():
             current = self._current
             if current is None:
-                raise PolicyNotActive("no policy set is active yet")
-            value = await self._engine.evaluate(policy.package, policy.rule, input)
-            return Decision(value, current[policy].sha256)
+                raise PolicyNotActive("no policy is active yet")
+            return await _evaluate_rules(self._engine, rules, input, current.sha256)

@@ -1,8 +1,9 @@
 """Builds everything one controller needs from its settings, and closes it all again.
 
 This is the composition root: API client, caches, policy engine and active
-policies, audit client, Event recorder, metrics, pipeline and reconciler. The
-kopf handlers only call `start_runtime` and `Runtime.close`.
+policies, audit client, Event recorder, metrics, pipeline and reconciler; and,
+before all of them, the readiness gates and `/readyz`. The kopf handlers only
+call `start_readiness`, `start_runtime` and the two `close` methods.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from controller.caches import EnrichmentCaches
 from controller.config import Settings
 from controller.events import EventRecorder
 from controller.metrics import ControllerMetrics
-from controller.pipeline import Pipeline
-from controller.policies import ActivePolicies
+from controller.pipeline import SIGNALPROCESSINGS, Pipeline
+from controller.policies import POLICY_FILE_NAME, ActivePolicies
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.readyz import POLICIES, Readiness, policies_probe
+from controller.readyz import start_readiness as start_readiness_edge
 from controller.reconciler import Reconciler
 from controller.signalmode import ActiveSignalModes
 
@@ -60,21 +63,35 @@ class Runtime:
         self.metrics_server.shutdown()
 
 
-async def start_runtime(settings: Settings) -> Runtime:
-    credentials = (
-        kube.Credentials.from_kubeconfig(settings.kubeconfig)
-        if settings.kubeconfig
-        else kube.Credentials.in_cluster()
-    )
-    api = kube.ApiClient(credentials)
+def _credentials(settings: Settings) -> kube.Credentials:
+    if settings.kubeconfig:
+        return kube.Credentials.from_kubeconfig(settings.kubeconfig)
+    return kube.Credentials.in_cluster()
+
+
+async def start_readiness(settings: Settings) -> Readiness:
+    """`/readyz` and its gates, started first and kept across start-up retries: a controller still
+    loading its policies, or failing to, already answers "not ready" and says why."""
+    return await start_readiness_edge(settings, kube.ApiClient(_credentials(settings)), SIGNALPROCESSINGS)
+
+
+async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
+    api = kube.ApiClient(_credentials(settings))
     metrics = ControllerMetrics.create()
+    readiness.gates.observe(metrics.show_gate)
     engine: PolicyEngine = OpaServerEngine(settings.opa_url) if settings.opa_url else EmbeddedEngine()
     policies = ActivePolicies(engine, classify.smoke_check)
     signal_modes = ActiveSignalModes(
         settings.signal_mode_config_path or settings.policy_dir / signalmode.MAPPINGS_FILE_NAME
     )
-    active = await policies.start(settings.policy_dir)
-    metrics.show_active_hashes({policy.value: digest for policy, digest in active.hashes.items()})
+    readiness.gates.hold_closed(POLICIES, f"loading the policies in {settings.policy_dir}")
+    try:
+        active = await policies.start(settings.policy_dir)
+    except Exception as error:
+        readiness.gates.hold_closed(POLICIES, f"not loaded: {error}")
+        raise
+    readiness.gates.attach(POLICIES, policies_probe(policies, engine))
+    metrics.show_active_hashes({POLICY_FILE_NAME: active.sha256})
     audit = AuditClient(
         settings.data_storage_url,
         batch_size=settings.audit_batch_size,

@@ -55,6 +55,8 @@ def _classification(status: Status) -> Classification:
         sla_requirement=business.sla_requirement or None if business else None,
         signal_mode=signal.signal_mode.value if signal else None,
         source_signal_name=signal.source_signal_name or None if signal else None,
+        severity=signal.severity or None if signal else None,
+        policy_hash=signal.policy_hash or None if signal else None,
     )
 
 
@@ -91,7 +93,6 @@ def audit_trail(sp: SignalProcessing) -> list[AuditEvent]:
     if phase in (Phase.NEW, Phase.PENDING) or status.start_time is None:
         return []
     subject = subject_of(sp)
-    hashes = dict(status.policy_hashes)
     reached = (status.failed_phase or Phase.NEW) if phase is Phase.FAILED else phase
     started = status.start_time
     events = []
@@ -115,12 +116,11 @@ def audit_trail(sp: SignalProcessing) -> list[AuditEvent]:
         finished = status.completion_time
         if phase is Phase.COMPLETED:
             business = status.business_classification
+            classification = _classification(status)
             events += [
                 phase_transition(subject, from_phase="Categorizing", to_phase="Completed", at=finished),
                 signal_processed(subject, summary=_summary(status), at=finished),
-                classification_decision(
-                    subject, classification=_classification(status), policy_hashes=hashes, at=finished
-                ),
+                classification_decision(subject, classification=classification, at=finished),
                 business_classified(
                     subject,
                     business=BusinessSummary(
@@ -128,7 +128,7 @@ def audit_trail(sp: SignalProcessing) -> list[AuditEvent]:
                         criticality=business.criticality if business else "",
                         sla_requirement=business.sla_requirement if business else "",
                     ),
-                    policy_hashes=hashes,
+                    policy_hash=classification.policy_hash,
                     at=finished,
                 ),
             ]

@@ -2,8 +2,9 @@
 
 Used by `make run` and by every integration-suite worker, each with its own
 namespaces, policy directory, OPA and ports. Ready means the controller
-itself listens on its reserved metrics and health ports and the health
-endpoint answers (policies loaded, kopf started). `kill()` is there to test
+itself listens on its reserved metrics, health and readiness ports and the
+health endpoint answers (policies loaded, kopf started). Ready here is not
+`/readyz`: a spec may start a controller whose readiness gates stay closed. `kill()` is there to test
 crash recovery.
 """
 
@@ -24,19 +25,21 @@ _STOP_TIMEOUT_SECONDS = 30.0
 
 class ControllerProcess(ChildProcess):
     def __init__(self, *, settings: Mapping[str, str], log_path: Path) -> None:
-        metrics, health = reserve_port(), reserve_port()
+        metrics, health, readiness = reserve_port(), reserve_port(), reserve_port()
         self.metrics_port = metrics.port
         self.health_port = health.port
+        self.readiness_port = readiness.port
         super().__init__(
             "controller",
             [sys.executable, "-m", "controller"],
             log_path=log_path,
-            reservations=[metrics, health],
+            reservations=[metrics, health, readiness],
             is_ready=lambda: http_ok(self.health_url),
             environment={
                 **os.environ,
                 "METRICS_PORT": str(self.metrics_port),
                 "HEALTH_PORT": str(self.health_port),
+                "READINESS_PORT": str(self.readiness_port),
                 **settings,
             },
             start_timeout=_START_TIMEOUT_SECONDS,
@@ -50,3 +53,7 @@ class ControllerProcess(ChildProcess):
     @property
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}/healthz"
+
+    @property
+    def readiness_url(self) -> str:
+        return f"http://127.0.0.1:{self.readiness_port}/readyz"

@@ -1,8 +1,8 @@
 """The shipped policies, copied where a local or test controller may read (and a spec rewrite) them.
 
-The controller loads the files named by `controller.policies.Policy` and the
-signal mode mappings (`controller.signalmode`), and ignores the Rego tests
-beside them; a copy holds exactly those files.
+The controller loads `policy.rego` (`controller.policies`) and the signal mode
+mappings (`controller.signalmode`), and ignores the Rego tests beside them; a
+copy holds exactly those files.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import shutil
 from pathlib import Path
 from typing import Final
 
-from controller.policies import Policy
+from controller.policies import POLICY_FILE_NAME
 from controller.signalmode import MAPPINGS_FILE_NAME
 
 SHIPPED_POLICIES: Final = Path(__file__).resolve().parent.parent / "policies"
 
 
-# What the controller reads from its policy directory: the four policies (not their Rego tests)
-# and the signal mode mappings beside them.
-_LOADED: Final = (*(policy.file_name for policy in Policy), MAPPINGS_FILE_NAME)
+# What the controller reads from its policy directory: the policy (not its Rego tests) and the
+# signal mode mappings beside it.
+_LOADED: Final = (POLICY_FILE_NAME, MAPPINGS_FILE_NAME)
 
 
 def shipped_policy_texts() -> dict[str, str]:

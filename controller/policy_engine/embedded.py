@@ -27,7 +27,7 @@ from typing import TypeVar
 import regorus
 
 from controller.policy_engine.protocol import (
-    EVALUATION_TIMEOUT,
+    EVALUATION_TIME_LIMIT,
     PolicyEngineUnavailable,
     PolicyError,
     PolicyEvaluationError,
@@ -124,7 +124,20 @@ def _load(module_id: str, source: str) -> _Failure | None:
     return None
 
 
-def _evaluate(rule_path: str, input_json: str, timeout: float) -> object:
+def _eval_rule(engine: regorus.Engine, rule_path: str) -> object:
+    """The rule's value. regorus' `eval_rule` refuses a rule whose heads carry a key (`labels["team"]
+    := ...`, a partial object, which OPA evaluates as the object of all keys defined); a query of the
+    same path answers it."""
+    try:
+        return engine.eval_rule(rule_path)
+    except RuntimeError as error:
+        if "not a valid rule path" not in str(error):
+            raise
+    results = engine.eval_query(rule_path)["result"]
+    return results[0]["expressions"][0]["value"] if results else None
+
+
+def _evaluate(rule_path: str, input_json: str, time_limit: float) -> object:
     engine = _state.engine
     if engine is None or rule_path not in _state.rules:
         # OPA answers an unknown package or rule with "undefined", not with an error.
@@ -132,14 +145,14 @@ def _evaluate(rule_path: str, input_json: str, timeout: float) -> object:
     started = time.monotonic()
     try:
         engine.set_input_json(input_json)
-        value = engine.eval_rule(rule_path)
+        value = _eval_rule(engine, rule_path)
     finally:
         for line in engine.take_prints():
             logger.debug("print in %s: %s", rule_path, line)
     elapsed = time.monotonic() - started
-    if elapsed > timeout:
+    if elapsed > time_limit:
         return _Failure(
-            PolicyEvaluationError, f"{rule_path} took {elapsed:.1f} s, over the {timeout} s bound"
+            PolicyEvaluationError, f"{rule_path} took {elapsed:.3f} s, over its {time_limit} s time limit"
         )
     return _normalise(value)
 
@@ -158,16 +171,19 @@ class EmbeddedEngine:
     executor whose thread creates, uses and drops the regorus engine; callers
     on any event loop or thread just await results.
 
-    Time bound: regorus holds the GIL for a whole evaluation and its Python API
-    has no cancellation, so while it runs nothing else in the process does
-    (the event loop included) and no timer can stop it. What this engine does
-    instead: each evaluation is timed, and a result that took longer than
-    `timeout` is discarded with a `PolicyEvaluationError`, so a slow policy
-    fails loudly rather than slowing every SP silently; and the smoke
-    evaluation at load (`policies`) catches a policy that is slow on an
-    ordinary input. A policy that runs for minutes on some input still stalls
-    the controller; run untrusted policies on the OPA engine, where the HTTP
-    timeout holds.
+    Time limits: regorus holds the GIL for a whole evaluation and its Python
+    API (0.13) has no cancellation or instruction limit, so while it runs
+    nothing else in the process runs (the event loop included) and no timer
+    can stop it. What this engine does instead: each evaluation is timed on
+    the engine thread, and a result that took longer than the call's
+    `time_limit` is discarded with a `PolicyEvaluationError`, so a slow policy
+    fails loudly rather than slowing every SP silently. The thread is free
+    again as soon as regorus returns, so a timed-out call never holds up the
+    next one for longer than it ran. The smoke evaluation at load
+    (`policies`) refuses a policy that is slow on an ordinary input. A policy
+    that runs for minutes on some input still stalls the controller for that
+    long; run untrusted policies on the OPA engine, which stops waiting at
+    the limit.
 
     `load` parses all modules into a fresh regorus engine, adds the checks
     regorus skips but OPA makes at upload (unsafe variables, unknown
@@ -178,8 +194,7 @@ class EmbeddedEngine:
     evaluation instead.
     """
 
-    def __init__(self, *, timeout: float = EVALUATION_TIMEOUT) -> None:
-        self._timeout = timeout
+    def __init__(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="regorus")
         self._closed = False
 
@@ -194,10 +209,17 @@ class EmbeddedEngine:
     async def load(self, module_id: str, source: str) -> None:
         await self._run(_guarded(PolicyRejected, _load), module_id, source)
 
-    async def evaluate(self, package_path: str, rule: str, input: Mapping[str, object]) -> object:
+    async def evaluate(
+        self,
+        package_path: str,
+        rule: str,
+        input: Mapping[str, object],
+        *,
+        time_limit: float = EVALUATION_TIME_LIMIT,
+    ) -> object:
         rule_path = "data." + ".".join(rule_segments(package_path, rule))
         return await self._run(
-            _guarded(PolicyEvaluationError, _evaluate), rule_path, encode_input(input), self._timeout
+            _guarded(PolicyEvaluationError, _evaluate), rule_path, encode_input(input), time_limit
         )
 
     async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:

@@ -16,19 +16,25 @@ from __future__ import annotations
 import contextlib
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 import aiohttp
 from opa_client import AsyncOpaClient
 from opa_client.errors import RegoParseError, TypeException
 
 from controller.policy_engine.protocol import (
-    EVALUATION_TIMEOUT,
+    EVALUATION_TIME_LIMIT,
     PolicyEngineUnavailable,
     PolicyEvaluationError,
     PolicyRejected,
     encode_input,
     rule_segments,
 )
+
+#: How long uploads and module listings may take, and how much longer than its time limit an
+#: evaluation's request may take (the round trip, OPA parsing the input) before the engine stops waiting.
+REQUEST_TIMEOUT: Final = 5.0
+EVALUATION_TRANSPORT_ALLOWANCE: Final = 1.0
 
 
 def _describe_opa_errors(body: object, fallback: str) -> str:
@@ -54,6 +60,13 @@ def _describe_opa_errors(body: object, fallback: str) -> str:
     return "\n".join(lines)
 
 
+def _evaluation_seconds(body: Mapping[str, object]) -> float:
+    """OPA's own measure of the query's evaluation, from `?metrics=true`; 0 when it gave none."""
+    metrics = body.get("metrics")
+    nanoseconds = metrics.get("timer_rego_query_eval_ns") if isinstance(metrics, Mapping) else None
+    return nanoseconds / 1e9 if isinstance(nanoseconds, int | float) else 0.0
+
+
 class OpaServerEngine:
     """Evaluates against an OPA server at `url`; one server per controller, never shared.
 
@@ -64,9 +77,24 @@ class OpaServerEngine:
     OPA's Data API on this engine's own session: the client's `query_rule`
     raises on HTTP 500 without reading the body, which is where OPA puts the
     conflict or builtin error, and its retry loop re-sends 500s after sleeping.
+
+    Time limits: each query asks OPA for its metrics, and an answer whose
+    evaluation (`timer_rego_query_eval_ns`, OPA's own clock, without the
+    round trip) took longer than the call's `time_limit` is discarded with a
+    `PolicyEvaluationError`, as the embedded engine does. The request itself
+    is abandoned `EVALUATION_TRANSPORT_ALLOWANCE` seconds after the limit;
+    OPA stops evaluating when its client goes away. Measuring OPA's time
+    rather than the round trip keeps a busy machine's scheduling delays from
+    failing an SP whose policy is fast.
     """
 
-    def __init__(self, url: str, *, timeout: float = EVALUATION_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        transport_allowance: float = EVALUATION_TRANSPORT_ALLOWANCE,
+    ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.port is None:
             raise ValueError(f"OPA URL needs scheme, host and port, got {url!r}")
@@ -75,6 +103,7 @@ class OpaServerEngine:
         self._port = parts.port
         self._tls = parts.scheme == "https"
         self._timeout = timeout
+        self._transport_allowance = transport_allowance
         self._resources = contextlib.AsyncExitStack()
         self._client: AsyncOpaClient | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -108,31 +137,48 @@ class OpaServerEngine:
                 f"OPA at {self._url} did not take {module_id}: {error!r}"
             ) from error
 
-    async def evaluate(self, package_path: str, rule: str, input: Mapping[str, object]) -> object:
+    async def evaluate(
+        self,
+        package_path: str,
+        rule: str,
+        input: Mapping[str, object],
+        *,
+        time_limit: float = EVALUATION_TIME_LIMIT,
+    ) -> object:
+        rule_path = f"data.{package_path}.{rule}"
         url = f"{self._url}/v1/data/{'/'.join(rule_segments(package_path, rule))}"
+        waited = time_limit + self._transport_allowance
         session = await self._http()
         try:
             async with session.post(
                 url,
                 data='{"input":' + encode_input(input) + "}",
-                params={"strict-builtin-errors": "true"},
+                params={"strict-builtin-errors": "true", "metrics": "true"},
                 headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=waited),
             ) as response:
                 body = await response.json(content_type=None)
                 status = response.status
         except aiohttp.ConnectionTimeoutError as error:
             raise PolicyEngineUnavailable(f"OPA at {self._url} unreachable: {error!r}") from error
         except TimeoutError as error:
-            # The connection was up, so it is the evaluation that ran past the bound.
+            # The connection was up, so it is the evaluation that ran past the limit.
             raise PolicyEvaluationError(
-                f"data.{package_path}.{rule}: no answer from OPA within {self._timeout} s"
+                f"{rule_path}: no answer from OPA within {waited:.1f} s (time limit {time_limit} s)"
             ) from error
         except aiohttp.ClientError as error:
             raise PolicyEngineUnavailable(f"OPA at {self._url} unreachable: {error!r}") from error
         if status != 200:
             raise PolicyEvaluationError(_describe_opa_errors(body, f"HTTP {status} from OPA"))
+        if not isinstance(body, Mapping):
+            return None
+        elapsed = _evaluation_seconds(body)
+        if elapsed > time_limit:
+            raise PolicyEvaluationError(
+                f"{rule_path} took {elapsed:.3f} s, over its {time_limit} s time limit"
+            )
         # OPA leaves `result` out entirely when the rule is undefined.
-        return body.get("result") if isinstance(body, Mapping) else None
+        return body.get("result")
 
     async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:
         """Those of `module_ids` missing from OPA's module list (`GET /v1/policies`, a few KB).

@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Final, Protocol
 
-#: Upper bound for one evaluation, as for the original custom-labels engine.
-EVALUATION_TIMEOUT: Final = 5.0
+#: The time limit, in seconds, of an evaluation whose caller names none (kubernaut's limit for custom labels).
+EVALUATION_TIME_LIMIT: Final = 5.0
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,11 +45,20 @@ class PolicyEngine(Protocol):
     async def load(self, module_id: str, source: str) -> None:
         """Add or replace the module `module_id`; raises `PolicyRejected` and keeps the old one."""
 
-    async def evaluate(self, package_path: str, rule: str, input: Mapping[str, object]) -> object:
+    async def evaluate(
+        self,
+        package_path: str,
+        rule: str,
+        input: Mapping[str, object],
+        *,
+        time_limit: float = EVALUATION_TIME_LIMIT,
+    ) -> object:
         """The JSON value of `data.<package_path>.<rule>`, or `None` when the rule is undefined.
 
         A rule whose value is JSON `null` is also reported as `None`: neither is
         a decision. Sets come back as sorted lists, as OPA serialises them.
+        An evaluation that took longer than `time_limit` seconds raises
+        `PolicyEvaluationError`; the engine stays usable for the next call.
         """
 
     async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:

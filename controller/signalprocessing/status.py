@@ -7,7 +7,7 @@ merge patch (None deletes a field), so a step computes a whole `Status` and neve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypedDict, cast
 
@@ -16,7 +16,6 @@ from controller.rawjson import (
     optional_int,
     section,
     str_or_empty,
-    string_map,
 )
 from controller.signalprocessing.context import KubernetesContext, RawKubernetesContext
 from controller.signalprocessing.times import go_duration, optional_time, parse_go_duration, timestamp
@@ -43,7 +42,6 @@ class RawEnvironmentClassification(TypedDict, total=False):
     environment: str
     source: str
     classifiedAt: str
-    policyHash: str
 
 
 class RawPriorityAssignment(TypedDict, total=False):
@@ -51,7 +49,6 @@ class RawPriorityAssignment(TypedDict, total=False):
     source: str
     policyName: str
     assignedAt: str
-    policyHash: str
 
 
 class RawBusinessClassification(TypedDict, total=False):
@@ -59,13 +56,15 @@ class RawBusinessClassification(TypedDict, total=False):
     serviceOwner: str
     criticality: str
     slaRequirement: str
-    policyHash: str
 
 
 class RawSignalClassification(TypedDict, total=False):
     signalMode: str
     signalName: str
     sourceSignalName: str
+    severity: str
+    policyHash: str
+    clusterClassification: str
 
 
 class RawStatus(TypedDict, total=False):
@@ -77,7 +76,6 @@ class RawStatus(TypedDict, total=False):
     error: str
     consecutiveFailures: int
     lastFailureTime: str
-    policyHashes: dict[str, str]
     kubernetesContext: RawKubernetesContext
     recoveryContext: RawRecoveryContext
     environmentClassification: RawEnvironmentClassification
@@ -163,7 +161,6 @@ class EnvironmentClassification:
 
     environment: str
     source: str
-    policy_hash: str = ""
     classified_at: datetime | None = None
 
     @classmethod
@@ -171,7 +168,6 @@ class EnvironmentClassification:
         return cls(
             environment=str_or_empty(raw.get("environment")),
             source=str_or_empty(raw.get("source")),
-            policy_hash=str_or_empty(raw.get("policyHash")),
             classified_at=optional_time(raw.get("classifiedAt")),
         )
 
@@ -179,8 +175,6 @@ class EnvironmentClassification:
         raw = RawEnvironmentClassification(environment=self.environment, source=self.source)
         if self.classified_at is not None:
             raw["classifiedAt"] = timestamp(self.classified_at)
-        if self.policy_hash:
-            raw["policyHash"] = self.policy_hash
         return raw
 
 
@@ -193,7 +187,6 @@ class PriorityAssignment:
 
     priority: str
     policy_name: str = ""
-    policy_hash: str = ""
     source: str = PRIORITY_SOURCE
     assigned_at: datetime | None = None
 
@@ -202,7 +195,6 @@ class PriorityAssignment:
         return cls(
             priority=str_or_empty(raw.get("priority")),
             policy_name=str_or_empty(raw.get("policyName")),
-            policy_hash=str_or_empty(raw.get("policyHash")),
             source=str_or_empty(raw.get("source")),
             assigned_at=optional_time(raw.get("assignedAt")),
         )
@@ -211,8 +203,6 @@ class PriorityAssignment:
         raw = RawPriorityAssignment(priority=self.priority, source=self.source, policyName=self.policy_name)
         if self.assigned_at is not None:
             raw["assignedAt"] = timestamp(self.assigned_at)
-        if self.policy_hash:
-            raw["policyHash"] = self.policy_hash
         return raw
 
 
@@ -224,7 +214,6 @@ class BusinessClassification:
     service_owner: str = ""
     criticality: str = ""
     sla_requirement: str = ""
-    policy_hash: str = ""
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> BusinessClassification:
@@ -233,7 +222,6 @@ class BusinessClassification:
             service_owner=str_or_empty(raw.get("serviceOwner")),
             criticality=str_or_empty(raw.get("criticality")),
             sla_requirement=str_or_empty(raw.get("slaRequirement")),
-            policy_hash=str_or_empty(raw.get("policyHash")),
         )
 
     def to_raw(self) -> RawBusinessClassification:
@@ -242,18 +230,22 @@ class BusinessClassification:
             "serviceOwner": self.service_owner,
             "criticality": self.criticality,
             "slaRequirement": self.sla_requirement,
-            "policyHash": self.policy_hash,
         }
         return cast(RawBusinessClassification, {key: value for key, value in fields.items() if value})
 
 
 @dataclass(frozen=True)
 class SignalClassification:
-    """`status.signalClassification`: the signal's mode, and the name it is handled under."""
+    """`status.signalClassification`: the signal's mode and the name it is handled under (from the
+    mappings file), its normalised severity and cluster classification (from the policy), and the hash
+    of the policy text that classified it."""
 
     signal_mode: SignalMode
     signal_name: str  # the base name of a proactive signal; a reactive one's own name
     source_signal_name: str = ""  # the proactive signal's own name; empty for a reactive one
+    severity: str = ""  # the policy's `severity`: critical, high, warning, info or unknown
+    policy_hash: str = ""  # SHA-256 of the policy.rego that classified the signal
+    cluster_classification: str = ""  # the policy's `cluster`; empty when it gave none
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> SignalClassification:
@@ -262,12 +254,20 @@ class SignalClassification:
             signal_mode=SignalMode(mode) if mode else SignalMode.REACTIVE,
             signal_name=str_or_empty(raw.get("signalName")),
             source_signal_name=str_or_empty(raw.get("sourceSignalName")),
+            severity=str_or_empty(raw.get("severity")),
+            policy_hash=str_or_empty(raw.get("policyHash")),
+            cluster_classification=str_or_empty(raw.get("clusterClassification")),
         )
 
     def to_raw(self) -> RawSignalClassification:
         raw = RawSignalClassification(signalMode=self.signal_mode.value, signalName=self.signal_name)
-        if self.source_signal_name:
-            raw["sourceSignalName"] = self.source_signal_name
+        optional = {
+            "sourceSignalName": self.source_signal_name,
+            "severity": self.severity,
+            "policyHash": self.policy_hash,
+            "clusterClassification": self.cluster_classification,
+        }
+        raw.update(cast(RawSignalClassification, {key: value for key, value in optional.items() if value}))
         return raw
 
 
@@ -283,7 +283,6 @@ class Status:
     error: str = ""
     consecutive_failures: int = 0  # transient failures since the last successful step
     last_failure_time: datetime | None = None
-    policy_hashes: Mapping[str, str] = field(default_factory=dict)
     kubernetes_context: KubernetesContext | None = None
     recovery_context: RecoveryContext | None = None
     environment_classification: EnvironmentClassification | None = None
@@ -313,7 +312,6 @@ class Status:
             error=str_or_empty(raw.get("error")),
             consecutive_failures=int_or_zero(raw.get("consecutiveFailures")),
             last_failure_time=optional_time(raw.get("lastFailureTime")),
-            policy_hashes=string_map(raw.get("policyHashes")),
             kubernetes_context=(
                 KubernetesContext.from_raw(cast(RawKubernetesContext, context))
                 if context is not None
@@ -352,8 +350,6 @@ class Status:
             raw["consecutiveFailures"] = self.consecutive_failures
         if self.last_failure_time is not None:
             raw["lastFailureTime"] = timestamp(self.last_failure_time)
-        if self.policy_hashes:
-            raw["policyHashes"] = dict(self.policy_hashes)
         if self.kubernetes_context is not None:
             raw["kubernetesContext"] = self.kubernetes_context.to_raw()
         if self.recovery_context is not None:

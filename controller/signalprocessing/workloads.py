@@ -123,7 +123,7 @@ class PodDetails:
     phase: str = ""
     node_name: str = ""
     container_statuses: tuple[ContainerStatus, ...] = ()
-    creation_timestamp: str = ""  # as the API wrote it; the custom-labels policy sees it
+    creation_timestamp: str = ""  # as the API wrote it
 
     @property
     def restart_count(self) -> int:

@@ -54,7 +54,7 @@ def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c() -> None:
             message="the demo did not complete its signals",
         )
         table = "".join(output)
-        assert "demo-production  checkout-oom      Completed  production   P0" in table
+        assert "demo-production  checkout-oom      Completed  Production   P0" in table
         assert "export KUBECONFIG=" in table
         started = set(descendants(run.pid))
         assert any(

@@ -25,8 +25,8 @@ MALFORMED = [
     pytest.param(f"{SIGNAL}.fingerprint", "A" * 64, f"{SIGNAL}.fingerprint", id="fingerprint-upper-case"),
     pytest.param(f"{SIGNAL}.fingerprint", "g" * 64, f"{SIGNAL}.fingerprint", id="fingerprint-not-hex"),
     pytest.param(f"{SIGNAL}.fingerprint", "a" * 65, f"{SIGNAL}.fingerprint", id="fingerprint-too-long"),
-    pytest.param(f"{SIGNAL}.severity", "high", f"{SIGNAL}.severity", id="severity-unknown"),
     pytest.param(f"{SIGNAL}.severity", "", f"{SIGNAL}.severity", id="severity-empty"),
+    pytest.param(f"{SIGNAL}.severity", "s" * 64, f"{SIGNAL}.severity", id="severity-too-long"),
     pytest.param(f"{SIGNAL}.severity", 3, f"{SIGNAL}.severity", id="severity-wrong-type"),
     pytest.param(f"{SIGNAL}.targetType", "vmware", f"{SIGNAL}.targetType", id="target-type-unknown"),
     pytest.param("spec.remediationRequestRef", DELETE, "spec.remediationRequestRef", id="missing-rr-ref"),
@@ -108,6 +108,9 @@ VALID = [
     pytest.param(_full, id="full"),
     pytest.param(lambda ns: signal_processing(ns, severity="info"), id="severity-info"),
     pytest.param(lambda ns: signal_processing(ns, severity="warning"), id="severity-warning"),
+    # Free text since kubernaut 2026: the policy's severity rule normalises whatever the source wrote.
+    pytest.param(lambda ns: signal_processing(ns, severity="Sev1"), id="severity-free-text"),
+    pytest.param(lambda ns: signal_processing(ns, severity="s" * 63), id="severity-63-characters"),
     pytest.param(lambda ns: with_change(signal_processing(ns), "spec.signal.targetType", "aws"), id="aws"),
     pytest.param(
         lambda ns: signal_processing(ns, target_kind="Node", target_namespace=""),

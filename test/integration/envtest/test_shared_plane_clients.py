@@ -51,7 +51,7 @@ def test_kubectl_apply_of_crds_and_printer_columns_of_signal_processing(
 
     custom = client.CustomObjectsApi(api_client)
     created = custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, SP_PLURAL, signal_processing(namespace, severity="warning")
+        GROUP, VERSION, namespace, SP_PLURAL, signal_processing(namespace, severity="Sev2")
     )
     name = created["metadata"]["name"]
     environment = f"env-{secrets.token_hex(3)}"
@@ -74,6 +74,12 @@ def test_kubectl_apply_of_crds_and_printer_columns_of_signal_processing(
                     "source": "rego-policy",
                     "assignedAt": "2026-01-01T00:00:00Z",
                 },
+                "signalClassification": {
+                    "signalMode": "reactive",
+                    "signalName": "HighMemoryUsage",
+                    "severity": "high",
+                    "policyHash": "a" * 64,
+                },
             }
         },
     )
@@ -85,7 +91,8 @@ def test_kubectl_apply_of_crds_and_printer_columns_of_signal_processing(
     mine = [row.split() for row in rows if row.split()[:2] == [namespace, name]]
     assert len(mine) == 1, listed.stdout
     *values, age = mine[0]
-    assert values == [namespace, name, "Categorizing", environment, "P2", "warning"]
+    # Severity is the normalised one of the status, not the signal's own "Sev2".
+    assert values == [namespace, name, "Categorizing", environment, "P2", "high"]
     assert re.fullmatch(r"\d+[smhd](\d+[smh])?", age), age
 
 

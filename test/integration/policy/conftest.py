@@ -1,8 +1,9 @@
 """OPA for the policy tests: one server per xdist worker, started from the main thread.
 
-Tests that change the shipped modules (`environment.rego`, …) use their own
-`fresh_opa_server`; tests on the shared one use unique packages, because OPA
-merges every module that declares the same package.
+Tests that load another `package signalprocessing` than the shipped
+`policy.rego` use their own `fresh_opa_server`; other tests on the shared one
+use unique packages, because OPA merges every module that declares the same
+package.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.policies import PolicySet, read_policy_set
+from controller.policies import PolicyText, read_policy
 from devstack.opa_server import OpaServer
 from envtest import assets
 
@@ -41,8 +42,8 @@ def fresh_opa_server(opa_binary: Path, tmp_path: Path) -> Iterator[OpaServer]:
 
 
 @pytest.fixture(scope="session")
-def shipped() -> PolicySet:
-    return read_policy_set(POLICY_DIR)
+def shipped() -> PolicyText:
+    return read_policy(POLICY_DIR)
 
 
 @pytest.fixture

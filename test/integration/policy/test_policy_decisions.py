@@ -1,7 +1,7 @@
-"""The shipped policies decide the same on OPA and on regorus, and decide what the spec says.
+"""The shipped policy decides the same on OPA and on regorus, and decides what the spec says.
 
-Inputs are built by `classify`'s input builders, so these are the documents
-the controller really sends.
+Inputs are built by `classify.policy_input`, so these are the documents the
+controller really sends.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from controller.classify import business_input, customlabels_input, environment_input, priority_input
-from controller.policies import Policy, PolicySet
+from controller.classify import policy_input
+from controller.policies import MODULE_ID, PACKAGE, PolicyText, Rule
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
 from controller.signalprocessing import (
     DeploymentDetails,
@@ -28,7 +28,7 @@ from devstack.opa_server import OpaServer
 
 @dataclass(frozen=True)
 class Case:
-    policy: Policy
+    rule: Rule
     input: Mapping[str, object]
     expected: object
 
@@ -38,24 +38,34 @@ def ns(labels: Mapping[str, str] | None = None, name: str = "payments") -> Names
 
 
 ALERT = Signal("critical", "prometheus", "prometheus-alert")
+# The target names the workload section; with none read, the workload is its kind and name only.
+APP = TargetResource("Pod", "app", "payments")
+
+
+def document(
+    namespace: NamespaceContext | None, signal: Signal = ALERT, kubernetes: KubernetesContext | None = None
+) -> dict[str, object]:
+    context = kubernetes or KubernetesContext(namespace=namespace)
+    return policy_input(context, APP, signal)
+
+
+def sev(raw: str, expected: str) -> Case:
+    return Case(Rule.SEVERITY, document(ns(), Signal(raw, "prometheus")), expected)
 
 
 def env(namespace: NamespaceContext | None, expected: tuple[str, str], signal: Signal = ALERT) -> Case:
     environment, source = expected
-    return Case(
-        Policy.ENVIRONMENT,
-        environment_input(namespace, signal),
-        {"environment": environment, "source": source},
-    )
+    return Case(Rule.ENVIRONMENT, document(namespace, signal), {"environment": environment, "source": source})
 
 
 def prio(severity: str, environment: str, expected: tuple[str, str], tier: str | None = None) -> Case:
-    namespace = ns({"tier": tier} if tier is not None else {})
-    deployment = DeploymentDetails(labels={"tier": "critical"})  # deployment labels never escalate
+    labels = {"kubernaut.ai/environment": environment} | ({"tier": tier} if tier is not None else {})
+    # The workload's tier label never escalates.
+    kubernetes = KubernetesContext(namespace=ns(labels), pod=PodDetails(labels={"tier": "critical"}))
     priority, name = expected
     return Case(
-        Policy.PRIORITY,
-        priority_input(Signal(severity, "prometheus"), environment, namespace, deployment),
+        Rule.PRIORITY,
+        document(None, Signal(severity, "prometheus"), kubernetes),
         {"priority": priority, "policy_name": name},
     )
 
@@ -64,26 +74,46 @@ def biz(
     environment: str, expected: tuple[str, str], unit: str = "", labels: Mapping[str, str] | None = None
 ) -> Case:
     criticality, sla = expected
+    namespace = ns({"kubernaut.ai/environment": environment} | dict(labels or {}))
     return Case(
-        Policy.BUSINESS,
-        business_input(environment, ns(labels), DeploymentDetails()),
+        Rule.BUSINESS,
+        document(namespace),
         {"business_unit": unit, "service_owner": "", "criticality": criticality, "sla": sla},
     )
-
-
-# The target names the pod or deployment section; with neither, its name is not in the input.
-APP = TargetResource("Pod", "app", "payments")
 
 
 def labels(
     kubernetes: KubernetesContext, expected: Mapping[str, list[str]], target: TargetResource = APP
 ) -> Case:
-    return Case(Policy.CUSTOMLABELS, customlabels_input(kubernetes, target, ALERT), expected)
+    return Case(Rule.LABELS, policy_input(kubernetes, target, ALERT), expected)
 
 
 UNKNOWN = ("unknown", "default")
 
 CASES = {
+    # severity: kubernaut's example mapping, p1 added
+    **{
+        f"sev-{raw}": sev(raw, expected)
+        for raw, expected in [
+            ("critical", "critical"),
+            ("Critical", "critical"),
+            ("Sev1", "critical"),
+            ("P0", "critical"),
+            ("high", "high"),
+            ("sev2", "high"),
+            ("P1", "high"),
+            ("p2", "high"),
+            ("warning", "warning"),
+            ("medium", "warning"),
+            ("SEV3", "warning"),
+            ("info", "info"),
+            ("low", "info"),
+            ("sev4", "info"),
+            ("error", "unknown"),
+            ("p3", "unknown"),
+            ("", "unknown"),
+        ]
+    },
     # environment
     "env-label": env(ns({"kubernaut.ai/environment": "production"}), ("production", "namespace-labels")),
     "env-label-lowered": env(ns({"kubernaut.ai/environment": "Staging"}), ("staging", "namespace-labels")),
@@ -94,7 +124,7 @@ CASES = {
     "env-no-label": env(ns({"team": "payments"}), UNKNOWN),
     "env-empty-label": env(ns({"kubernaut.ai/environment": ""}), UNKNOWN),
     "env-no-name-inference": env(ns(name="prod-payments"), UNKNOWN),
-    "env-node-target": env(None, UNKNOWN),
+    "env-no-namespace-read": env(None, UNKNOWN),
     "env-signal-labels-untrusted": env(
         ns(),
         UNKNOWN,
@@ -113,7 +143,13 @@ CASES = {
     "prio-info-staging": prio("info", "staging", ("P3", "info-staging")),
     "prio-info-development": prio("info", "development", ("P3", "info-development")),
     "prio-info-test": prio("info", "test", ("P3", "info-test")),
+    "prio-high-production": prio("high", "production", ("P1", "high-production")),
+    "prio-high-staging": prio("high", "staging", ("P1", "high-staging")),
+    "prio-high-development": prio("high", "development", ("P2", "high-development")),
+    "prio-high-test": prio("high", "test", ("P2", "high-test")),
     "prio-case-insensitive": prio("CRITICAL", "Production", ("P0", "critical-production")),
+    "prio-normalised-severity": prio("Sev1", "production", ("P0", "critical-production")),
+    "prio-unknown-severity": prio("error", "production", ("P2", "default-catch-all")),
     "prio-default": prio("warning", "unknown", ("P2", "default-catch-all")),
     "prio-tier-critical": prio("critical", "unknown", ("P0", "critical-tier-label"), tier="critical"),
     "prio-tier-high": prio("critical", "unknown", ("P1", "critical-tier-high"), tier="high"),
@@ -146,6 +182,11 @@ CASES = {
     "biz-dev": biz("dev", ("low", "bronze")),
     "biz-test": biz("test", ("medium", "bronze")),
     "biz-unknown": biz("unknown", ("medium", "bronze")),
+    "biz-no-environment-label": Case(
+        Rule.BUSINESS,
+        document(ns()),
+        {"business_unit": "", "service_owner": "", "criticality": "medium", "sla": "bronze"},
+    ),
     "biz-case-insensitive": biz("Production", ("high", "gold")),
     "biz-team-label": biz(
         "staging", ("medium", "silver"), unit="payments", labels={"kubernaut.ai/team": "payments"}
@@ -182,28 +223,33 @@ CASES = {
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engines(opa_server: OpaServer, shipped: PolicySet) -> AsyncIterator[dict[str, PolicyEngine]]:
+async def engines(opa_server: OpaServer, shipped: PolicyText) -> AsyncIterator[dict[str, PolicyEngine]]:
     loaded: dict[str, PolicyEngine] = {"opa": OpaServerEngine(opa_server.url), "embedded": EmbeddedEngine()}
     try:
         for engine in loaded.values():
-            for policy in Policy:
-                await engine.load(policy.module_id, shipped[policy].source)
+            await engine.load(MODULE_ID, shipped.source)
         yield loaded
     finally:
         for engine in loaded.values():
             await engine.close()
 
 
-def test_the_table_covers_every_policy() -> None:
-    assert len(CASES) >= 40
-    assert {case.policy for case in CASES.values()} == set(Policy)
+def test_the_table_covers_every_shipped_rule() -> None:
+    assert len(CASES) >= 60
+    assert {case.rule for case in CASES.values()} == set(Rule) - {Rule.CLUSTER}  # no cluster rule shipped
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_shipped_policy_has_no_cluster_rule(engines: dict[str, PolicyEngine]) -> None:
+    for engine in engines.values():
+        assert await engine.evaluate(PACKAGE, Rule.CLUSTER, document(ns())) is None
 
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 async def test_both_engines_decide_as_expected(engines: dict[str, PolicyEngine], case: Case) -> None:
     decisions = {
-        name: await engine.evaluate(case.policy.package, case.policy.rule, case.input)
+        name: await engine.evaluate(PACKAGE, case.rule, case.input, time_limit=case.rule.time_limit)
         for name, engine in engines.items()
     }
     assert decisions["opa"] == decisions["embedded"], "the engines disagree"

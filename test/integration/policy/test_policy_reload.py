@@ -3,7 +3,7 @@
 With OPA the interesting case is a module that compiles but fails the smoke
 evaluation: OPA has already replaced the old module, so the old text must be
 loaded again. Each OPA test has its own server, because these tests change
-the shipped modules.
+the shipped module.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import pytest
 
 from controller import classify
 from controller.policies import (
+    LEGACY_FILE_NAMES,
+    POLICY_FILE_NAME,
     ActivePolicies,
     CandidateVerdict,
-    Policy,
     PolicyLoadError,
     hash_text,
 )
@@ -27,7 +28,6 @@ from controller.signalprocessing import (
     DeploymentDetails,
     KubernetesContext,
     NamespaceContext,
-    PriorityAssignment,
     Signal,
     TargetResource,
 )
@@ -36,13 +36,21 @@ from .conftest import POLICY_DIR
 
 PRODUCTION = NamespaceContext("payments", {"kubernaut.ai/environment": "production"})
 CRITICAL = Signal("critical", "prometheus", "prometheus-alert")
+TARGET = TargetResource("Deployment", "checkout", "payments")
+SHIPPED = (POLICY_DIR / POLICY_FILE_NAME).read_text()
+CRITICAL_PRODUCTION = '{"priority": "P0", "policy_name": "critical-production"}'
+DEFAULT_PRIORITY = 'default priority := {"priority": "P2", "policy_name": "default-catch-all"}'
+
+
+def shipped_with(old: str, new: str) -> str:
+    assert old in SHIPPED, old
+    return SHIPPED.replace(old, new)
 
 
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
-    for policy in Policy:
-        shutil.copy(POLICY_DIR / policy.file_name, tmp_path / policy.file_name)
-    shutil.copy(POLICY_DIR / "priority_test.rego", tmp_path / "priority_test.rego")
+    shutil.copy(POLICY_DIR / POLICY_FILE_NAME, tmp_path / POLICY_FILE_NAME)
+    shutil.copy(POLICY_DIR / "policy_test.rego", tmp_path / "policy_test.rego")
     return tmp_path
 
 
@@ -64,113 +72,97 @@ async def active(engine: PolicyEngine, policy_dir: Path) -> ActivePolicies:
     return policies
 
 
-async def priority_of(active: ActivePolicies) -> PriorityAssignment:
-    return await classify.assign_priority(active, CRITICAL, "production", PRODUCTION, None)
+async def classified(active: ActivePolicies) -> classify.SignalVerdict:
+    return await classify.classify_signal(active, KubernetesContext(namespace=PRODUCTION), TARGET, CRITICAL)
 
 
-def write(directory: Path, policy: Policy, text: str) -> str:
-    (directory / policy.file_name).write_text(text)
+def write(directory: Path, text: str) -> str:
+    (directory / POLICY_FILE_NAME).write_text(text)
     return hash_text(text.encode())
 
 
-async def test_start_activates_the_files_with_their_hashes(active: ActivePolicies, policy_dir: Path) -> None:
+async def test_start_activates_the_file_with_its_hash(active: ActivePolicies, policy_dir: Path) -> None:
     assert active.current is not None
-    assert dict(active.current.hashes) == {
-        policy: hash_text((policy_dir / policy.file_name).read_bytes()) for policy in Policy
-    }
-    assert (await priority_of(active)).policy_hash == active.current.hashes[Policy.PRIORITY]
+    assert active.current.sha256 == hash_text((policy_dir / POLICY_FILE_NAME).read_bytes())
+    verdict = await classified(active)
+    assert (verdict.severity, verdict.priority.priority, verdict.policy_hash) == (
+        "critical",
+        "P0",
+        active.current.sha256,
+    )
 
 
-async def test_unchanged_texts_are_skipped(active: ActivePolicies, policy_dir: Path) -> None:
+async def test_an_unchanged_text_is_skipped(active: ActivePolicies, policy_dir: Path) -> None:
     outcome = await active.reload(policy_dir)
     assert outcome.status is CandidateVerdict.UNCHANGED
     assert outcome.active is active.current
 
 
 async def test_a_valid_change_is_activated(active: ActivePolicies, policy_dir: Path) -> None:
-    text = 'package signalprocessing.labels\n\nlabels := {"version": ["v2"]}\n'
-    new_hash = write(policy_dir, Policy.CUSTOMLABELS, text)
+    text = shipped_with(
+        "labels := {key: [value] |", 'labels := {"version": ["v2"]} if true\n\nold_labels := {key: [value] |'
+    )
+    new_hash = write(policy_dir, text)
     outcome = await active.reload(policy_dir)
-    assert outcome.status is CandidateVerdict.ACTIVATED
-    assert outcome.changed == (Policy.CUSTOMLABELS,)
+    assert (outcome.status, outcome.changed) == (CandidateVerdict.ACTIVATED, True)
     labels = await classify.extract_custom_labels(
         active, KubernetesContext(namespace=PRODUCTION), TargetResource("Pod", "app", "payments"), CRITICAL
     )
     assert labels.to_status() == {"version": ["v2"]}
-    assert labels.policy_hash == new_hash
+    assert (await classified(active)).policy_hash == new_hash
 
 
-BAD_PRIORITIES = {
-    "does-not-parse": "package signalprocessing.priority\n\nresult := {\n",
-    "unsafe-variable": 'package signalprocessing.priority\n\nresult := {"priority": p}\n',
-    "wrong-value": 'package signalprocessing.priority\n\nresult := {"priority": "P9", "policy_name": "x"}\n',
-    "not-an-object": 'package signalprocessing.priority\n\nresult := "P0"\n',
-    "no-default": 'package signalprocessing.priority\n\nresult := {"priority": "P0"} if { input.never }\n',
-    "conflict": (
-        "package signalprocessing.priority\n\n"
-        'result := {"priority": "P0"} if { input.environment == "production" }\n\n'
-        'result := {"priority": "P1"} if { input.signal.severity == "critical" }\n'
+BAD_POLICIES = {
+    "does-not-parse": SHIPPED + "\nbroken := {\n",
+    "unsafe-variable": shipped_with(DEFAULT_PRIORITY, 'default priority := {"priority": p}'),
+    "wrong-priority": shipped_with(CRITICAL_PRODUCTION, '{"priority": "P9", "policy_name": "x"}'),
+    "priority-not-an-object": shipped_with(CRITICAL_PRODUCTION, '"P0"'),
+    "severity-out-of-the-enum": shipped_with('"critical": "critical",', '"critical": "urgent",'),
+    "severity-undefined": shipped_with('default severity := "unknown"', "").replace(
+        '"critical": "critical",', ""
     ),
-    "other-package": 'package signalprocessing.environment\n\nresult := {"environment": "x"}\n',
-    "network": (
-        "package signalprocessing.priority\n\n"
-        'result := {"priority": "P0", "policy_name": r.body} if {\n'
-        '\tr := http.send({"method": "get", "url": "http://127.0.0.1:9"})\n}\n'
-    ),
+    "conflict": SHIPPED + '\npriority := {"priority": "P1"} if input.signal.severity == "critical"\n',
+    "four-file-package": shipped_with("package signalprocessing\n", "package signalprocessing.priority\n"),
+    "network": SHIPPED
+    + '\nremote := r.body if {\n\tr := http.send({"method": "get", "url": "http://127.0.0.1:9"})\n}\n',
 }
 
 
-@pytest.mark.parametrize("text", BAD_PRIORITIES.values(), ids=BAD_PRIORITIES.keys())
+@pytest.mark.parametrize("text", BAD_POLICIES.values(), ids=BAD_POLICIES.keys())
 async def test_a_bad_policy_is_rejected_and_the_last_good_stays(
     active: ActivePolicies, policy_dir: Path, text: str
 ) -> None:
     before = active.current
     assert before is not None
-    expected = await priority_of(active)
-    write(policy_dir, Policy.PRIORITY, text)
+    expected = await classified(active)
+    write(policy_dir, text)
     outcome = await active.reload(policy_dir)
-    assert outcome.status is CandidateVerdict.REJECTED
-    assert outcome.changed == (Policy.PRIORITY,)
-    assert outcome.error and "priority.rego" in outcome.error
+    assert (outcome.status, outcome.changed) == (CandidateVerdict.REJECTED, True)
+    assert outcome.error
     assert active.current is before
-    assert await priority_of(active) == expected
-    environment = await classify.classify_environment(active, PRODUCTION, CRITICAL)
-    assert environment.environment == "production"
-
-
-async def test_all_changes_of_a_rejected_reload_are_rolled_back(
-    active: ActivePolicies, policy_dir: Path
-) -> None:
-    environment_before = await classify.classify_environment(active, PRODUCTION, CRITICAL)
-    write(
-        policy_dir,
-        Policy.ENVIRONMENT,
-        'package signalprocessing.environment\n\nresult := {"environment": "changed", "source": "x"}\n',
-    )
-    write(policy_dir, Policy.PRIORITY, BAD_PRIORITIES["wrong-value"])
-    outcome = await active.reload(policy_dir)
-    assert outcome.status is CandidateVerdict.REJECTED
-    assert outcome.changed == (Policy.ENVIRONMENT, Policy.PRIORITY)
-    assert await classify.classify_environment(active, PRODUCTION, CRITICAL) == environment_before
+    assert await classified(active) == expected
 
 
 async def test_a_missing_file_keeps_the_last_good(active: ActivePolicies, policy_dir: Path) -> None:
     before = active.current
-    (policy_dir / "business.rego").unlink()
+    (policy_dir / POLICY_FILE_NAME).unlink()
     outcome = await active.reload(policy_dir)
     assert outcome.status is CandidateVerdict.REJECTED
-    assert outcome.error is not None and "business.rego is missing" in outcome.error
+    assert outcome.error is not None and "policy.rego is missing" in outcome.error
     assert active.current is before
 
 
-async def test_a_missing_file_at_start_is_an_error_naming_it(engine: PolicyEngine, policy_dir: Path) -> None:
-    (policy_dir / "customlabels.rego").unlink()
-    with pytest.raises(PolicyLoadError, match=r"customlabels\.rego is missing"):
-        await ActivePolicies(engine, classify.smoke_check).start(policy_dir)
+async def test_the_four_file_layout_at_start_is_an_error_naming_the_migration(
+    engine: PolicyEngine, tmp_path: Path
+) -> None:
+    for name in LEGACY_FILE_NAMES:
+        (tmp_path / name).write_text(f"package signalprocessing.{name.removesuffix('.rego')}\n")
+    with pytest.raises(PolicyLoadError, match=r"policy\.rego is missing.*four-file layout"):
+        await ActivePolicies(engine, classify.smoke_check).start(tmp_path)
 
 
 async def test_a_bad_policy_at_start_is_an_error(engine: PolicyEngine, policy_dir: Path) -> None:
-    write(policy_dir, Policy.PRIORITY, BAD_PRIORITIES["wrong-value"])
+    write(policy_dir, BAD_POLICIES["wrong-priority"])
     policies = ActivePolicies(engine, classify.smoke_check)
     with pytest.raises(PolicyLoadError, match="invalid priority value"):
         await policies.start(policy_dir)
@@ -189,17 +181,13 @@ async def test_business_labels_win_over_the_policy(active: ActivePolicies) -> No
     deployment = DeploymentDetails(
         labels={"kubernaut.ai/sla-tier": "platinum", "kubernaut.ai/criticality": "low"}
     )
-    business = await classify.classify_business(active, "production", namespace, deployment)
+    kubernetes = KubernetesContext(namespace=namespace, deployment=deployment)
+    business, policy_hash = await classify.classify_business(active, kubernetes, TARGET, CRITICAL)
     assert (
         business.business_unit,
         business.service_owner,
         business.criticality,
         business.sla_requirement,
-    ) == (
-        "t",
-        "unknown",
-        "critical",
-        "platinum",
-    )
+    ) == ("t", "unknown", "critical", "platinum")
     assert active.current is not None
-    assert business.policy_hash == active.current.hashes[Policy.BUSINESS]
+    assert policy_hash == active.current.sha256

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from controller.policies import POLICY_FILE_NAME
 from devstack.manifests import GROUP, SP_PLURAL, VERSION, signal_processing
+from devstack.policies import SHIPPED_POLICIES
 from test.integration.metrics import Scrape
 from test.integration.polling import eventually
 
@@ -30,6 +34,29 @@ SUCCESS_TRANSITIONS = [
     ("Classifying", "Categorizing"),
     ("Categorizing", "Completed"),
 ]
+
+
+SHIPPED_POLICY = (SHIPPED_POLICIES / POLICY_FILE_NAME).read_text()
+_SHIPPED_LABELS_RULE = re.compile(r"^labels := \{key: \[value\] \|$.*?^\}$", re.MULTILINE | re.DOTALL)
+
+
+def policy_with_labels(rule: str) -> str:
+    """The shipped policy with its labels rule replaced by `rule` (Rego defining `labels`)."""
+    replaced, count = _SHIPPED_LABELS_RULE.subn(lambda _: rule, SHIPPED_POLICY)
+    assert count == 1, "the shipped policy's labels rule moved"
+    return replaced
+
+
+def labels_policy(labels: dict[str, Any]) -> str:
+    """The shipped policy, its labels rule answering `labels` for every signal."""
+    return policy_with_labels(f"labels := {json.dumps(labels)}")
+
+
+def write_policy(directory: Path, text: str) -> Path:
+    """`directory` holding `text` as its policy.rego (and nothing else); returns it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / POLICY_FILE_NAME).write_text(text)
+    return directory
 
 
 def get_sp(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:

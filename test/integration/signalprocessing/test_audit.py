@@ -12,6 +12,7 @@ disturbed.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from test.integration.signalprocessing.conftest import (
 )
 from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import (
+    SHIPPED_POLICY,
     SUCCESS_TRAIL,
     SUCCESS_TRANSITIONS,
     audit_events,
@@ -52,7 +54,7 @@ BUSINESS = "signalprocessing.business.classified"
 ERROR = "signalprocessing.error.occurred"
 
 ENRICHMENT_FAILURE_TRAIL = {TRANSITION: 2, ERROR: 1}
-POLICIES = {"environment", "priority", "business", "customlabels"}
+SHIPPED_POLICY_HASH = hashlib.sha256(SHIPPED_POLICY.encode()).hexdigest()
 # Phases of an SP whose trail was partly written: a kill then interrupts it mid-pipeline.
 MID_PIPELINE = {"Enriching", "Classifying", "Categorizing"}
 PRODUCTION = {"kubernaut.ai/environment": "production"}
@@ -116,7 +118,7 @@ def test_signal_processed_reports_the_classification_of_a_completed_signal(
     data = processed["event_data"]
     assert data["phase"] == "Completed"
     assert (data["signal"], data["severity"]) == ("HighMemoryUsage", "critical")
-    assert (data["environment"], data["priority"]) == ("production", "P0")
+    assert (data["environment"], data["priority"]) == ("Production", "P0")
     assert data["environment_source"] == done["status"]["environmentClassification"]["source"]
     assert data["priority_source"] == done["status"]["priorityAssignment"]["source"]
     assert (data["criticality"], data["sla_requirement"]) == ("high", "gold")
@@ -126,7 +128,7 @@ def test_signal_processed_reports_the_classification_of_a_completed_signal(
 
 
 @pytest.mark.br("BR-SP-090")
-def test_classification_decision_carries_results_and_policy_hashes(
+def test_classification_decision_carries_results_severities_and_the_policy_hash(
     stack: StackState,
     custom_objects: client.CustomObjectsApi,
     apps: client.AppsV1Api,
@@ -139,7 +141,7 @@ def test_classification_decision_carries_results_and_policy_hashes(
         custom_objects,
         namespace,
         "Completed",
-        severity="warning",
+        severity="Sev3",
         target_kind="Deployment",
         target_name="checkout",
     )
@@ -148,14 +150,19 @@ def test_classification_decision_carries_results_and_policy_hashes(
 
     assert (decision["event_action"], decision["event_outcome"]) == ("classification", "success")
     data = decision["event_data"]
-    assert (data["environment"], data["priority"]) == ("staging", "P2")
+    assert (data["environment"], data["priority"]) == ("Staging", "P2")
     assert (data["criticality"], data["sla_requirement"]) == ("medium", "silver")
     assert data["environment_source"] == done["status"]["environmentClassification"]["source"]
     assert data["priority_source"] == done["status"]["priorityAssignment"]["source"]
     assert (data["signal"], data["severity"]) == ("HighMemoryUsage", "warning")
-    assert data["policy_hashes"] == done["status"]["policyHashes"]
-    assert set(data["policy_hashes"]) == POLICIES
-    assert all(len(digest) == 64 for digest in data["policy_hashes"].values())
+    assert (data["external_severity"], data["normalized_severity"], data["determination_source"]) == (
+        "Sev3",
+        "warning",
+        "rego-policy",
+    )
+    classified = done["status"]["signalClassification"]
+    assert classified["severity"] == "warning"
+    assert data["policy_hash"] == classified["policyHash"] == SHIPPED_POLICY_HASH
 
 
 @pytest.mark.br("BR-SP-002")
@@ -180,7 +187,7 @@ def test_business_classified_carries_unit_criticality_and_sla(
         "gold",
     )
     assert (data["signal"], data["severity"]) == ("HighMemoryUsage", "critical")
-    assert data["policy_hashes"] == done["status"]["policyHashes"]
+    assert data["policy_hash"] == done["status"]["signalClassification"]["policyHash"]
     assert "service_owner" not in data
 
 

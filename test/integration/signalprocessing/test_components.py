@@ -26,14 +26,13 @@ from controller.caches import EnrichmentCaches
 from controller.detect import read_detected_labels
 from controller.enrich import NamespaceMissing, read_kubernetes_context
 from controller.ownerchain import MAX_OWNERS, read_owner_chain
-from controller.policies import ActivePolicies, Policy, read_policy_set
+from controller.policies import POLICY_FILE_NAME, ActivePolicies, read_policy
 from controller.policy_engine import EmbeddedEngine
 from controller.recovery import read_recovery_context
 from controller.signalprocessing import (
     BusinessClassification,
     EnvironmentClassification,
     KubernetesContext,
-    NamespaceContext,
     OwnerRef,
     PriorityAssignment,
     RemediationRequestRef,
@@ -152,11 +151,6 @@ async def enrich(reader: kube.Reader, kind: str, name: str, namespace: str) -> K
 def detected(context: KubernetesContext) -> Any:
     assert context.detected_labels is not None
     return context.detected_labels
-
-
-def namespace_of(context: KubernetesContext) -> NamespaceContext:
-    assert context.namespace is not None
-    return context.namespace
 
 
 # --- K8sEnricher: real reads -----------------------------------------------------------------------
@@ -330,12 +324,19 @@ async def test_namespace_cache_keeps_each_namespace_apart(
 # --- Classifiers over the shipped policies, fed by real reads ----------------------------------
 
 
+async def classified(
+    reader: kube.ApiClient, policies: ActivePolicies, namespace: str, signal: Signal
+) -> classify.SignalVerdict:
+    target = TargetResource("Pod", "app", namespace)
+    context = await enrich(reader, target.kind, target.name, namespace)
+    return await classify.classify_signal(policies, context, target, signal)
+
+
 async def classify_environment_of(
     reader: kube.ApiClient, policies: ActivePolicies, namespace: str
 ) -> EnvironmentClassification:
-    context = await enrich(reader, "Pod", "app", namespace)
     signal = Signal("critical", "prometheus", labels={"kubernaut.ai/environment": "production"})
-    return await classify.classify_environment(policies, namespace_of(context), signal)
+    return (await classified(reader, policies, namespace, signal)).environment
 
 
 @pytest.mark.br("BR-SP-052")
@@ -351,7 +352,7 @@ async def test_namespace_name_alone_does_not_decide_the_environment(
 
     environment = await classify_environment_of(reader, shipped_policies, namespace)
 
-    assert (environment.environment, environment.source) == ("unknown", "default")
+    assert (environment.environment, environment.source) == ("Unknown", "default")
 
 
 @pytest.mark.br("BR-SP-051")
@@ -365,25 +366,16 @@ async def test_namespace_label_wins_over_a_production_looking_name(
         {"kubernaut.ai/environment": "staging"}, prefix=f"prod-but-staging-{worker_id}-"
     )
 
-    environment = await classify_environment_of(reader, shipped_policies, namespace)
+    verdict = await classified(reader, shipped_policies, namespace, Signal("critical", "prometheus"))
 
-    assert (environment.environment, environment.source) == ("staging", "namespace-labels")
-    assert environment.policy_hash == read_policy_set(SHIPPED_POLICIES).hashes[Policy.ENVIRONMENT]
+    assert (verdict.environment.environment, verdict.environment.source) == ("Staging", "namespace-labels")
+    assert verdict.policy_hash == read_policy(SHIPPED_POLICIES).sha256
 
 
 async def priority_of(
     reader: kube.ApiClient, policies: ActivePolicies, namespace: str, severity: str
 ) -> PriorityAssignment:
-    context = await enrich(reader, "Pod", "app", namespace)
-    facts = namespace_of(context)
-    environment = await classify.classify_environment(policies, facts, Signal(severity, "prometheus"))
-    return await classify.assign_priority(
-        policies,
-        Signal(severity, "prometheus"),
-        environment.environment,
-        facts,
-        context.deployment,
-    )
+    return (await classified(reader, policies, namespace, Signal(severity, "prometheus"))).priority
 
 
 @pytest.mark.br("BR-SP-070")
@@ -427,33 +419,35 @@ async def test_priority_policy_is_loaded_from_its_mounted_file(
     namespace = unwatched_namespace({"kubernaut.ai/environment": "staging"})
     mounted = tmp_path / "policies"
     mounted.mkdir()
-    for policy in Policy:
-        (mounted / policy.file_name).write_text((SHIPPED_POLICIES / policy.file_name).read_text())
-    (mounted / "priority.rego").write_text(
-        "package signalprocessing.priority\n\n"
-        'default result := {"priority": "P1", "policy_name": "mounted-everything-p1"}\n'
-    )
+    shipped_text = (SHIPPED_POLICIES / POLICY_FILE_NAME).read_text()
+    everything_p1 = 'default priority := {"priority": "P1", "policy_name": "mounted-everything-p1"}'
+    # The priority rows are gone and the default answers every signal.
+    rows = slice(shipped_text.index('priority := {"priority": "P0"'), shipped_text.index("# --- labels"))
+    mounted_text = shipped_text[: rows.start] + shipped_text[rows.stop :]
+    default = 'default priority := {"priority": "P2", "policy_name": "default-catch-all"}'
+    (mounted / POLICY_FILE_NAME).write_text(mounted_text.replace(default, everything_p1))
     engine = EmbeddedEngine()
     mounted_policies = ActivePolicies(engine, classify.smoke_check)
+    signal = Signal("warning", "prometheus")
     try:
         active = await mounted_policies.start(mounted)
-        from_mount = await priority_of(reader, mounted_policies, namespace, "warning")
+        from_mount = await classified(reader, mounted_policies, namespace, signal)
     finally:
         await engine.close()
-    shipped = await priority_of(reader, shipped_policies, namespace, "warning")
+    shipped = await classified(reader, shipped_policies, namespace, signal)
 
-    assert (shipped.priority, shipped.policy_name) == ("P2", "warning-staging")
-    assert (from_mount.priority, from_mount.policy_name) == ("P1", "mounted-everything-p1")
-    assert from_mount.policy_hash == active.hashes[Policy.PRIORITY] != shipped.policy_hash
+    assert (shipped.priority.priority, shipped.priority.policy_name) == ("P2", "warning-staging")
+    assert (from_mount.priority.priority, from_mount.priority.policy_name) == ("P1", "mounted-everything-p1")
+    assert from_mount.policy_hash == active.sha256 != shipped.policy_hash
 
 
 async def business_of(
     reader: kube.ApiClient, policies: ActivePolicies, kind: str, name: str, namespace: str
 ) -> BusinessClassification:
     context = await enrich(reader, kind, name, namespace)
-    facts = namespace_of(context)
-    environment = await classify.classify_environment(policies, facts, Signal("warning", "prometheus"))
-    return await classify.classify_business(policies, environment.environment, facts, context.deployment)
+    target = TargetResource(kind, name, namespace)
+    business, _ = await classify.classify_business(policies, context, target, Signal("warning", "prometheus"))
+    return business
 
 
 @pytest.mark.br("BR-SP-002")
@@ -502,7 +496,7 @@ async def test_business_labels_on_namespace_then_deployment_win_over_name_and_po
 
     business = await business_of(reader, shipped_policies, "Deployment", "ledger", namespace)
 
-    assert business.business_unit == "finance"  # deployment label over the policy's team
+    assert business.business_unit == "finance"  # workload (deployment) label over the policy's team
     assert business.service_owner == "ledger-team"
     assert business.criticality == "low"  # namespace label over the deployment label
     assert business.sla_requirement == "platinum"  # deployment label over production's gold

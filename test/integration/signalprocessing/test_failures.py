@@ -47,10 +47,12 @@ from test.integration.conftest import request_deletion
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import controller_settings, pod
 from test.integration.signalprocessing.support import (
+    SHIPPED_POLICY,
     SUCCESS_TRAIL,
     audit_events,
     condition,
     count_types,
+    counter_value,
     create_sp,
     get_sp,
     metric_value,
@@ -60,28 +62,37 @@ from test.integration.signalprocessing.support import (
     wait_for_exact_trail,
     wait_for_phase,
     wait_until_delivered,
+    write_policy,
 )
 
 PRODUCTION = {"kubernaut.ai/environment": "production"}
 FAULT_LABEL = "kubernaut.ai/fault"
 
-# Loads and passes the smoke check (no fault label there); breaks only where a namespace asks.
-FAULTY_PRIORITY_POLICY = f"""package signalprocessing.priority
+FAULT = f'input.namespace.labels["{FAULT_LABEL}"]'
 
-default result := {{"priority": "P2", "policy_name": "default-catch-all"}}
 
-result := {{"priority": "P9", "policy_name": "out-of-range"}} if {{
-	input.namespace_labels["{FAULT_LABEL}"] == "invalid-priority"
-}}
+# The shipped policy, broken only where a namespace asks: it loads and passes the smoke check (no
+# fault label there).
+FAULTY_POLICY = (
+    SHIPPED_POLICY.replace(
+        "severity := severity_aliases[lower(input.signal.severity)]",
+        f'severity := "urgent" if {FAULT} == "bad-severity"\n'
+        "else := severity_aliases[lower(input.signal.severity)]",
+    ).replace(
+        'priority := {"priority": "P0", "policy_name": "critical-production"} if {',
+        f'priority := {{"priority": "P9", "policy_name": "out-of-range"}} if {FAULT} == "invalid-priority"\n'
+        'else := {"priority": "P0", "policy_name": "critical-production"} if {',
+    )
+    + f"""
+priority := {{"priority": "P1", "policy_name": "second-opinion"}} if {FAULT} == "conflict"
 
-result := {{"priority": "P0", "policy_name": "first-opinion"}} if {{
-	input.namespace_labels["{FAULT_LABEL}"] == "conflict"
-}}
+cluster := "edge-eu" if {FAULT} == "cluster"
 
-result := {{"priority": "P1", "policy_name": "second-opinion"}} if {{
-	input.namespace_labels["{FAULT_LABEL}"] == "conflict"
-}}
+cluster := "one" if {FAULT} == "cluster-conflict"
+
+cluster := "two" if {FAULT} == "cluster-conflict"
 """
+)
 
 
 # --- A controller of the spec's own, behind a switchable link to its policy engine --------------
@@ -190,7 +201,7 @@ def isolated_controllers(
     with contextlib.ExitStack() as resources:
 
         def start(
-            namespaces: dict[str, dict[str, str]], *, priority_policy: str | None = None, **overrides: str
+            namespaces: dict[str, dict[str, str]], *, policy: str | None = None, **overrides: str
         ) -> IsolatedController:
             """`namespaces` (key -> labels) are created first; the controller then watches them."""
             core = client.CoreV1Api(api_client)
@@ -200,8 +211,8 @@ def isolated_controllers(
             for key, name in names.items():
                 core.create_namespace({"metadata": {"name": name, "labels": namespaces[key]}})
             policy_dir = copy_shipped_policies(work_dir / f"policies-{prefix.rstrip('-')}")
-            if priority_policy is not None:
-                (policy_dir / "priority.rego").write_text(priority_policy)
+            if policy is not None:
+                write_policy(policy_dir, policy)
             opa = resources.enter_context(
                 OpaServer(assets.OPA.path, log_path=work_dir / f"opa-{prefix.rstrip('-')}.log")
             )
@@ -229,7 +240,7 @@ def start_controller(
 
 
 @pytest.fixture(scope="module")
-def faulty_priority_controller(
+def faulty_policy_controller(
     stack: StackState, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory, worker_id: str
 ) -> Iterator[IsolatedController]:
     work_dir = tmp_path_factory.mktemp("faulty-priority")
@@ -238,9 +249,12 @@ def faulty_priority_controller(
             {
                 "invalid-priority": {**PRODUCTION, FAULT_LABEL: "invalid-priority"},
                 "conflict": {**PRODUCTION, FAULT_LABEL: "conflict"},
+                "bad-severity": {**PRODUCTION, FAULT_LABEL: "bad-severity"},
+                "cluster": {**PRODUCTION, FAULT_LABEL: "cluster"},
+                "cluster-conflict": {**PRODUCTION, FAULT_LABEL: "cluster-conflict"},
                 "sound": PRODUCTION,
             },
-            priority_policy=FAULTY_PRIORITY_POLICY,
+            policy=FAULTY_POLICY,
         )
 
 
@@ -401,16 +415,21 @@ def test_policy_engine_outage_is_recorded_retried_and_cleared_after_success(
     [
         pytest.param("invalid-priority", "invalid priority value: 'P9'", id="answer-out-of-contract"),
         pytest.param("conflict", "conflict", id="conflicting-rules"),
+        pytest.param(
+            "bad-severity",
+            "severity rule: 'urgent' is not one of critical, high, warning, info, unknown",
+            id="severity-out-of-the-enum",
+        ),
     ],
 )
-def test_persistent_priority_policy_error_fails_the_signal_in_classifying(
+def test_persistent_policy_error_fails_the_signal_in_classifying(
     stack: StackState,
     custom_objects: client.CustomObjectsApi,
-    faulty_priority_controller: IsolatedController,
+    faulty_policy_controller: IsolatedController,
     fault: str,
     detail: str,
 ) -> None:
-    own = faulty_priority_controller
+    own = faulty_policy_controller
     namespace = own.namespaces[fault]
     rr = unique_rr_name()
     name = create_sp(custom_objects, signal_processing(namespace, rr_name=rr))["metadata"]["name"]
@@ -426,6 +445,7 @@ def test_persistent_priority_policy_error_fails_the_signal_in_classifying(
     assert condition(status, "EnrichmentComplete")["status"] == "True"
     assert condition(status, "ProcessingComplete")["status"] == "False"
     assert "priorityAssignment" not in status
+    assert "signalClassification" not in status
     events = wait_for_audit_types(stack.datastorage_url, rr, {"signalprocessing.error.occurred": 1})
     error = next(e for e in events if e["event_type"] == "signalprocessing.error.occurred")
     assert (error["event_outcome"], error["event_data"]["phase"]) == ("failure", "Classifying")
@@ -440,14 +460,49 @@ def test_persistent_priority_policy_error_fails_the_signal_in_classifying(
 
 @pytest.mark.br("BR-SP-070")
 def test_the_faulty_policy_still_classifies_namespaces_it_does_not_break(
-    custom_objects: client.CustomObjectsApi, faulty_priority_controller: IsolatedController
+    custom_objects: client.CustomObjectsApi, faulty_policy_controller: IsolatedController
 ) -> None:
-    namespace = faulty_priority_controller.namespaces["sound"]
+    namespace = faulty_policy_controller.namespaces["sound"]
 
     done = process_signal(custom_objects, namespace)
 
     assert done["status"]["phase"] == "Completed"
-    assert done["status"]["priorityAssignment"]["policyName"] == "default-catch-all"
+    assert done["status"]["priorityAssignment"]["policyName"] == "critical-production"
+    assert "clusterClassification" not in done["status"]["signalClassification"]
+
+
+def test_the_cluster_rule_s_answer_is_the_cluster_classification(
+    custom_objects: client.CustomObjectsApi, faulty_policy_controller: IsolatedController
+) -> None:
+    done = process_signal(custom_objects, faulty_policy_controller.namespaces["cluster"])
+
+    assert done["status"]["phase"] == "Completed"
+    assert done["status"]["signalClassification"]["clusterClassification"] == "edge-eu"
+
+
+CLUSTER_ERRORS = "signalprocessing_cluster_classification_errors_total"
+
+
+def test_a_failing_cluster_rule_is_reported_and_never_fails_the_signal(
+    custom_objects: client.CustomObjectsApi, faulty_policy_controller: IsolatedController
+) -> None:
+    own = faulty_policy_controller
+    namespace = own.namespaces["cluster-conflict"]
+    errors_before = counter_value(own.process.metrics_url, CLUSTER_ERRORS)
+
+    done = process_signal(custom_objects, namespace)
+
+    status = done["status"]
+    assert status["phase"] == "Completed"
+    assert "clusterClassification" not in status["signalClassification"]
+    assert status["signalClassification"]["severity"] == "critical"
+    events = wait_for_event_reasons(
+        own.core, namespace, done["metadata"]["name"], {"ClusterClassificationFailed": 1}
+    )
+    warning = next(e for e in events if e.reason == "ClusterClassificationFailed")
+    assert warning.type == "Warning"
+    assert "conflict" in warning.message
+    assert counter_value(own.process.metrics_url, CLUSTER_ERRORS) == errors_before + 1
 
 
 # --- Kubernetes Events for the pipeline ----------------------------------------------------------

@@ -29,7 +29,7 @@ import pytest
 from kubernetes import client
 
 from controller.hotreload import ReportedReloadResult
-from controller.policies import Policy
+from controller.policies import MODULE_ID, POLICY_FILE_NAME
 from devstack.controller_process import ControllerProcess
 from devstack.manifests import unique_rr_name
 from devstack.opa_server import OpaServer
@@ -38,16 +38,17 @@ from devstack.state import StackState
 from envtest import assets
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import (
-    REPOSITORY,
     NamespaceFactory,
     controller_settings,
     pod,
 )
 from test.integration.signalprocessing.support import (
+    SHIPPED_POLICY,
     audit_events,
     business_fields,
     completed_status,
     counter_value,
+    labels_policy,
     metric_value,
     scrape,
     wait_for_audit_types,
@@ -61,13 +62,11 @@ PRODUCTION = {"kubernaut.ai/environment": "production"}
 GENERATION_ONE = "..2026_11_24_10_00_00.000000001"
 
 
-def labels_policy(labels: dict[str, list[str]]) -> str:
-    """A custom-labels policy that answers `labels` for every signal."""
-    return f"package signalprocessing.labels\n\nlabels := {json.dumps(labels)}\n"
+SHIPPED = SHIPPED_POLICY
 
 
-# A missing closing bracket: OPA refuses it at upload with customlabels.rego:<line>.
-BROKEN_LABELS_POLICY = 'package signalprocessing.labels\n\nlabels := {"stage": ["broken"]\n'
+# A missing closing bracket: OPA refuses it at upload with policy.rego:<line>.
+BROKEN_POLICY = SHIPPED + '\nbroken := {"stage": ["broken"]\n'
 
 
 def sha256(text: str) -> str:
@@ -100,25 +99,26 @@ class ReloadingController:
         }
         self.log_from = self.process.log_path.stat().st_size
 
-    def write(self, policy: Policy, text: str) -> str:
-        """An in-place rewrite (truncate, then write), as `kubectl cp` or an editor without backups does."""
-        (self.policy_dir / policy.file_name).write_text(text)
+    def write(self, text: str) -> str:
+        """An in-place rewrite of policy.rego (truncate, then write), as `kubectl cp` or an editor without
+        backups does."""
+        (self.policy_dir / POLICY_FILE_NAME).write_text(text)
         return sha256(text)
 
-    def active_hash(self, policy: Policy) -> str:
-        """The one hash the controller reports as active for `policy` (a series of value 1)."""
-        active = scrape(self.process.metrics_url).sample(HASH_METRIC, policy=policy.value)
+    def active_hash(self) -> str:
+        """The one hash the controller reports as active (a series of value 1)."""
+        active = scrape(self.process.metrics_url).sample(HASH_METRIC, policy=POLICY_FILE_NAME)
         assert active.value == 1, active
         return active.labels["sha256"]
 
-    def is_active(self, policy: Policy, digest: str) -> bool:
-        return self.active_hash(policy) == digest
+    def is_active(self, digest: str) -> bool:
+        return self.active_hash() == digest
 
-    def wait_until_active(self, policy: Policy, digest: str, timeout: float = 15.0) -> None:
+    def wait_until_active(self, digest: str, timeout: float = 15.0) -> None:
         eventually(
-            lambda: self.is_active(policy, digest),
+            lambda: self.is_active(digest),
             timeout=timeout,
-            message=f"{policy.file_name} with hash {digest[:16]} never became active",
+            message=f"{POLICY_FILE_NAME} with hash {digest[:16]} never became active",
         )
 
     def reloads(self, result: str) -> float:
@@ -154,11 +154,9 @@ class ReloadingController:
             log.seek(self.log_from)
             return log.read().decode(errors="replace")
 
-    def restore_shipped_policies(self) -> None:
-        """The shipped policies back in place, and active again: the next spec finds them as shipped."""
-        for policy in Policy:
-            shipped = (REPOSITORY / "policies" / policy.file_name).read_text()
-            self.wait_until_active(policy, self.write(policy, shipped))
+    def restore_shipped_policy(self) -> None:
+        """The shipped policy back in place, and active again: the next spec finds it as shipped."""
+        self.wait_until_active(self.write(SHIPPED))
 
 
 def custom_labels(status: dict[str, Any]) -> dict[str, list[str]]:
@@ -166,19 +164,19 @@ def custom_labels(status: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def kubelet_layout(root: Path) -> None:
-    """The shipped policies mounted as the kubelet mounts a ConfigMap: `..data` and links through it."""
+    """The shipped policy mounted as the kubelet mounts a ConfigMap: `..data` and links through it."""
     copy_shipped_policies(root / GENERATION_ONE)
     (root / "..data").symlink_to(GENERATION_ONE)
-    for policy in Policy:
-        (root / policy.file_name).symlink_to(Path("..data") / policy.file_name)
+    for name in os.listdir(root / GENERATION_ONE):
+        (root / name).symlink_to(Path("..data") / name)
 
 
-def swap_configmap(root: Path, generation: str, changes: dict[Policy, str]) -> None:
+def swap_configmap(root: Path, generation: str, changes: dict[str, str]) -> None:
     """What the kubelet does on a ConfigMap update: new generation, `..data` renamed over, old one removed."""
     old = os.readlink(root / "..data")
     shutil.copytree(root / old, root / generation)
-    for policy, text in changes.items():
-        (root / generation / policy.file_name).write_text(text)
+    for name, text in changes.items():
+        (root / generation / name).write_text(text)
     (root / "..data_tmp").symlink_to(generation)
     os.replace(root / "..data_tmp", root / "..data")
     shutil.rmtree(root / old)
@@ -194,13 +192,13 @@ def worker_reloading(
     worker_policy_dir: Path,
     make_namespace: NamespaceFactory,
 ) -> Iterator[ReloadingController]:
-    """The worker's own controller, whose policies the spec may rewrite; restored afterwards."""
+    """The worker's own controller, whose policy the spec may rewrite; restored afterwards."""
     controller = ReloadingController(
         operator, worker_opa, worker_policy_dir, lambda: make_namespace(PRODUCTION)
     )
     controller.begin_spec()
     yield controller
-    controller.restore_shipped_policies()
+    controller.restore_shipped_policy()
 
 
 @pytest.fixture
@@ -246,13 +244,11 @@ def test_a_changed_policy_file_is_detected(
 ) -> None:
     controller = worker_reloading
     namespace = controller.make_namespace()
-    controller.wait_until_active(
-        Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"version": ["v1"]}))
-    )
+    controller.wait_until_active(controller.write(labels_policy({"version": ["v1"]})))
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"version": ["v1"]}
 
-    v2 = controller.write(Policy.CUSTOMLABELS, labels_policy({"version": ["v2"]}))
-    controller.wait_until_active(Policy.CUSTOMLABELS, v2)
+    v2 = controller.write(labels_policy({"version": ["v2"]}))
+    controller.wait_until_active(v2)
 
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"version": ["v2"]}
     assert controller.reloads(ReportedReloadResult.ACTIVATED) == 2
@@ -264,14 +260,10 @@ def test_a_valid_update_applies_to_new_sps_and_leaves_finished_ones_alone(
 ) -> None:
     controller = worker_reloading
     namespace = controller.make_namespace()
-    controller.wait_until_active(
-        Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"status": ["alpha"]}))
-    )
+    controller.wait_until_active(controller.write(labels_policy({"status": ["alpha"]})))
     before = controller.classify(custom_objects, namespace, rr := unique_rr_name())
 
-    controller.wait_until_active(
-        Policy.CUSTOMLABELS, controller.write(Policy.CUSTOMLABELS, labels_policy({"status": ["beta"]}))
-    )
+    controller.wait_until_active(controller.write(labels_policy({"status": ["beta"]})))
     after = controller.classify(custom_objects, namespace)
 
     assert custom_labels(before) == {"status": ["alpha"]}
@@ -290,17 +282,17 @@ def test_an_invalid_update_keeps_the_old_policy_and_says_so(
     core.create_namespaced_pod(namespace, pod("signalprocessing-controller"))
     controller = start_controller(POD_NAME="signalprocessing-controller", POD_NAMESPACE=namespace)
     watched = controller.make_namespace()
-    prod = controller.write(Policy.CUSTOMLABELS, labels_policy({"stage": ["prod"]}))
-    controller.wait_until_active(Policy.CUSTOMLABELS, prod)
+    prod = controller.write(labels_policy({"stage": ["prod"]}))
+    controller.wait_until_active(prod)
     assert custom_labels(controller.classify(custom_objects, watched)) == {"stage": ["prod"]}
 
-    controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
+    controller.write(BROKEN_POLICY)
     controller.wait_for_reloads(ReportedReloadResult.REJECTED, 1)
 
-    assert controller.is_active(Policy.CUSTOMLABELS, prod)
-    assert not controller.is_active(Policy.CUSTOMLABELS, sha256(BROKEN_LABELS_POLICY))
+    assert controller.is_active(prod)
+    assert not controller.is_active(sha256(BROKEN_POLICY))
     assert custom_labels(controller.classify(custom_objects, watched)) == {"stage": ["prod"]}
-    assert re.search(r"policy reload rejected.*customlabels\.rego:\d+", controller.log())
+    assert re.search(r"policy reload rejected.*policy\.rego:\d+", controller.log())
 
     def rejection_event() -> Any:
         events = core.list_namespaced_event(
@@ -311,7 +303,7 @@ def test_an_invalid_update_keeps_the_old_policy_and_says_so(
     event = eventually(rejection_event, timeout=10, message="no PolicyReloadRejected Event on the Pod")
     assert event.type == "Warning"
     assert event.involved_object.kind == "Pod"
-    assert "customlabels.rego" in event.message
+    assert "policy.rego" in event.message
 
 
 @pytest.mark.br("BR-SP-072")
@@ -320,11 +312,11 @@ def test_a_valid_policy_after_an_invalid_one_is_picked_up(
 ) -> None:
     controller = worker_reloading
     namespace = controller.make_namespace()
-    controller.write(Policy.CUSTOMLABELS, BROKEN_LABELS_POLICY)
+    controller.write(BROKEN_POLICY)
     controller.wait_for_reloads(ReportedReloadResult.REJECTED, 1)
 
-    fixed = controller.write(Policy.CUSTOMLABELS, labels_policy({"fixed": ["yes"]}))
-    controller.wait_until_active(Policy.CUSTOMLABELS, fixed)
+    fixed = controller.write(labels_policy({"fixed": ["yes"]}))
+    controller.wait_until_active(fixed)
 
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"fixed": ["yes"]}
 
@@ -338,8 +330,8 @@ def test_a_configmap_symlink_swap_is_picked_up(
     shipped = controller.classify(custom_objects, namespace)
     text = labels_policy({"mounted": ["configmap"]})
 
-    swap_configmap(controller.policy_dir, "..2026_11_24_10_05_00.000000002", {Policy.CUSTOMLABELS: text})
-    controller.wait_until_active(Policy.CUSTOMLABELS, sha256(text))
+    swap_configmap(controller.policy_dir, "..2026_11_24_10_05_00.000000002", {POLICY_FILE_NAME: text})
+    controller.wait_until_active(sha256(text))
 
     assert custom_labels(shipped) == {"environment": ["production"]}
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"mounted": ["configmap"]}
@@ -357,8 +349,8 @@ def test_a_burst_of_writes_ends_on_the_last_content_in_few_reloads(
 
     texts = [labels_policy({"burst": [f"write-{n}"]}) for n in range(20)]
     for text in texts:
-        controller.write(Policy.CUSTOMLABELS, text)
-    controller.wait_until_active(Policy.CUSTOMLABELS, sha256(texts[-1]))
+        controller.write(text)
+    controller.wait_until_active(sha256(texts[-1]))
 
     reloads = controller.all_reloads() - before
     assert 1 <= reloads <= 5, f"{reloads} reloads for one burst of 20 writes"
@@ -371,65 +363,69 @@ def test_a_deleted_policy_keeps_the_last_good_until_it_is_recreated(
 ) -> None:
     controller = worker_reloading
     namespace = controller.make_namespace()
-    kept = controller.write(Policy.CUSTOMLABELS, labels_policy({"kept": ["yes"]}))
-    controller.wait_until_active(Policy.CUSTOMLABELS, kept)
+    kept = controller.write(labels_policy({"kept": ["yes"]}))
+    controller.wait_until_active(kept)
 
-    (controller.policy_dir / Policy.CUSTOMLABELS.file_name).unlink()
+    (controller.policy_dir / POLICY_FILE_NAME).unlink()
     controller.wait_for_reloads(ReportedReloadResult.MISSING, 1)
 
-    assert controller.is_active(Policy.CUSTOMLABELS, kept)
+    assert controller.is_active(kept)
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"kept": ["yes"]}
-    assert "customlabels.rego missing" in controller.log()
+    assert "policy.rego is missing" in controller.log()
 
-    recreated = controller.write(Policy.CUSTOMLABELS, labels_policy({"recreated": ["yes"]}))
-    controller.wait_until_active(Policy.CUSTOMLABELS, recreated)
+    recreated = controller.write(labels_policy({"recreated": ["yes"]}))
+    controller.wait_until_active(recreated)
     assert custom_labels(controller.classify(custom_objects, namespace)) == {"recreated": ["yes"]}
 
 
-RELOADED_POLICIES = {
-    Policy.ENVIRONMENT: (
-        'package signalprocessing.environment\n\nresult := {"environment": "staging", "source": "reloaded"}\n'
-    ),
-    Policy.PRIORITY: (
-        'package signalprocessing.priority\n\nresult := {"priority": "P3", "policy_name": "reloaded"}\n'
-    ),
-    Policy.BUSINESS: (
-        "package signalprocessing.business\n\n"
-        'result := {"business_unit": "reloaded-unit", "service_owner": "reloaded-owner", '
-        '"criticality": "low", "sla": "platinum"}\n'
-    ),
-    Policy.CUSTOMLABELS: labels_policy({"reloaded": ["yes"]}),
+# Every rule answers something the shipped policy never does.
+RELOADED_POLICY = """package signalprocessing
+
+import rego.v1
+
+severity := "info"
+
+environment := {"environment": "staging", "source": "reloaded"}
+
+priority := {"priority": "P3", "policy_name": "reloaded"}
+
+labels := {"reloaded": ["yes"]}
+
+cluster := "reloaded-cluster"
+
+business := {
+	"business_unit": "reloaded-unit", "service_owner": "reloaded-owner",
+	"criticality": "low", "sla": "platinum",
 }
+"""
 
 
 @pytest.mark.br("BR-SP-072")
-def test_each_of_the_four_policies_reloads(
+def test_every_rule_of_a_reloaded_policy_applies(
     worker_reloading: ReloadingController, custom_objects: client.CustomObjectsApi
 ) -> None:
     controller = worker_reloading
     namespace = controller.make_namespace()
-    for policy, text in RELOADED_POLICIES.items():
-        controller.wait_until_active(policy, controller.write(policy, text))
+    reloaded = controller.write(RELOADED_POLICY)
+    controller.wait_until_active(reloaded)
 
     status = controller.classify(custom_objects, namespace)
 
-    assert (
-        status["environmentClassification"]["environment"],
-        status["environmentClassification"]["source"],
-    ) == (
-        "staging",
-        "reloaded",
-    )
+    environment = status["environmentClassification"]
+    assert (environment["environment"], environment["source"]) == ("Staging", "reloaded")
     assert (status["priorityAssignment"]["priority"], status["priorityAssignment"]["policyName"]) == (
         "P3",
         "reloaded",
     )
     assert business_fields(status) == ("reloaded-unit", "reloaded-owner", "low", "platinum")
     assert custom_labels(status) == {"reloaded": ["yes"]}
-    assert status["policyHashes"] == {
-        policy.value: sha256(text) for policy, text in RELOADED_POLICIES.items()
-    }
-    assert controller.reloads(ReportedReloadResult.ACTIVATED) == 4
+    classified = status["signalClassification"]
+    assert (classified["severity"], classified["clusterClassification"], classified["policyHash"]) == (
+        "info",
+        "reloaded-cluster",
+        reloaded,
+    )
+    assert controller.reloads(ReportedReloadResult.ACTIVATED) == 1
 
 
 @pytest.mark.br("BR-SP-072")
@@ -438,31 +434,27 @@ def test_sps_before_and_after_a_reload_record_the_hash_that_decided_them(
 ) -> None:
     controller = worker_reloading
     namespace = controller.make_namespace()
-    shipped = (REPOSITORY / "policies" / "priority.rego").read_text()
     before = controller.classify(custom_objects, namespace, rr_before := unique_rr_name())
 
-    reloaded = controller.write(Policy.PRIORITY, RELOADED_POLICIES[Policy.PRIORITY])
-    controller.wait_until_active(Policy.PRIORITY, reloaded)
+    reloaded = controller.write(RELOADED_POLICY)
+    controller.wait_until_active(reloaded)
     after = controller.classify(custom_objects, namespace, rr_after := unique_rr_name())
 
-    assert (before["priorityAssignment"]["priority"], before["priorityAssignment"]["policyHash"]) == (
+    assert (before["priorityAssignment"]["priority"], before["signalClassification"]["policyHash"]) == (
         "P0",
-        sha256(shipped),
+        sha256(SHIPPED),
     )
-    assert (after["priorityAssignment"]["priority"], after["priorityAssignment"]["policyHash"]) == (
+    assert (after["priorityAssignment"]["priority"], after["signalClassification"]["policyHash"]) == (
         "P3",
         reloaded,
     )
-    assert before["policyHashes"]["priority"] == sha256(shipped)
-    assert after["policyHashes"]["priority"] == reloaded
-    assert before["policyHashes"]["environment"] == after["policyHashes"]["environment"]
-    for rr, digest in ((rr_before, sha256(shipped)), (rr_after, reloaded)):
+    for rr, digest in ((rr_before, sha256(SHIPPED)), (rr_after, reloaded)):
         wait_for_audit_types(stack.datastorage_url, rr, {"signalprocessing.classification.decision": 1})
         wait_until_delivered(controller.process.metrics_url)
         (decision,) = audit_events(
             stack.datastorage_url, rr, event_type="signalprocessing.classification.decision"
         )
-        assert decision["event_data"]["policy_hashes"]["priority"] == digest
+        assert decision["event_data"]["policy_hash"] == digest
 
 
 def opa_modules(url: str) -> set[str]:
@@ -471,20 +463,20 @@ def opa_modules(url: str) -> set[str]:
 
 
 @pytest.mark.br("BR-SP-072")
-def test_a_restarted_opa_gets_the_active_policies_again(
+def test_a_restarted_opa_gets_the_active_policy_again(
     start_controller: StartController, custom_objects: client.CustomObjectsApi
 ) -> None:
     controller = start_controller()
     namespace = controller.make_namespace()
-    active = controller.write(Policy.CUSTOMLABELS, labels_policy({"survives": ["restart"]}))
-    controller.wait_until_active(Policy.CUSTOMLABELS, active)
+    active = controller.write(labels_policy({"survives": ["restart"]}))
+    controller.wait_until_active(active)
 
     controller.opa.stop()
     controller.opa.start()  # on the port it keeps reserved, where the controller expects it
     controller.wait_for_reloads(ReportedReloadResult.RESTORED, 1)
 
-    assert opa_modules(controller.opa.url) == {policy.module_id for policy in Policy}
+    assert opa_modules(controller.opa.url) == {MODULE_ID}
     status = controller.classify(custom_objects, namespace)
     assert custom_labels(status) == {"survives": ["restart"]}
-    assert status["environmentClassification"]["environment"] == "production"
+    assert status["environmentClassification"]["environment"] == "Production"
     assert status["priorityAssignment"]["priority"] == "P0"

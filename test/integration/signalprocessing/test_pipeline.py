@@ -36,7 +36,7 @@ def test_pod_signal_completes_with_exactly_one_audit_trail(
 
     status = done["status"]
     assert status["phase"] == "Completed"
-    assert status["environmentClassification"]["environment"] == "production"
+    assert status["environmentClassification"]["environment"] == "Production"
     assert status["priorityAssignment"]["priority"] == "P0"
     assert status["kubernetesContext"]["pod"]["labels"] == {"app": "api"}
     assert [c["type"] for c in status["conditions"] if c["status"] == "True"] == [
@@ -46,7 +46,8 @@ def test_pod_signal_completes_with_exactly_one_audit_trail(
         "ProcessingComplete",
         "Ready",
     ]
-    assert set(status["policyHashes"]) == {"environment", "priority", "business", "customlabels"}
+    classified = status["signalClassification"]
+    assert (classified["severity"], len(classified["policyHash"])) == ("critical", 64)
     wait_for_exact_trail(stack.datastorage_url, operator.metrics_url, rr, SUCCESS_TRAIL)
     assert sorted(phase_transitions(stack.datastorage_url, rr)) == sorted(SUCCESS_TRANSITIONS)
 

@@ -167,7 +167,7 @@ def test_environment_and_severity_decide_the_priority(
         custom_objects, namespace, severity=severity, target_kind=target, target_name="api-server"
     )
 
-    assert status["environmentClassification"]["environment"] == environment
+    assert status["environmentClassification"]["environment"] == environment.capitalize()
     assert status["environmentClassification"]["source"] == "namespace-labels"
     assert status["priorityAssignment"]["priority"] == priority
     assert status["priorityAssignment"]["policyName"] == policy_name
@@ -190,7 +190,7 @@ def test_environment_label_is_read_case_insensitively_from_the_target_namespace(
     )
 
     # The SP's own namespace says production; the target's namespace decides.
-    assert status["environmentClassification"]["environment"] == "staging"
+    assert status["environmentClassification"]["environment"] == "Staging"
     assert status["environmentClassification"]["source"] == "namespace-labels"
     assert status["priorityAssignment"]["priority"] == "P1"
 
@@ -209,7 +209,7 @@ def test_a_staging_looking_namespace_name_without_label_is_not_classified_stagin
         custom_objects, sp_namespace, severity="warning", target_name="web", target_namespace=target_namespace
     )
 
-    assert status["environmentClassification"]["environment"] == "unknown"
+    assert status["environmentClassification"]["environment"] == "Unknown"
     assert status["environmentClassification"]["source"] == "default"
 
 
@@ -221,7 +221,7 @@ def test_unlabelled_namespace_is_unknown_and_gets_the_catch_all_priority(
 
     status = completed_status(custom_objects, namespace)
 
-    assert status["environmentClassification"]["environment"] == "unknown"
+    assert status["environmentClassification"]["environment"] == "Unknown"
     assert status["environmentClassification"]["source"] == "default"
     assert status["priorityAssignment"]["priority"] == "P2"
     assert status["priorityAssignment"]["policyName"] == "default-catch-all"
@@ -372,7 +372,7 @@ def test_missing_target_pod_completes_in_degraded_mode(
     enrichment = condition(status, "EnrichmentComplete")
     assert (enrichment["status"], enrichment["reason"]) == ("True", "DegradedMode")
     assert enrichment["message"].startswith("Enrichment completed in degraded mode: Pod")
-    assert status["environmentClassification"]["environment"] == "production"
+    assert status["environmentClassification"]["environment"] == "Production"
 
 
 @pytest.mark.br("BR-SP-001")
@@ -744,12 +744,13 @@ def test_condition_messages_describe_each_result(
         f"K8s context enriched: Deployment {namespace}/web-frontend"
     )
     classification = condition(status, "ClassificationComplete")["message"]
-    assert "environment=staging" in classification and "priority=P2" in classification
+    assert "environment=Staging" in classification and "priority=P2" in classification
+    assert "severity=warning (from 'warning')" in classification
     assert condition(status, "CategorizationComplete")["message"].startswith(
         "Categorized: businessUnit=web, criticality=medium, sla=silver"
     )
     processing = condition(status, "ProcessingComplete")["message"]
-    assert "processed successfully" in processing and "P2 staging" in processing
+    assert "processed successfully" in processing and "P2 Staging" in processing
 
 
 # --- Robustness of the reconcile loop ------------------------------------------------------------

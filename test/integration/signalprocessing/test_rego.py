@@ -1,7 +1,7 @@
 """Rego decisions: the shipped policies through the real controller, custom ones through the engines.
 
 Where the behaviour is what an SP ends up with (environment, priority,
-business classification, custom labels), the spec creates SignalProcessings
+business classification, custom labels; severity has `test_severity`), the spec creates SignalProcessings
 in the worker controller's namespaces and reads their status. Where it is
 about the policy machinery (loading, sanitising what a custom policy
 returns, bounding an evaluation in time), the spec loads its own policies
@@ -14,7 +14,6 @@ the point runs on a controller (and OPA) of the spec's own.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,26 +24,34 @@ import pytest
 from kubernetes import client
 
 from controller import classify
-from controller.policies import ActivePolicies, CandidateVerdict, Policy
+from controller.policies import MODULE_ID, PACKAGE, ActivePolicies, CandidateVerdict, Rule
 from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyEvaluationError
-from controller.signalprocessing import KubernetesContext, NamespaceContext, Signal, TargetResource
+from controller.signalprocessing import (
+    KubernetesContext,
+    NamespaceContext,
+    PodDetails,
+    Signal,
+    TargetResource,
+)
 from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
-from test.integration.signalprocessing.conftest import REPOSITORY, NamespaceFactory, pod
+from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import (
+    SHIPPED_POLICY,
     completed_status,
     create_signals,
+    labels_policy,
+    policy_with_labels,
     process_signal,
     wait_for_phase,
+    write_policy,
 )
 
-SHIPPED_POLICIES = REPOSITORY / "policies"
 ENVIRONMENT_LABEL = "kubernaut.ai/environment"
 ALERT = Signal("critical", "prometheus", "prometheus-alert")
-# The custom-labels input has no pod or deployment section here, so the target's name is not in it.
 TARGET = TargetResource("Pod", "app", "payments")
 
 
@@ -66,9 +73,15 @@ def process(
 @pytest.mark.br("BR-SP-051")
 @pytest.mark.parametrize(
     ("label", "environment"),
-    [("production", "production"), ("Staging", "staging"), ("DEVELOPMENT", "development")],
+    [
+        ("production", "Production"),
+        ("Staging", "Staging"),
+        ("DEVELOPMENT", "Development"),
+        ("test", "Test"),
+        ("UAT", "uat"),  # none of the five: the policy's answer (lower-cased by it), as it is
+    ],
 )
-def test_environment_is_the_namespace_label_lower_cased(
+def test_environment_is_the_namespace_label_normalised(
     custom_objects: client.CustomObjectsApi,
     core: client.CoreV1Api,
     make_namespace: NamespaceFactory,
@@ -95,7 +108,7 @@ def test_unlabelled_namespace_completes_as_unknown_environment_with_default_prio
 
     status = process(custom_objects, core, namespace)
 
-    assert status["environmentClassification"]["environment"] == "unknown"
+    assert status["environmentClassification"]["environment"] == "Unknown"
     assert status["environmentClassification"]["source"] == "default"
     assert (status["priorityAssignment"]["priority"], status["priorityAssignment"]["policyName"]) == (
         "P2",
@@ -153,7 +166,7 @@ def test_ten_concurrent_sps_are_all_classified(
     assert [s["phase"] for s in finished] == ["Completed"] * 10
     assert {
         (s["environmentClassification"]["environment"], s["priorityAssignment"]["priority"]) for s in finished
-    } == {("production", "P0")}
+    } == {("Production", "P0")}
 
 
 @pytest.mark.br("BR-SP-081")
@@ -271,18 +284,9 @@ async def engine(request: pytest.FixtureRequest, private_opa: OpaServer) -> Asyn
     await opened.close()
 
 
-def policy_dir(tmp_path: Path, **replacements: str) -> Path:
-    """A copy of the shipped policies, with some files' texts replaced (keyed by policy name)."""
-    directory = tmp_path / "policies"
-    directory.mkdir(exist_ok=True)
-    for policy in Policy:
-        source = replacements.get(policy.value) or (SHIPPED_POLICIES / policy.file_name).read_text()
-        (directory / policy.file_name).write_text(source)
-    return directory
-
-
-def labels_policy(produced: dict[str, Any]) -> str:
-    return f"package signalprocessing.labels\n\nlabels := {json.dumps(produced)}\n"
+def policy_dir(tmp_path: Path, text: str = SHIPPED_POLICY) -> Path:
+    """A directory whose policy.rego is `text` (by default the shipped policy)."""
+    return write_policy(tmp_path / "policies", text)
 
 
 async def started(engine: PolicyEngine, directory: Path) -> ActivePolicies:
@@ -304,7 +308,7 @@ async def test_custom_labels_from_a_policy_are_sanitised(engine: PolicyEngine, t
         "kubernaut.ai/severity": ["critical"],
         "system/owner": ["root"],
     }
-    policies = await started(engine, policy_dir(tmp_path, customlabels=labels_policy(produced)))
+    policies = await started(engine, policy_dir(tmp_path, labels_policy(produced)))
 
     custom = await classify.extract_custom_labels(
         policies, KubernetesContext(namespace=NamespaceContext("payments")), TARGET, ALERT
@@ -322,53 +326,57 @@ async def test_custom_labels_from_a_policy_are_sanitised(engine: PolicyEngine, t
 
 
 @pytest.mark.br("BR-SP-102")
-async def test_empty_custom_labels_fall_back_to_namespace_labels(
+async def test_empty_custom_labels_fall_back_to_namespace_then_workload_labels(
     engine: PolicyEngine, tmp_path: Path
 ) -> None:
-    policies = await started(engine, policy_dir(tmp_path, customlabels=labels_policy({"system/only": ["x"]})))
+    policies = await started(engine, policy_dir(tmp_path, labels_policy({"system/only": ["x"]})))
     namespace = NamespaceContext(
         "payments",
         {
             "kubernaut.ai/team": "payments",
             "kubernaut.ai/cost-center": "cc-7",
-            "kubernaut.ai/region": "eu-west-1",
             "kubernaut.ai/other": "ignored",
         },
     )
+    workload = PodDetails(labels={"kubernaut.ai/team": "not-this", "kubernaut.ai/region": "eu-west-1"})
 
     custom = await classify.extract_custom_labels(
-        policies, KubernetesContext(namespace=namespace), TARGET, ALERT
+        policies, KubernetesContext(namespace=namespace, pod=workload), TARGET, ALERT
     )
 
-    assert custom.source == "namespace-fallback"
+    assert custom.source == "label-fallback"
     assert dict(custom.labels) == {"team": ("payments",), "cost": ("cc-7",), "region": ("eu-west-1",)}
 
 
 # Each label is a rule of its own, so a fact missing from the input drops its label, not all of them.
-POD_FACTS_LABELS = """package signalprocessing.labels
+WORKLOAD_FACTS_LABELS = policy_with_labels(
+    """labels["kind"] := [input.workload.kind]
 
-labels["pod"] := [input.kubernetes.podDetails.name]
+labels["name"] := [input.workload.name]
 
-labels["restarts"] := [sprintf("%d", [input.kubernetes.podDetails.restartCount])]
+labels["app"] := [input.workload.labels.app]
 
-labels["created"] := [input.kubernetes.podDetails.creationTimestamp]
-"""
+labels["note"] := [input.workload.annotations.note]
+
+labels["namespace"] := [input.namespace.name]"""
+)
 
 
 @pytest.mark.br("BR-SP-102")
-def test_a_custom_labels_policy_sees_the_target_pods_name_restarts_and_age(
+def test_a_custom_labels_policy_sees_the_target_workload(
     stack: StackState,
     api_client: client.ApiClient,
     custom_objects: client.CustomObjectsApi,
     tmp_path: Path,
     worker_id: str,
 ) -> None:
-    policies = policy_dir(tmp_path, customlabels=POD_FACTS_LABELS)
+    policies = policy_dir(tmp_path, WORKLOAD_FACTS_LABELS)
     with own_controller(
         stack, api_client, tmp_path / "controller", worker_id, POLICY_DIR=str(policies)
     ) as own:
         namespace = own.make_namespace({ENVIRONMENT_LABEL: "production"})
         manifest = pod("checkout")
+        manifest["metadata"]["annotations"] = {"note": "canary"}
         manifest["spec"]["containers"].append({"name": "sidecar", "image": "registry.local/sidecar:1"})
         created = own.core.create_namespaced_pod(namespace, manifest)
         # No kubelet runs here: the pod's status is what the spec says it is.
@@ -396,27 +404,33 @@ def test_a_custom_labels_policy_sees_the_target_pods_name_restarts_and_age(
 
     created_at = created.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")  # as the API wrote it
     context = status.get("kubernetesContext") or {}
-    # The policy saw the pod's name, restarts and creation time, and the CRD keeps the time in the
-    # status (it is not pruned), so the later steps' facts have it too.
+    # The policy saw the pod as the workload, and the CRD keeps the pod's facts in the status (they are
+    # not pruned), so the later steps see the same workload.
     assert (
         status["phase"],
         context.get("customLabels"),
         context.get("pod", {}).get("creationTimestamp"),
     ) == (
         "Completed",
-        {"pod": ["checkout"], "restarts": ["3"], "created": [created_at]},
+        {
+            "kind": ["Pod"],
+            "name": ["checkout"],
+            "app": ["checkout"],
+            "note": ["canary"],
+            "namespace": [namespace],
+        },
         created_at,
     ), status.get("error")
 
 
-BROKEN_PRIORITY = """package signalprocessing.priority
-
-default result := {"priority": "P2", "policy_name": "default"}
-
-result := value if {
+BROKEN_POLICY = (
+    SHIPPED_POLICY
+    + """
+broken := value if {
 	value := input.signal[
 }
 """
+)
 
 
 @pytest.mark.br("BR-SP-072")
@@ -426,62 +440,66 @@ async def test_a_policy_that_fails_to_load_is_refused_with_file_and_line(
     directory = policy_dir(tmp_path)
     policies = await started(engine, directory)
     good = policies.current
-    (directory / "priority.rego").write_text(BROKEN_PRIORITY)
+    write_policy(directory, BROKEN_POLICY)
 
     outcome = await policies.reload(directory)
 
     assert outcome.status is CandidateVerdict.REJECTED
-    assert outcome.error is not None and re.search(r"priority\.rego:\d+", outcome.error), outcome.error
+    assert outcome.error is not None and re.search(r"policy\.rego:\d+", outcome.error), outcome.error
     assert policies.current is good
-    assignment = await classify.assign_priority(
-        policies, ALERT, "production", NamespaceContext("payments"), None
+    verdict = await classify.classify_signal(
+        policies,
+        KubernetesContext(namespace=NamespaceContext("payments", {ENVIRONMENT_LABEL: "production"})),
+        TARGET,
+        ALERT,
     )
-    assert assignment.priority == "P0"
+    assert verdict.priority.priority == "P0"
 
 
-SLOW_LABELS = """package signalprocessing.labels
-
-labels := {"slow": ["done"]} if {
+SLOW_LABELS_RULE = """labels := {"slow": ["done"]} if {
 	every i in numbers.range(1, 2000) {
 		every j in numbers.range(1, 2000) {
 			i + j > 1
 		}
 	}
-}
-"""
+}"""
 
 
 @pytest.mark.br("BR-SP-102")
-async def test_a_policy_evaluation_is_bounded_in_time(private_opa: OpaServer) -> None:
-    bound = 0.5
-    engine = OpaServerEngine(private_opa.url, timeout=bound)
+@pytest.mark.parametrize("rule", [Rule.LABELS, Rule.SEVERITY])
+async def test_a_policy_evaluation_is_bounded_by_its_rule_s_time_limit(
+    private_opa: OpaServer, rule: Rule
+) -> None:
+    """OPA stops being waited for at the limit (plus the transport allowance), whatever the policy does."""
+    allowance = 0.2
+    engine = OpaServerEngine(private_opa.url, transport_allowance=allowance)
+    slow = SLOW_LABELS_RULE.replace("labels :=", f"{rule} :=")
     try:
-        await engine.load(Policy.CUSTOMLABELS.module_id, SLOW_LABELS)
+        await engine.load(MODULE_ID, f"package {PACKAGE}\n\n{slow}\n")
         began = time.monotonic()
-        with pytest.raises(PolicyEvaluationError, match=r"within 0\.5 s"):
-            await engine.evaluate(Policy.CUSTOMLABELS.package, Policy.CUSTOMLABELS.rule, {})
+        with pytest.raises(PolicyEvaluationError, match=rf"time limit {rule.time_limit} s"):
+            await engine.evaluate(PACKAGE, rule, {}, time_limit=rule.time_limit)
         elapsed = time.monotonic() - began
     finally:
         await engine.close()
 
-    assert elapsed < bound + 1.0
+    assert elapsed < rule.time_limit + allowance + 1.0
 
 
 @pytest.mark.br("BR-SP-102")
 async def test_a_policy_too_slow_for_an_ordinary_input_is_never_activated(
     private_opa: OpaServer, tmp_path: Path
 ) -> None:
-    engine = OpaServerEngine(private_opa.url, timeout=0.5)
+    engine = OpaServerEngine(private_opa.url, transport_allowance=0.2)
     directory = policy_dir(tmp_path)
     try:
         policies = await started(engine, directory)
         good = policies.current
-        (directory / "customlabels.rego").write_text(SLOW_LABELS)
+        write_policy(directory, policy_with_labels(SLOW_LABELS_RULE))
 
-        outcome = await asyncio.wait_for(policies.reload(directory), timeout=5)
+        outcome = await asyncio.wait_for(policies.reload(directory), timeout=10)
 
-        assert outcome.status is CandidateVerdict.REJECTED
-        assert outcome.changed == (Policy.CUSTOMLABELS,)
+        assert (outcome.status, outcome.changed) == (CandidateVerdict.REJECTED, True)
         assert policies.current is good
         namespace = NamespaceContext("payments", {"kubernaut.ai/team": "payments"})
         custom = await classify.extract_custom_labels(

@@ -55,7 +55,9 @@ def test_worker_controller_is_healthy_and_serves_signalprocessing_metrics(
 
     for family in ("signalprocessing_processing_total", "signalprocessing_enrichment_duration_seconds"):
         assert f"# TYPE {family} " in text, f"{family} missing from {operator.metrics_url}"
-    assert metric_value(operator.metrics_url, "signalprocessing_policy_hash_info", policy="priority") == 1.0
+    assert (
+        metric_value(operator.metrics_url, "signalprocessing_policy_hash_info", policy="policy.rego") == 1.0
+    )
 
 
 @pytest.mark.br("BR-SP-090")

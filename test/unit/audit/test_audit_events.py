@@ -35,14 +35,16 @@ SUBJECT = AuditSubject(
     signal_name="HighMemoryUsage",
     severity="critical",
 )
-HASHES = {"priority": "b" * 64, "environment": "a" * 64}
+POLICY_HASH = "a" * 64
 FULL = Classification(
-    environment="production",
+    environment="Production",
     environment_source="namespace-labels",
     priority="P0",
     priority_source="rego-policy",
     criticality="high",
     sla_requirement="gold",
+    severity="critical",
+    policy_hash=POLICY_HASH,
 )
 ENRICHMENT = EnrichmentSummary(
     duration_ms=42,
@@ -74,13 +76,11 @@ BUILDERS: dict[str, Builder] = {
         ),
         at=at,
     ),
-    "classification.decision": lambda s, at: classification_decision(
-        s, classification=FULL, policy_hashes=HASHES, at=at
-    ),
+    "classification.decision": lambda s, at: classification_decision(s, classification=FULL, at=at),
     "business.classified": lambda s, at: business_classified(
         s,
         business=BusinessSummary(business_unit="payments", criticality="high", sla_requirement="gold"),
-        policy_hashes=HASHES,
+        policy_hash=POLICY_HASH,
         at=at,
     ),
     "error.occurred": lambda s, at: error_occurred(
@@ -164,13 +164,16 @@ def test_every_event_carries_the_common_fields(name: str) -> None:
             {
                 "signal",
                 "severity",
+                "external_severity",
+                "normalized_severity",
+                "determination_source",
                 "environment",
                 "environment_source",
                 "priority",
                 "priority_source",
                 "criticality",
                 "sla_requirement",
-                "policy_hashes",
+                "policy_hash",
             },
             id="classification.decision",
         ),
@@ -178,7 +181,7 @@ def test_every_event_carries_the_common_fields(name: str) -> None:
             "business.classified",
             "classification",
             "success",
-            {"signal", "severity", "business_unit", "criticality", "sla_requirement", "policy_hashes"},
+            {"signal", "severity", "business_unit", "criticality", "sla_requirement", "policy_hash"},
             id="business.classified",
         ),
         pytest.param("error.occurred", "error", "failure", {"phase", "error", "signal"}, id="error.occurred"),
@@ -247,34 +250,42 @@ def test_signal_processed_of_a_failed_sp_is_a_failure() -> None:
     assert event.event_outcome == "failure"
 
 
-def test_classification_decision_with_partial_results_and_sorted_hashes() -> None:
-    partial = Classification(environment="staging", environment_source="namespace-labels")
+def test_classification_decision_carries_both_severities_and_the_policy_hash() -> None:
+    subject = AuditSubject(
+        namespace="payments",
+        name="sp-rr-01",
+        uid="0b7c5f36-2f9e-4a57-9a8e-6c3d9d0f1a21",
+        correlation_id="rr-01",
+        signal_name="HighMemoryUsage",
+        severity="Sev1",
+    )
+    classified = Classification(
+        environment="Staging",
+        environment_source="namespace-labels",
+        severity="critical",
+        policy_hash=POLICY_HASH,
+    )
 
-    data = classification_decision(SUBJECT, classification=partial, policy_hashes=HASHES, at=AT).event_data
+    data = classification_decision(subject, classification=classified, at=AT).event_data
 
     assert data == {
         "signal": "HighMemoryUsage",
         "severity": "critical",
-        "environment": "staging",
+        "external_severity": "Sev1",
+        "normalized_severity": "critical",
+        "determination_source": "rego-policy",
+        "environment": "Staging",
         "environment_source": "namespace-labels",
-        "policy_hashes": {"environment": "a" * 64, "priority": "b" * 64},
+        "policy_hash": POLICY_HASH,
     }
-    policy_hashes = data["policy_hashes"]
-    assert isinstance(policy_hashes, dict)
-    assert list(policy_hashes) == ["environment", "priority"]
 
 
 def test_business_classified_leaves_out_empty_fields() -> None:
     business = BusinessSummary(business_unit="payments")
 
-    data = business_classified(SUBJECT, business=business, policy_hashes={}, at=AT).event_data
+    data = business_classified(SUBJECT, business=business, policy_hash=None, at=AT).event_data
 
-    assert data == {
-        "signal": "HighMemoryUsage",
-        "severity": "critical",
-        "business_unit": "payments",
-        "policy_hashes": {},
-    }
+    assert data == {"signal": "HighMemoryUsage", "severity": "critical", "business_unit": "payments"}
 
 
 def test_error_occurred_data_values() -> None:

@@ -47,6 +47,10 @@ def test_every_setting_is_read_from_the_file(tmp_path: Path, policies: Path) -> 
             "peering": "signalprocessing",
             "peeringPriority": -3,
             "peeringLifetime": 30,
+            "readinessPort": 8102,
+            "dataStorageReadyUrl": "http://datastorage:8080/health/ready",
+            "readinessIntervalSeconds": 2.5,
+            "readinessTimeoutSeconds": 1,
         },
     )
 
@@ -66,6 +70,10 @@ def test_every_setting_is_read_from_the_file(tmp_path: Path, policies: Path) -> 
         peering="signalprocessing",
         peering_priority=-3,
         peering_lifetime=30,
+        readiness_port=8102,
+        data_storage_ready_url="http://datastorage:8080/health/ready",
+        readiness_interval_seconds=2.5,
+        readiness_timeout_seconds=1.0,
     )
 
 
@@ -112,6 +120,10 @@ def test_the_defaults_fill_what_nobody_set(monkeypatch: pytest.MonkeyPatch, tmp_
         peering=None,
         peering_priority=None,
         peering_lifetime=60,
+        readiness_port=8082,
+        data_storage_ready_url=None,
+        readiness_interval_seconds=15.0,
+        readiness_timeout_seconds=5.0,
     )
 
 
@@ -161,7 +173,30 @@ BAD_VALUES = [
     pytest.param("peeringPriority", "environment", "high", id="peeringPriority-not-a-number"),
     pytest.param("peeringLifetime", "environment", "0", id="peeringLifetime-zero"),
     pytest.param("signalModeConfigPath", "file", ["a.yaml"], id="signalModeConfigPath-list"),
+    pytest.param("readinessPort", "environment", "70000", id="readinessPort-above-65535"),
+    pytest.param("dataStorageReadyUrl", "environment", "datastorage:8080/readyz", id="readyUrl-no-scheme"),
+    pytest.param("readinessIntervalSeconds", "environment", "0", id="readinessInterval-zero"),
+    pytest.param("readinessTimeoutSeconds", "environment", "-1", id="readinessTimeout-negative"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({}, "http://datastorage:8080/readyz", id="default-readyz-of-datastorage"),
+        pytest.param(
+            {"DATA_STORAGE_READY_URL": "https://ds.example/health/ready"},
+            "https://ds.example/health/ready",
+            id="configured",
+        ),
+    ],
+)
+def test_the_datastorage_readiness_url_defaults_to_its_readyz(
+    policies: Path, environ: dict[str, str], expected: str
+) -> None:
+    base = {"DATA_STORAGE_URL": "http://datastorage:8080/", "POLICY_DIR": str(policies)}
+
+    assert load_settings(None, base | environ).datastorage_readiness_url == expected
 
 
 def test_every_setting_has_a_bad_value_below() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
@@ -24,8 +24,8 @@ from controller.caches import EnrichmentCaches
 from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
 from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
-from controller.policies import Decision, Policy
-from controller.policy_engine import PolicyEngineUnavailable, PolicyEvaluationError
+from controller.policies import Decisions, Rule
+from controller.policy_engine import PolicyEngineUnavailable, PolicyError, PolicyEvaluationError
 from controller.reconciler import Reconciler
 from controller.signalmode import SignalModeMappings
 from controller.signalprocessing import (
@@ -40,12 +40,14 @@ from test.unit.enrichment.fakes import FakeReader, obj
 
 NOW = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
 DEADLINE = timedelta(minutes=5)
-HASHES = {policy: policy.value[0] * 64 for policy in Policy}
-ANSWERS: dict[Policy, object] = {
-    Policy.ENVIRONMENT: {"environment": "production", "source": "namespace-labels"},
-    Policy.PRIORITY: {"priority": "P0", "policy_name": "critical-production"},
-    Policy.BUSINESS: {"business_unit": "payments"},
-    Policy.CUSTOMLABELS: {"team": ["payments"]},
+POLICY_HASH = "a" * 64
+ANSWERS: dict[Rule, object] = {
+    Rule.SEVERITY: "critical",
+    Rule.ENVIRONMENT: {"environment": "production", "source": "namespace-labels"},
+    Rule.PRIORITY: {"priority": "P0", "policy_name": "critical-production"},
+    Rule.CLUSTER: None,
+    Rule.BUSINESS: {"business_unit": "payments"},
+    Rule.LABELS: {"team": ["payments"]},
 }
 
 
@@ -86,16 +88,24 @@ class Cluster(FakeReader):
 
 
 class Policies:
-    """Answers each policy from a table; an exception in the table is raised instead."""
+    """Answers each rule from a table; an unreachable engine in the table is raised, an evaluation
+    error is that rule's error, as `ActivePolicies` reports them."""
 
     def __init__(self, **overrides: object) -> None:
-        self.answers = ANSWERS | {Policy(key): value for key, value in overrides.items()}
+        self.answers = ANSWERS | {Rule(key): value for key, value in overrides.items()}
 
-    async def evaluate(self, policy: Policy, input: Mapping[str, object]) -> Decision:
-        answer = self.answers[policy]
-        if isinstance(answer, Exception):
-            raise answer
-        return Decision(answer, HASHES[policy])
+    async def evaluate(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions:
+        values: dict[Rule, object] = {}
+        errors: dict[Rule, str] = {}
+        for rule in rules:
+            answer = self.answers[rule]
+            if isinstance(answer, PolicyEngineUnavailable):
+                raise answer
+            if isinstance(answer, PolicyError):
+                errors[rule] = str(answer)
+            else:
+                values[rule] = answer
+        return Decisions(values, POLICY_HASH, errors)
 
 
 class Audit:
@@ -212,7 +222,13 @@ async def test_a_new_signal_is_completed_with_one_write_per_phase_and_its_whole_
     assert world.events.recorded == [("Normal", "PhaseTransition")] * 4 + [("Normal", "SignalProcessed")]
     assert final.status.priority_assignment is not None
     assert final.status.priority_assignment.priority == "P0"
-    assert final.status.policy_hashes == {policy.value: digest for policy, digest in HASHES.items()}
+    assert final.status.signal_classification is not None
+    classified = final.status.signal_classification
+    assert (classified.severity, classified.policy_hash, classified.cluster_classification) == (
+        "critical",
+        POLICY_HASH,
+        "",
+    )
 
 
 async def test_a_write_that_loses_a_race_within_its_phase_re_reads_and_writes_once() -> None:
@@ -271,6 +287,30 @@ async def test_a_phase_another_writer_already_took_is_not_written_again() -> Non
             id="policy-answer-out-of-contract",
         ),
         pytest.param(
+            Policies(severity="urgent"),
+            "shop",
+            Phase.CLASSIFYING,
+            "RegoEvaluationError",
+            "PolicyEvaluationFailed",
+            id="severity-out-of-the-enum",
+        ),
+        pytest.param(
+            Policies(severity=None),
+            "shop",
+            Phase.CLASSIFYING,
+            "RegoEvaluationError",
+            "PolicyEvaluationFailed",
+            id="severity-undefined",
+        ),
+        pytest.param(
+            Policies(severity={"severity": "critical"}),
+            "shop",
+            Phase.CLASSIFYING,
+            "RegoEvaluationError",
+            "PolicyEvaluationFailed",
+            id="severity-not-a-string",
+        ),
+        pytest.param(
             Policies(business={"criticality": "extreme"}),
             "shop",
             Phase.CATEGORIZING,
@@ -298,6 +338,61 @@ async def test_a_permanent_failure_fails_the_sp_with_its_reason(
     ]
 
 
+async def test_a_bad_severity_fails_classification_with_rego_evaluation_error() -> None:
+    world = World(Policies(severity="sev1"))  # a policy that forgot to normalise
+
+    final = await world.pipeline.advance(world.add())
+
+    assert (final.phase, final.status.failed_phase) == (Phase.FAILED, Phase.CLASSIFYING)
+    classified = final.status.condition(ConditionType.CLASSIFICATION)
+    assert classified is not None
+    assert (classified.status, classified.reason) == ("False", "RegoEvaluationError")
+    assert "severity rule: 'sev1' is not one of critical, high, warning, info, unknown" in final.status.error
+    assert final.status.signal_classification is None
+    error = next(e for e in world.audit.events if e.event_type.value == "signalprocessing.error.occurred")
+    assert error.event_data["phase"] == "Classifying"
+
+
+@pytest.mark.parametrize(
+    ("answer", "recorded"),
+    [
+        pytest.param("edge-eu", "edge-eu", id="string"),
+        pytest.param(None, "", id="undefined-records-nothing"),
+    ],
+)
+async def test_the_cluster_rule_s_answer_is_recorded(answer: object, recorded: str) -> None:
+    world = World(Policies(cluster=answer))
+
+    final = await world.pipeline.advance(world.add())
+
+    assert final.phase is Phase.COMPLETED
+    assert final.status.signal_classification is not None
+    assert final.status.signal_classification.cluster_classification == recorded
+    stored = world.cluster.stored()["status"]["signalClassification"]
+    assert ("clusterClassification" in stored) is bool(recorded)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(PolicyEvaluationError("data.signalprocessing.cluster: conflict"), id="evaluation-error"),
+        pytest.param({"class": "edge"}, id="not-a-string"),
+    ],
+)
+async def test_a_failing_cluster_rule_never_fails_the_sp(answer: object) -> None:
+    world = World(Policies(cluster=answer))
+
+    final = await world.pipeline.advance(world.add())
+
+    assert final.phase is Phase.COMPLETED
+    assert final.status.signal_classification is not None
+    assert final.status.signal_classification.cluster_classification == ""
+    assert ("Warning", "ClusterClassificationFailed") in world.events.recorded
+    assert (
+        world.metrics.registry.get_sample_value("signalprocessing_cluster_classification_errors_total") == 1
+    )
+
+
 @pytest.mark.parametrize(
     ("breaking", "error"),
     [
@@ -310,7 +405,7 @@ async def test_a_permanent_failure_fails_the_sp_with_its_reason(
         ),
         pytest.param(
             lambda world: world.pipeline.policies.answers.update(
-                {Policy.CUSTOMLABELS: PolicyEngineUnavailable("OPA refused the connection")}
+                {Rule.LABELS: PolicyEngineUnavailable("OPA refused the connection")}
             ),
             "OPA refused the connection",
             id="policy-engine-down",

@@ -26,7 +26,13 @@ STARTED = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
 ENRICHED = datetime(2026, 1, 1, 10, 0, 2, tzinfo=UTC)
 CLASSIFIED = datetime(2026, 1, 1, 10, 0, 3, tzinfo=UTC)
 FINISHED = datetime(2026, 1, 1, 10, 0, 4, tzinfo=UTC)
-HASHES = {"customLabels": "c" * 64, "environment": "e" * 64, "priority": "p" * 64, "business": "b" * 64}
+POLICY_HASH = "e" * 64
+SIGNAL_CLASSIFICATION = {
+    "signalMode": "reactive",
+    "signalName": "HighMemoryUsage",
+    "severity": "critical",
+    "policyHash": POLICY_HASH,
+}
 
 
 def _conditions(
@@ -59,7 +65,6 @@ CLASSIFYING = ENRICHING | {
         reason=ConditionReason.ENRICHMENT_SUCCEEDED,
         message="m",
     ),
-    "policyHashes": {"customLabels": HASHES["customLabels"]},
 }
 CATEGORIZING = CLASSIFYING | {
     "phase": "Categorizing",
@@ -69,6 +74,7 @@ CATEGORIZING = CLASSIFYING | {
         "classifiedAt": "2026-01-01T10:00:03Z",
     },
     "priorityAssignment": {"priority": "P0", "source": "rego-policy", "assignedAt": "2026-01-01T10:00:03Z"},
+    "signalClassification": SIGNAL_CLASSIFICATION,
     "conditions": _conditions(
         CLASSIFYING,
         ConditionType.CLASSIFICATION,
@@ -76,7 +82,6 @@ CATEGORIZING = CLASSIFYING | {
         reason=ConditionReason.CLASSIFICATION_SUCCEEDED,
         message="m",
     ),
-    "policyHashes": {k: HASHES[k] for k in ("customLabels", "environment", "priority")},
 }
 COMPLETED = CATEGORIZING | {
     "phase": "Completed",
@@ -89,7 +94,6 @@ COMPLETED = CATEGORIZING | {
         reason=ConditionReason.PROCESSING_SUCCEEDED,
         message="m",
     ),
-    "policyHashes": HASHES,
 }
 
 
@@ -303,3 +307,19 @@ def test_another_sp_with_the_same_status_gets_other_ids() -> None:
     other = {event.event_id for event in audit_trail(sp(COMPLETED, uid="9d2e71b4-other"))}
 
     assert ids.isdisjoint(other)
+
+
+def test_the_decision_events_carry_the_classification_s_severity_and_policy_hash() -> None:
+    status = COMPLETED | {
+        "signalClassification": SIGNAL_CLASSIFICATION | {"severity": "high"},
+    }
+    events = {event.event_type: event.event_data for event in audit_trail(sp(status))}
+
+    decision = events[EventType.CLASSIFICATION_DECISION]
+    assert (decision["severity"], decision["external_severity"], decision["normalized_severity"]) == (
+        "high",
+        "critical",  # spec.signal.severity
+        "high",
+    )
+    assert (decision["determination_source"], decision["policy_hash"]) == ("rego-policy", POLICY_HASH)
+    assert events[EventType.BUSINESS_CLASSIFIED]["policy_hash"] == POLICY_HASH

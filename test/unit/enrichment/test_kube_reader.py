@@ -263,3 +263,40 @@ async def test_credentials_from_a_kubeconfig(tmp_path: Path, server: TestServer,
     async with kube.ApiClient(credentials) as reader:
         assert await reader.get(kube.NODES, "node-a") is not None
     assert script.requests[0].headers["Authorization"] == "Bearer from-kubeconfig"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "path"),
+    [
+        pytest.param(None, "/apis/kubernaut.ai/v1alpha1/remediationrequests", id="cluster-wide"),
+        pytest.param(
+            "ops", "/apis/kubernaut.ai/v1alpha1/namespaces/ops/remediationrequests", id="namespaced"
+        ),
+    ],
+)
+async def test_check_watch_lists_one_then_opens_a_watch_from_that_version(
+    reader: kube.ApiClient, script: Script, namespace: str | None, path: str
+) -> None:
+    script.answers[path] = (200, {"items": [], "metadata": {"resourceVersion": "42"}})
+
+    await reader.check_watch(kube.REMEDIATIONREQUESTS, namespace=namespace)
+
+    listing, watch = script.requests
+    assert (listing.path, dict(listing.query)) == (path, {"limit": "1"})
+    assert (watch.path, dict(watch.query)) == (
+        path,
+        {"watch": "1", "resourceVersion": "42", "timeoutSeconds": "1"},
+    )
+    assert watch.headers["Authorization"] == "Bearer t0k3n"
+    assert reader.calls == {"list": 1, "watch": 1}
+
+
+async def test_check_watch_raises_forbidden_when_the_list_is_refused(
+    reader: kube.ApiClient, script: Script
+) -> None:
+    path = "/apis/kubernaut.ai/v1alpha1/remediationrequests"
+    script.answers[path] = (403, _status(403, "Forbidden", "cannot list resource"))
+
+    with pytest.raises(kube.Forbidden, match="cannot list resource"):
+        await reader.check_watch(kube.REMEDIATIONREQUESTS, namespace=None)
+    assert len(script.requests) == 1

@@ -14,20 +14,20 @@ from controller.hotreload import (
     missing_policy_files,
     policy_source_dir,
 )
-from controller.policies import Policy
+from controller.policies import LEGACY_FILE_NAMES, POLICY_FILE_NAME
 
 
 @pytest.mark.parametrize(
     ("path", "counts"),
     [
-        pytest.param("/etc/policies/environment.rego", True, id="policy-file"),
-        pytest.param("/etc/policies/customlabels.rego", True, id="another-policy-file"),
+        pytest.param("/etc/policies/policy.rego", True, id="policy-file"),
+        pytest.param("/etc/policies/environment.rego", False, id="four-file-layout-file"),
         pytest.param("/etc/policies/..data", True, id="kubelet-data-link"),
         pytest.param("/etc/policies/..data_tmp", True, id="kubelet-temporary-link"),
         pytest.param("/etc/policies/..2026_11_24_10_00_00.123456789", True, id="kubelet-generation"),
-        pytest.param(b"/etc/policies/priority.rego", True, id="bytes-path"),
-        pytest.param("/etc/policies/priority_test.rego", False, id="rego-test-file"),
-        pytest.param("/etc/policies/.priority.rego.swp", False, id="editor-swap-file"),
+        pytest.param(b"/etc/policies/policy.rego", True, id="bytes-path"),
+        pytest.param("/etc/policies/policy_test.rego", False, id="rego-test-file"),
+        pytest.param("/etc/policies/.policy.rego.swp", False, id="editor-swap-file"),
         pytest.param("/etc/policies/README.md", False, id="other-file"),
         pytest.param("/etc/policies", False, id="the-directory-itself"),
         pytest.param("/etc/policies/..", False, id="parent-entry"),
@@ -40,16 +40,14 @@ def test_which_events_trigger_a_reload(path: str, counts: bool) -> None:
 def write_generation(root: Path, name: str, marker: str) -> Path:
     generation = root / name
     generation.mkdir()
-    for policy in Policy:
-        (generation / policy.file_name).write_text(f"package {policy.package}\n# {marker}\n")
+    (generation / POLICY_FILE_NAME).write_text(f"package signalprocessing\n# {marker}\n")
     return generation
 
 
 def kubelet_layout(root: Path, generation: str = "..2026_11_24_10_00_00.1") -> Path:
     write_generation(root, generation, "first")
     (root / "..data").symlink_to(generation)
-    for policy in Policy:
-        (root / policy.file_name).symlink_to(Path("..data") / policy.file_name)
+    (root / POLICY_FILE_NAME).symlink_to(Path("..data") / POLICY_FILE_NAME)
     return root
 
 
@@ -72,21 +70,27 @@ def test_after_a_swap_the_new_generation_is_read(tmp_path: Path) -> None:
     source = policy_source_dir(tmp_path)
 
     assert source.name == "..2026_11_24_10_05_00.2"
-    assert "second" in (source / "priority.rego").read_text()
+    assert "second" in (source / POLICY_FILE_NAME).read_text()
 
 
 def test_a_policy_file_that_bypasses_data_makes_the_directory_the_source(tmp_path: Path) -> None:
     kubelet_layout(tmp_path)
-    (tmp_path / "priority.rego").unlink()
-    (tmp_path / "priority.rego").write_text("package signalprocessing.priority\n")
+    (tmp_path / POLICY_FILE_NAME).unlink()
+    (tmp_path / POLICY_FILE_NAME).write_text("package signalprocessing\n")
     assert policy_source_dir(tmp_path) == tmp_path
 
 
-def test_a_missing_file_or_a_dangling_link_is_missing(tmp_path: Path) -> None:
+def test_a_dangling_link_is_missing(tmp_path: Path) -> None:
     kubelet_layout(tmp_path)
-    (tmp_path / "..2026_11_24_10_00_00.1" / "business.rego").unlink()  # the link now dangles
-    (tmp_path / "environment.rego").unlink()
-    assert missing_policy_files(tmp_path) == ["business.rego", "environment.rego"]
+    assert missing_policy_files(tmp_path) == []
+    (tmp_path / "..2026_11_24_10_00_00.1" / POLICY_FILE_NAME).unlink()  # the link now dangles
+    assert missing_policy_files(tmp_path) == [POLICY_FILE_NAME]
+
+
+def test_the_four_file_layout_is_missing_policy_rego(tmp_path: Path) -> None:
+    for name in LEGACY_FILE_NAMES:
+        (tmp_path / name).write_text("package signalprocessing.x\n")
+    assert missing_policy_files(tmp_path) == [POLICY_FILE_NAME]
 
 
 @pytest.mark.parametrize(

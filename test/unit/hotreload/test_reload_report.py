@@ -12,22 +12,21 @@ import pytest
 from controller import classify
 from controller.hotreload import PolicyWatcher
 from controller.metrics import ControllerMetrics
-from controller.policies import ActivePolicies, Policy
+from controller.policies import LEGACY_FILE_NAMES, POLICY_FILE_NAME, ActivePolicies
 from controller.policy_engine import EmbeddedEngine
 
-SHIPPED = Path(__file__).resolve().parents[3] / "policies"
-NEW_LABELS = 'package signalprocessing.labels\n\nlabels := {"new": ["yes"]}\n'
+SHIPPED = Path(__file__).resolve().parents[3] / "policies" / POLICY_FILE_NAME
+CHANGED = SHIPPED.read_text() + "\n# changed\n"
 
 
 @pytest.fixture
 async def watcher(tmp_path: Path) -> AsyncIterator[tuple[PolicyWatcher, ControllerMetrics]]:
-    for policy in Policy:
-        shutil.copy(SHIPPED / policy.file_name, tmp_path / policy.file_name)
+    shutil.copy(SHIPPED, tmp_path / POLICY_FILE_NAME)
     engine = EmbeddedEngine()
     policies = ActivePolicies(engine, classify.smoke_check)
     active = await policies.start(tmp_path)
     metrics = ControllerMetrics.create()
-    metrics.show_active_hashes({policy.value: digest for policy, digest in active.hashes.items()})
+    metrics.show_active_hashes({POLICY_FILE_NAME: active.sha256})
     yield PolicyWatcher(tmp_path, policies, metrics), metrics  # never started: reloads are called directly
     await engine.close()
 
@@ -49,18 +48,17 @@ async def test_an_activation_shows_the_new_hash_and_only_it(
     watcher: tuple[PolicyWatcher, ControllerMetrics], tmp_path: Path
 ) -> None:
     reloader, metrics = watcher
-    (tmp_path / "customlabels.rego").write_text(NEW_LABELS)
+    (tmp_path / POLICY_FILE_NAME).write_text(CHANGED)
 
     await reloader.reload()
 
-    assert shown_hashes(metrics)["customlabels"] == hashlib.sha256(NEW_LABELS.encode()).hexdigest()
-    assert len(shown_hashes(metrics)) == 4
+    assert shown_hashes(metrics) == {POLICY_FILE_NAME: hashlib.sha256(CHANGED.encode()).hexdigest()}
     assert reloads(metrics, "activated") == 1
     detail = reloader.probe_detail()
     assert detail["active"] == shown_hashes(metrics)
     assert (detail["lastReload"]["result"], detail["lastReload"]["changed"]) == (
         "activated",
-        ["customlabels"],
+        [POLICY_FILE_NAME],
     )
     assert "lastRejection" not in detail
 
@@ -70,20 +68,20 @@ async def test_a_rejection_is_counted_and_stays_in_the_probe_detail(
 ) -> None:
     reloader, metrics = watcher
     before = reloader.probe_detail()["active"]
-    (tmp_path / "priority.rego").write_text("package signalprocessing.priority\n\nresult := {\n")
+    (tmp_path / POLICY_FILE_NAME).write_text("package signalprocessing\n\npriority := {\n")
     await reloader.reload()
     await reloader.reload()  # unchanged text: tried again, since nothing was activated
+    assert reloader.probe_detail()["active"] == before
 
-    (tmp_path / "customlabels.rego").write_text(NEW_LABELS)
-    (tmp_path / "priority.rego").write_text((SHIPPED / "priority.rego").read_text())
+    (tmp_path / POLICY_FILE_NAME).write_text(CHANGED)
     await reloader.reload()
 
     detail = reloader.probe_detail()
     assert reloads(metrics, "rejected") == 2
     assert detail["lastReload"]["result"] == "activated"
     assert detail["lastRejection"]["result"] == "rejected"
-    assert "priority.rego:" in detail["lastRejection"]["error"]
-    assert detail["active"]["priority"] == before["priority"]
+    assert "policy.rego:" in detail["lastRejection"]["error"]
+    assert detail["active"][POLICY_FILE_NAME] != before[POLICY_FILE_NAME]
 
 
 async def test_a_deleted_file_is_reported_missing_and_the_last_good_stays(
@@ -91,12 +89,29 @@ async def test_a_deleted_file_is_reported_missing_and_the_last_good_stays(
 ) -> None:
     reloader, metrics = watcher
     before = shown_hashes(metrics)
-    assert len(before) == 4
-    (tmp_path / "business.rego").unlink()
+    assert list(before) == [POLICY_FILE_NAME]
+    (tmp_path / POLICY_FILE_NAME).unlink()
 
     await reloader.reload()
 
     assert reloads(metrics, "missing") == 1
     assert reloads(metrics, "rejected") is None
     assert reloader.probe_detail()["lastRejection"]["result"] == "missing"
+    assert shown_hashes(metrics) == before
+
+
+async def test_a_switch_back_to_the_four_file_layout_names_the_migration(
+    watcher: tuple[PolicyWatcher, ControllerMetrics], tmp_path: Path
+) -> None:
+    reloader, metrics = watcher
+    before = shown_hashes(metrics)
+    (tmp_path / POLICY_FILE_NAME).unlink()
+    for name in LEGACY_FILE_NAMES:
+        (tmp_path / name).write_text(f"package signalprocessing.{name.removesuffix('.rego')}\n")
+
+    await reloader.reload()
+
+    rejection = reloader.probe_detail()["lastRejection"]
+    assert rejection["result"] == "missing"
+    assert "four-file layout" in rejection["error"]
     assert shown_hashes(metrics) == before

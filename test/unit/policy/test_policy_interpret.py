@@ -1,4 +1,5 @@
-"""Reading policy answers: what is accepted, what fails the SP, and the business label precedence."""
+"""Reading policy answers: what is accepted, what fails the SP, the business label precedence, and
+the one input document every rule sees."""
 
 from __future__ import annotations
 
@@ -7,41 +8,80 @@ from collections.abc import Mapping
 import pytest
 
 from controller.classify import (
+    SEVERITIES,
     PolicyOutputError,
-    business_input,
-    customlabels_input,
     decide_business,
-    environment_input,
+    interpret_cluster,
     interpret_environment,
     interpret_priority,
-    priority_input,
+    interpret_severity,
+    normalise_environment,
+    policy_input,
 )
-from controller.policies import Decision
 from controller.signalprocessing import (
     BusinessClassification,
-    ContainerStatus,
+    DaemonSetDetails,
     DeploymentDetails,
     KubernetesContext,
     NamespaceContext,
+    NodeDetails,
     PodDetails,
+    ServiceDetails,
     Signal,
+    StatefulSetDetails,
     TargetResource,
 )
 
 
-def test_environment_answer_is_read_with_its_hash() -> None:
-    result = interpret_environment(
-        Decision({"environment": "production", "source": "namespace-labels"}, "abc")
-    )
-    assert (result.environment, result.source, result.policy_hash) == (
-        "production",
-        "namespace-labels",
-        "abc",
-    )
+@pytest.mark.parametrize("severity", SEVERITIES)
+def test_the_five_severities_are_accepted(severity: str) -> None:
+    assert interpret_severity(severity) == severity
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        pytest.param(None, "returned no result - add a default rule", id="undefined"),
+        pytest.param(
+            "Critical", "'Critical' is not one of critical, high, warning, info, unknown", id="case"
+        ),
+        pytest.param("medium", "'medium' is not one of", id="pre-2026-value"),
+        pytest.param("", "'' is not one of", id="empty"),
+        pytest.param({"severity": "critical"}, "must be a string, got dict", id="object"),
+        pytest.param(1, "must be a string, got int", id="number"),
+    ],
+)
+def test_unusable_severity_answers_are_policy_errors(answer: object, message: str) -> None:
+    with pytest.raises(PolicyOutputError, match=message) as failed:
+        interpret_severity(answer)
+    assert str(failed.value).startswith("severity rule: ")
+
+
+def test_environment_answer_is_read_and_normalised() -> None:
+    result = interpret_environment({"environment": "production", "source": "namespace-labels"})
+    assert (result.environment, result.source) == ("Production", "namespace-labels")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("production", "Production"),
+        ("PRODUCTION", "Production"),
+        ("Staging", "Staging"),
+        ("development", "Development"),
+        ("test", "Test"),
+        ("unknown", "Unknown"),
+        ("uat", "uat"),  # outside the five: kept as written
+        ("Prod-EU", "Prod-EU"),
+    ],
+)
+def test_environment_normalisation(answer: str, expected: str) -> None:
+    assert normalise_environment(answer) == expected
+    assert interpret_environment({"environment": answer, "source": "x"}).environment == expected
 
 
 def test_environment_without_source_is_default() -> None:
-    assert interpret_environment(Decision({"environment": "uat", "source": ""}, "h")).source == "default"
+    assert interpret_environment({"environment": "uat", "source": ""}).source == "default"
 
 
 @pytest.mark.parametrize(
@@ -57,25 +97,18 @@ def test_environment_without_source_is_default() -> None:
 )
 def test_unusable_environment_answers_are_policy_errors(answer: object, message: str) -> None:
     with pytest.raises(PolicyOutputError, match=message) as failed:
-        interpret_environment(Decision(answer, "h"))
-    assert str(failed.value).startswith("environment.rego: ")
+        interpret_environment(answer)
+    assert str(failed.value).startswith("environment rule: ")
 
 
 @pytest.mark.parametrize("priority", ["P0", "P1", "P2", "P3"])
 def test_priorities_p0_to_p3_are_accepted(priority: str) -> None:
-    result = interpret_priority(
-        Decision({"priority": priority, "policy_name": "rule", "confidence": 0.9}, "h")
-    )
-    assert (result.priority, result.policy_name, result.source, result.policy_hash) == (
-        priority,
-        "rule",
-        "rego-policy",
-        "h",
-    )
+    result = interpret_priority({"priority": priority, "policy_name": "rule", "confidence": 0.9})
+    assert (result.priority, result.policy_name, result.source) == (priority, "rule", "rego-policy")
 
 
 def test_policy_name_is_optional() -> None:
-    assert interpret_priority(Decision({"priority": "P1"}, "h")).policy_name == ""
+    assert interpret_priority({"priority": "P1"}).policy_name == ""
 
 
 @pytest.mark.parametrize(
@@ -91,8 +124,21 @@ def test_policy_name_is_optional() -> None:
     ],
 )
 def test_unusable_priority_answers_are_policy_errors(answer: object) -> None:
-    with pytest.raises(PolicyOutputError, match=r"^priority\.rego: "):
-        interpret_priority(Decision(answer, "h"))
+    with pytest.raises(PolicyOutputError, match=r"^priority rule: "):
+        interpret_priority(answer)
+
+
+@pytest.mark.parametrize(("answer", "expected"), [(None, ""), ("edge-eu", "edge-eu"), ("", "")])
+def test_cluster_answers(answer: object, expected: str) -> None:
+    assert interpret_cluster(answer) == expected
+
+
+@pytest.mark.parametrize(
+    "answer", [pytest.param({"class": "edge"}, id="object"), pytest.param("c" * 254, id="too-long")]
+)
+def test_unusable_cluster_answers_are_policy_errors(answer: object) -> None:
+    with pytest.raises(PolicyOutputError, match=r"^cluster rule: "):
+        interpret_cluster(answer)
 
 
 POLICY_ANSWER = {"business_unit": "from-policy", "service_owner": "", "criticality": "high", "sla": "gold"}
@@ -103,9 +149,7 @@ def business(
     deployment_labels: Mapping[str, str] | None = None,
     answer: object = POLICY_ANSWER,
 ) -> tuple[str, str, str, str]:
-    namespace = NamespaceContext("payments", dict(namespace_labels or {}))
-    deployment = DeploymentDetails(labels=dict(deployment_labels or {}))
-    result = decide_business(Decision(answer, "h"), namespace, deployment)
+    result = decide_business(answer, dict(namespace_labels or {}), dict(deployment_labels or {}))
     return result.business_unit, result.service_owner, result.criticality, result.sla_requirement
 
 
@@ -133,7 +177,7 @@ BU, OWNER, CRIT, SLA = (
             {BU: "dep-bu", OWNER: "dep-owner", CRIT: "low", SLA: "silver"},
             POLICY_ANSWER,
             ("dep-bu", "dep-owner", "low", "silver"),
-            id="deployment-labels-next",
+            id="workload-labels-next",
         ),
         pytest.param(
             {CRIT: "urgent", SLA: "diamond"},
@@ -192,13 +236,13 @@ def test_business_precedence_labels_then_policy_then_defaults(
     ],
 )
 def test_unusable_business_answers_are_policy_errors(answer: object) -> None:
-    with pytest.raises(PolicyOutputError, match=r"^business\.rego: "):
+    with pytest.raises(PolicyOutputError, match=r"^business rule: "):
         business(answer=answer)
 
 
-def test_business_result_carries_the_policy_hash() -> None:
-    result = decide_business(Decision(POLICY_ANSWER, "hash-b"), None, None)
-    assert result == BusinessClassification("from-policy", "unknown", "high", "gold", "hash-b")
+def test_business_result_from_the_policy_alone() -> None:
+    result = decide_business(POLICY_ANSWER, {}, {})
+    assert result == BusinessClassification("from-policy", "unknown", "high", "gold")
 
 
 def contains_none(value: object) -> bool:
@@ -214,86 +258,84 @@ def contains_none(value: object) -> bool:
 SIGNAL = Signal("critical", "prometheus")
 
 
+def test_the_input_never_holds_none_even_for_a_node_target_with_nothing_read() -> None:
+    built = policy_input(KubernetesContext(), TargetResource("Node", "node-1"), SIGNAL)
+    assert not contains_none(built)
+    assert built == {
+        "namespace": {"name": "", "labels": {}, "annotations": {}},
+        "signal": {"severity": "critical", "type": "", "source": "prometheus", "labels": {}},
+        "workload": {"kind": "Node", "name": "node-1", "labels": {}, "annotations": {}},
+        "cluster": {"labels": {}},
+    }
+
+
+def test_the_input_document_shape() -> None:
+    namespace = NamespaceContext("payments", {"a": "b"}, {"c": "d"})
+    pod = PodDetails(labels={"app": "api"}, annotations={"note": "n"}, phase="Running")
+    built = policy_input(
+        # The pod's node is read too; the workload is the pod, the target.
+        KubernetesContext(namespace=namespace, pod=pod, node=NodeDetails(labels={"zone": "z"})),
+        TargetResource("Pod", "api-0", "payments"),
+        Signal("Sev1", "alertmanager", "prometheus-alert", {"alertname": "Down"}),
+    )
+    assert built == {
+        "namespace": {"name": "payments", "labels": {"a": "b"}, "annotations": {"c": "d"}},
+        "signal": {
+            "severity": "Sev1",
+            "type": "prometheus-alert",
+            "source": "alertmanager",
+            "labels": {"alertname": "Down"},
+        },
+        "workload": {"kind": "Pod", "name": "api-0", "labels": {"app": "api"}, "annotations": {"note": "n"}},
+        "cluster": {"labels": {}},
+    }
+
+
 @pytest.mark.parametrize(
-    "built",
+    ("kubernetes", "kind", "labels", "annotations"),
     [
-        pytest.param(environment_input(None, SIGNAL), id="environment"),
-        pytest.param(priority_input(SIGNAL, "", None, None), id="priority"),
-        pytest.param(business_input("", None, None), id="business"),
         pytest.param(
-            customlabels_input(KubernetesContext(), TargetResource("Node", "node-1"), SIGNAL),
-            id="customlabels",
+            KubernetesContext(deployment=DeploymentDetails(labels={"k": "d"}, annotations={"a": "1"})),
+            "Deployment",
+            {"k": "d"},
+            {"a": "1"},
+            id="deployment",
+        ),
+        pytest.param(
+            KubernetesContext(stateful_set=StatefulSetDetails(labels={"k": "s"})),
+            "StatefulSet",
+            {"k": "s"},
+            {},
+            id="statefulset",
+        ),
+        pytest.param(
+            KubernetesContext(daemon_set=DaemonSetDetails(labels={"k": "ds"})),
+            "DaemonSet",
+            {"k": "ds"},
+            {},
+            id="daemonset",
+        ),
+        pytest.param(
+            KubernetesContext(service=ServiceDetails(labels={"k": "svc"}, annotations={"a": "2"})),
+            "Service",
+            {"k": "svc"},
+            {"a": "2"},
+            id="service",
+        ),
+        pytest.param(
+            KubernetesContext(node=NodeDetails(labels={"k": "n"})), "Node", {"k": "n"}, {}, id="node"
+        ),
+        pytest.param(
+            KubernetesContext(node=NodeDetails(labels={"k": "n"})),
+            "Pod",
+            {},
+            {},
+            id="pod-not-read-its-node-is-not-the-workload",
         ),
     ],
 )
-def test_inputs_never_hold_none_even_for_a_node_target(built: dict[str, object]) -> None:
-    assert not contains_none(built)
-
-
-def test_environment_input_shape() -> None:
-    namespace = NamespaceContext("payments", {"a": "b"}, {"note": "not passed"})
-    assert environment_input(namespace, Signal("info", "x", labels={"s": "t"})) == {
-        "namespace": {"name": "payments", "labels": {"a": "b"}},
-        "signal": {"labels": {"s": "t"}},
-    }
-
-
-def test_priority_input_shape() -> None:
-    assert priority_input(
-        SIGNAL, "production", NamespaceContext("n", {"tier": "high"}), DeploymentDetails(labels={"x": "y"})
-    ) == {
-        "signal": {"severity": "critical", "source": "prometheus"},
-        "environment": "production",
-        "namespace_labels": {"tier": "high"},
-        "deployment_labels": {"x": "y"},
-    }
-
-
-def test_customlabels_input_has_target_details_only_for_that_target() -> None:
-    namespace = NamespaceContext("payments", {"a": "b"}, {"c": "d"})
-    pod = PodDetails(
-        labels={"app": "api"},
-        annotations={},
-        phase="Running",
-        container_statuses=(ContainerStatus(name="app", restart_count=3),),
-        creation_timestamp="2025-12-20T10:00:00Z",
-    )
-    built = customlabels_input(
-        KubernetesContext(namespace=namespace, pod=pod),
-        TargetResource("Pod", "api-0", "payments"),
-        Signal("warning", "am", "alert"),
-    )
-    assert built == {
-        "kubernetes": {
-            "namespace": "payments",
-            "namespaceLabels": {"a": "b"},
-            "namespaceAnnotations": {"c": "d"},
-            "podDetails": {
-                "name": "api-0",
-                "phase": "Running",
-                "labels": {"app": "api"},
-                "annotations": {},
-                "restartCount": 3,
-                "creationTimestamp": "2025-12-20T10:00:00Z",
-            },
-        },
-        "signal": {"type": "alert", "severity": "warning", "source": "am"},
-    }
-    deployment = DeploymentDetails(
-        labels={"app": "api"}, replicas=3, available_replicas=1, ready_replicas=2, strategy="RollingUpdate"
-    )
-    context = customlabels_input(
-        KubernetesContext(namespace=namespace, deployment=deployment),
-        TargetResource("Deployment", "api", "payments"),
-        SIGNAL,
-    )["kubernetes"]
-    assert isinstance(context, dict)
-    assert "podDetails" not in context
-    assert context["deploymentDetails"] == {
-        "name": "api",
-        "replicas": 3,
-        "readyReplicas": 2,
-        "availableReplicas": 1,
-        "strategy": "RollingUpdate",
-        "labels": {"app": "api"},
-    }
+def test_the_workload_is_the_section_of_the_target_kind(
+    kubernetes: KubernetesContext, kind: str, labels: dict[str, str], annotations: dict[str, str]
+) -> None:
+    workload = policy_input(kubernetes, TargetResource(kind, "w"), SIGNAL)["workload"]
+    assert workload == {"kind": kind, "name": "w", "labels": labels, "annotations": annotations}

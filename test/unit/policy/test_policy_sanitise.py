@@ -14,8 +14,6 @@ from controller.classify import (
     sanitise_custom_labels,
     truncate_text,
 )
-from controller.policies import Decision
-from controller.signalprocessing import NamespaceContext
 
 FLAG_FR = "\U0001f1eb\U0001f1f7"
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
@@ -104,41 +102,53 @@ def test_value_shapes(answer: object, expected: dict[str, tuple[str, ...]]) -> N
 
 @pytest.mark.parametrize("answer", [["team"], "team", 1])
 def test_a_non_object_answer_is_a_policy_error(answer: object) -> None:
-    with pytest.raises(PolicyOutputError, match=r"customlabels\.rego: result must be an object"):
+    with pytest.raises(PolicyOutputError, match=r"^labels rule: result must be an object"):
         sanitise_custom_labels(answer)
 
 
-NAMESPACE = NamespaceContext(
-    "payments",
-    {
-        "kubernaut.ai/team": "payments",
-        "kubernaut.ai/cost-center": "cc-42",
-        "kubernaut.ai/region": "",
-        "team": "ignored",
-    },
-)
+NAMESPACE_LABELS = {
+    "kubernaut.ai/team": "payments",
+    "kubernaut.ai/cost-center": "cc-42",
+    "kubernaut.ai/region": "",
+    "team": "ignored",
+}
+WORKLOAD_LABELS = {
+    "kubernaut.ai/team": "checkout",  # the namespace's team comes first
+    "kubernaut.ai/tier": "frontend",
+    "kubernaut.ai/region": "eu-west-1",  # the namespace's is empty
+    "kubernaut.ai/business-unit": "not-a-fallback-label",
+}
 
 
-def test_an_empty_answer_falls_back_to_namespace_labels() -> None:
-    result = interpret_custom_labels(Decision({}, "h1"), NAMESPACE)
-    assert result.source == "namespace-fallback"
+def test_an_empty_answer_falls_back_to_namespace_then_workload_labels() -> None:
+    result = interpret_custom_labels({}, NAMESPACE_LABELS, WORKLOAD_LABELS)
+    assert result.source == "label-fallback"
+    assert result.to_status() == {
+        "team": ["payments"],
+        "tier": ["frontend"],
+        "cost": ["cc-42"],
+        "region": ["eu-west-1"],
+    }
+
+
+def test_the_fallback_without_workload_labels_is_the_namespace_s() -> None:
+    result = interpret_custom_labels({}, NAMESPACE_LABELS, {})
     assert result.to_status() == {"team": ["payments"], "cost": ["cc-42"]}
-    assert result.policy_hash == "h1"
 
 
 def test_an_answer_with_only_reserved_keys_falls_back_too() -> None:
-    result = interpret_custom_labels(Decision({"kubernaut.ai/x": ["y"]}, "h1"), NAMESPACE)
-    assert result.source == "namespace-fallback"
+    result = interpret_custom_labels({"kubernaut.ai/x": ["y"]}, NAMESPACE_LABELS, {})
+    assert result.source == "label-fallback"
     assert result.reserved_dropped == ("kubernaut.ai/x",)
     assert "team" in result.labels
 
 
 def test_a_usable_answer_has_no_fallback() -> None:
-    result = interpret_custom_labels(Decision({"stage": ["prod"]}, "h2"), NAMESPACE)
+    result = interpret_custom_labels({"stage": ["prod"]}, NAMESPACE_LABELS, WORKLOAD_LABELS)
     assert result.source == "policy"
     assert result.to_status() == {"stage": ["prod"]}
 
 
-def test_no_namespace_and_no_answer_is_empty() -> None:
-    result = interpret_custom_labels(Decision(None, "h3"), None)
+def test_no_labels_and_no_answer_is_empty() -> None:
+    result = interpret_custom_labels(None, {}, {})
     assert result.to_status() == {}

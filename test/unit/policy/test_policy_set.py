@@ -1,4 +1,4 @@
-"""Policy files, hashes, text checks, and `ActivePolicies` swapping sets over an in-memory engine."""
+"""The policy file, its hash, text checks, and `ActivePolicies` swapping texts over an in-memory engine."""
 
 from __future__ import annotations
 
@@ -11,101 +11,115 @@ from pathlib import Path
 import pytest
 
 from controller.policies import (
+    LABELS_TIME_LIMIT,
+    LEGACY_FILE_NAMES,
+    MODULE_ID,
+    POLICY_FILE_NAME,
     ActivePolicies,
     CandidateVerdict,
-    Policy,
     PolicyEvaluator,
     PolicyFileError,
     PolicyLoadError,
     PolicyNotActive,
-    PolicySet,
+    Rule,
     check_policy_text,
-    read_policy_set,
+    read_policy,
 )
-from controller.policy_engine import PolicyEngineUnavailable, PolicyEvaluationError, PolicyRejected
+from controller.policy_engine import (
+    PolicyEngineUnavailable,
+    PolicyEvaluationError,
+    PolicyRejected,
+)
 
 
-def source(policy: Policy, marker: str = "v1") -> str:
-    return f"package {policy.package}\n\n# {marker}\n{policy.rule} := {{}}\n"
+def source(marker: str = "v1") -> str:
+    return f"package signalprocessing\n\n# {marker}\nlabels := {{}}\n"
 
 
-def write_all(directory: Path, marker: str = "v1") -> None:
-    for policy in Policy:
-        (directory / policy.file_name).write_text(source(policy, marker))
+def write(directory: Path, marker: str = "v1") -> None:
+    (directory / POLICY_FILE_NAME).write_text(source(marker))
 
 
-def test_policy_names_files_packages_and_rules() -> None:
-    assert [(p.file_name, p.module_id, p.package, p.rule) for p in Policy] == [
-        ("environment.rego", "environment.rego", "signalprocessing.environment", "result"),
-        ("priority.rego", "priority.rego", "signalprocessing.priority", "result"),
-        ("business.rego", "business.rego", "signalprocessing.business", "result"),
-        ("customlabels.rego", "customlabels.rego", "signalprocessing.labels", "labels"),
-    ]
+def test_rules_and_their_time_limits() -> None:
+    assert {rule.value: rule.time_limit for rule in Rule} == {
+        "environment": 0.1,
+        "severity": 0.1,
+        "priority": 0.1,
+        "labels": 5.0,
+        "cluster": 0.1,
+        "business": 0.1,
+    }
+    assert LABELS_TIME_LIMIT == 5.0
 
 
-def test_reading_a_directory_hashes_the_four_files_and_ignores_the_rest(tmp_path: Path) -> None:
-    write_all(tmp_path)
-    (tmp_path / "priority_test.rego").write_text("package signalprocessing.priority_test\n")
+def test_reading_a_directory_hashes_policy_rego_and_ignores_the_rest(tmp_path: Path) -> None:
+    write(tmp_path)
+    (tmp_path / "policy_test.rego").write_text("package signalprocessing_test\n")
     (tmp_path / "..data").mkdir()
-    policies = read_policy_set(tmp_path)
-    assert set(policies.texts) == set(Policy)
-    data = (tmp_path / "business.rego").read_bytes()
-    assert policies[Policy.BUSINESS].source == data.decode()
-    assert policies.hashes[Policy.BUSINESS] == hashlib.sha256(data).hexdigest()
+    policy = read_policy(tmp_path)
+    data = (tmp_path / POLICY_FILE_NAME).read_bytes()
+    assert policy.source == data.decode()
+    assert policy.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    write_all(tmp_path)
-    (tmp_path / "priority.rego").unlink()
-    with pytest.raises(PolicyFileError, match=re.escape(f"{tmp_path / 'priority.rego'} is missing")):
-        read_policy_set(tmp_path)
+    with pytest.raises(PolicyFileError, match=re.escape(f"{tmp_path / POLICY_FILE_NAME} is missing")):
+        read_policy(tmp_path)
+
+
+def test_the_four_file_layout_is_refused_with_the_migration(tmp_path: Path) -> None:
+    for name in LEGACY_FILE_NAMES:
+        (tmp_path / name).write_text(f"package signalprocessing.{name.removesuffix('.rego')}\n")
+    with pytest.raises(PolicyFileError) as refused:
+        read_policy(tmp_path)
+    message = str(refused.value)
+    assert f"{tmp_path / POLICY_FILE_NAME} is missing" in message
+    assert "environment.rego, priority.rego, business.rego, customlabels.rego are no longer read" in message
+    assert "Migrating from the four-file layout" in message
 
 
 def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
-    write_all(tmp_path)
-    (tmp_path / "environment.rego").write_bytes(b"package x\n\xff\n")
-    with pytest.raises(PolicyFileError, match=r"environment\.rego is not UTF-8"):
-        read_policy_set(tmp_path)
-
-
-def test_a_set_needs_all_four_and_cannot_be_changed() -> None:
-    with pytest.raises(ValueError, match=r"customlabels\.rego"):
-        PolicySet.from_sources(
-            {policy: source(policy) for policy in Policy if policy is not Policy.CUSTOMLABELS}
-        )
-    policies = PolicySet.from_sources({policy: source(policy) for policy in Policy})
-    with pytest.raises(TypeError):
-        policies.texts[Policy.ENVIRONMENT] = policies[Policy.PRIORITY]  # type: ignore[index]
+    (tmp_path / POLICY_FILE_NAME).write_bytes(b"package x\n\xff\n")
+    with pytest.raises(PolicyFileError, match=r"policy\.rego is not UTF-8"):
+        read_policy(tmp_path)
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        pytest.param("package signalprocessing.priority\n", "declares signalprocessing.priority", id="other"),
-        pytest.param("# package signalprocessing.environment\n", "declares no package", id="none"),
+        pytest.param("package signalprocessing_x\n", "declares signalprocessing_x", id="other"),
         pytest.param(
-            'package signalprocessing.environment\n\nr := http.send({"url": "x"})\n',
-            r"environment\.rego:3: http\.send is not allowed",
+            "package signalprocessing.environment\n",
+            "declares signalprocessing.environment, expected package signalprocessing; the four-file",
+            id="four-file-package",
+        ),
+        pytest.param("# package signalprocessing\n", "declares no package", id="none"),
+        pytest.param(
+            'package signalprocessing\n\nr := http.send({"url": "x"})\n',
+            r"policy\.rego:3: http\.send is not allowed",
             id="network",
         ),
     ],
 )
 def test_texts_refused_before_any_engine_sees_them(text: str, message: str) -> None:
     with pytest.raises(PolicyRejected, match=message):
-        check_policy_text(Policy.ENVIRONMENT, text)
+        check_policy_text(text)
 
 
 def test_a_network_call_in_a_comment_is_fine() -> None:
-    check_policy_text(Policy.ENVIRONMENT, "# no http.send(...) here\npackage signalprocessing.environment\n")
+    check_policy_text("# no http.send(...) here\npackage signalprocessing\n\nimport rego.v1\n")
 
 
 class FakeEngine:
-    """Modules in a dict; `evaluate` answers with the loaded text, optionally held at a gate."""
+    """One module in a dict; `evaluate` answers `rule:text`, optionally held at a gate."""
 
     def __init__(self) -> None:
         self.modules: dict[str, str] = {}
         self.loads: list[str] = []
+        self.time_limits: dict[str, float] = {}
         self.fail_loads_containing: str | None = None
+        self.fail_rules: set[str] = set()
+        self.undefined_rules: set[str] = set()
         self.gate: asyncio.Event | None = None
         self.evaluating = asyncio.Event()
 
@@ -117,12 +131,18 @@ class FakeEngine:
             raise PolicyRejected(f"{module_id}:3: nope")
         self.modules[module_id] = source
 
-    async def evaluate(self, package_path: str, rule: str, input: Mapping[str, object]) -> object:
-        policy = next(p for p in Policy if p.package == package_path)
+    async def evaluate(
+        self, package_path: str, rule: str, input: Mapping[str, object], *, time_limit: float = 5.0
+    ) -> object:
+        assert package_path == "signalprocessing"
+        self.time_limits[rule] = time_limit
         self.evaluating.set()
         if self.gate is not None:
             await self.gate.wait()
-        return self.modules.get(policy.module_id)
+        if rule in self.fail_rules:
+            raise PolicyEvaluationError(f"data.signalprocessing.{rule}: conflict")
+        text = self.modules.get(MODULE_ID)
+        return None if text is None or rule in self.undefined_rules else f"{rule}:{text}"
 
     async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:
         return sorted(module_id for module_id in module_ids if module_id not in self.modules)
@@ -132,10 +152,10 @@ class FakeEngine:
 
 
 async def smoke(evaluator: PolicyEvaluator) -> None:
-    for policy in Policy:
-        decision = await evaluator.evaluate(policy, {})
-        if "BAD" in str(decision.value):
-            raise PolicyEvaluationError(f"{policy.file_name}: smoke failed")
+    decisions = await evaluator.evaluate(tuple(Rule), {})
+    for rule in Rule:
+        if "BAD" in str(decisions.value(rule)):
+            raise PolicyEvaluationError(f"{rule}: smoke failed")
 
 
 @pytest.fixture
@@ -145,48 +165,73 @@ def engine() -> FakeEngine:
 
 @pytest.fixture
 async def active(engine: FakeEngine, tmp_path: Path) -> ActivePolicies:
-    write_all(tmp_path)
+    write(tmp_path)
     policies = ActivePolicies(engine, smoke)
     await policies.start(tmp_path)
     return policies
 
 
-async def test_start_loads_four_modules(active: ActivePolicies, engine: FakeEngine) -> None:
-    assert sorted(engine.modules) == sorted(policy.module_id for policy in Policy)
+async def test_start_loads_the_one_module(active: ActivePolicies, engine: FakeEngine) -> None:
+    assert list(engine.modules) == [MODULE_ID]
 
 
 async def test_evaluating_before_start_is_not_active(engine: FakeEngine) -> None:
     with pytest.raises(PolicyNotActive):
-        await ActivePolicies(engine, smoke).evaluate(Policy.ENVIRONMENT, {})
+        await ActivePolicies(engine, smoke).evaluate((Rule.ENVIRONMENT,), {})
 
 
-async def test_only_changed_policies_are_loaded(
+async def test_each_rule_is_evaluated_under_its_own_time_limit(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    engine.time_limits.clear()
+    await active.evaluate((Rule.SEVERITY, Rule.LABELS, Rule.PRIORITY), {})
+    assert engine.time_limits == {"severity": 0.1, "labels": 5.0, "priority": 0.1}
+
+
+async def test_the_answers_of_one_call_come_from_one_text_with_its_hash(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    good = active.current
+    assert good is not None
+    decisions = await active.evaluate((Rule.SEVERITY, Rule.PRIORITY), {})
+    assert decisions.policy_hash == good.sha256
+    assert decisions.value(Rule.SEVERITY) == f"severity:{good.source}"
+    assert decisions.value(Rule.PRIORITY) == f"priority:{good.source}"
+
+
+async def test_a_failing_rule_keeps_its_error_and_the_others_answer(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    engine.fail_rules = {"cluster"}
+    decisions = await active.evaluate((Rule.CLUSTER, Rule.PRIORITY), {})
+    with pytest.raises(PolicyEvaluationError, match=r"data\.signalprocessing\.cluster: conflict"):
+        decisions.value(Rule.CLUSTER)
+    assert str(decisions.value(Rule.PRIORITY)).startswith("priority:")
+
+
+async def test_an_unchanged_text_is_not_loaded_again(
     active: ActivePolicies, engine: FakeEngine, tmp_path: Path
 ) -> None:
     engine.loads.clear()
     assert (await active.reload(tmp_path)).status is CandidateVerdict.UNCHANGED
-    (tmp_path / "priority.rego").write_text(source(Policy.PRIORITY, "v2"))
+    write(tmp_path, "v2")
     outcome = await active.reload(tmp_path)
-    assert (outcome.status, outcome.changed, engine.loads) == (
-        CandidateVerdict.ACTIVATED,
-        (Policy.PRIORITY,),
-        ["priority.rego"],
-    )
+    assert (outcome.status, outcome.changed, engine.loads) == (CandidateVerdict.ACTIVATED, True, [MODULE_ID])
 
 
-async def test_a_smoke_failure_reloads_the_previous_texts(
+async def test_a_smoke_failure_reloads_the_previous_text(
     active: ActivePolicies, engine: FakeEngine, tmp_path: Path
 ) -> None:
     before = dict(engine.modules)
-    (tmp_path / "business.rego").write_text(source(Policy.BUSINESS, "BAD"))
+    write(tmp_path, "BAD")
     outcome = await active.reload(tmp_path)
     assert outcome.status is CandidateVerdict.REJECTED
-    assert outcome.error == "PolicyEvaluationError: business.rego: smoke failed"
+    assert outcome.error == "PolicyEvaluationError: environment: smoke failed"
     assert engine.modules == before
 
 
 async def test_a_slow_smoke_evaluation_is_refused(engine: FakeEngine, tmp_path: Path) -> None:
-    write_all(tmp_path)
+    write(tmp_path)
     policies = ActivePolicies(engine, smoke, smoke_budget=0.0)
     with pytest.raises(PolicyLoadError, match=r"over the 0\.0 s budget"):
         await policies.start(tmp_path)
@@ -197,30 +242,42 @@ async def test_a_failed_rollback_is_repaired_before_the_next_evaluation(
 ) -> None:
     good = active.current
     assert good is not None
-    (tmp_path / "environment.rego").write_text(source(Policy.ENVIRONMENT, "BAD"))
+    write(tmp_path, "BAD")
     engine.fail_loads_containing = "v1"  # the engine goes down just as the old text is reloaded
     assert (await active.reload(tmp_path)).status is CandidateVerdict.REJECTED
-    assert "BAD" in engine.modules["environment.rego"]
+    assert "BAD" in engine.modules[MODULE_ID]
 
     with pytest.raises(PolicyEngineUnavailable, match="out of sync"):
-        await active.evaluate(Policy.ENVIRONMENT, {})
+        await active.evaluate((Rule.ENVIRONMENT,), {})
     engine.fail_loads_containing = None
-    decision = await active.evaluate(Policy.ENVIRONMENT, {})
-    assert decision.value == good[Policy.ENVIRONMENT].source
-    assert decision.policy_hash == good.hashes[Policy.ENVIRONMENT]
+    decisions = await active.evaluate((Rule.ENVIRONMENT,), {})
+    assert decisions.value(Rule.ENVIRONMENT) == f"environment:{good.source}"
+    assert decisions.policy_hash == good.sha256
 
 
-async def test_an_engine_that_lost_its_modules_gets_them_back_before_an_answer_is_believed(
+async def test_an_engine_that_lost_its_module_gets_it_back_before_an_answer_is_believed(
     active: ActivePolicies, engine: FakeEngine
 ) -> None:
     good = active.current
     assert good is not None
     engine.modules.clear()  # an OPA that restarted knows no policy: every rule is undefined
 
-    decision = await active.evaluate(Policy.PRIORITY, {})
+    decisions = await active.evaluate((Rule.PRIORITY,), {})
 
-    assert decision.value == good[Policy.PRIORITY].source
-    assert sorted(engine.modules) == sorted(policy.module_id for policy in Policy)
+    assert decisions.value(Rule.PRIORITY) == f"priority:{good.source}"
+    assert list(engine.modules) == [MODULE_ID]
+
+
+async def test_an_undefined_optional_rule_with_the_module_in_place_is_believed(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    engine.undefined_rules = {"cluster"}
+    engine.loads.clear()
+
+    decisions = await active.evaluate((Rule.CLUSTER,), {})
+
+    assert decisions.value(Rule.CLUSTER) is None
+    assert engine.loads == []  # no resync: the engine still holds the module
 
 
 async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
@@ -229,10 +286,10 @@ async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
     old = active.current
     assert old is not None
     engine.gate = asyncio.Event()
-    in_flight = asyncio.create_task(active.evaluate(Policy.PRIORITY, {}))
+    in_flight = asyncio.create_task(active.evaluate((Rule.PRIORITY,), {}))
     await engine.evaluating.wait()
 
-    write_all(tmp_path, "v2")
+    write(tmp_path, "v2")
     reload = asyncio.create_task(active.reload(tmp_path))
     async with asyncio.timeout(5):
         while not active._lock._writers_waiting:  # noqa: ASYNC110 - lock state has no event to await
@@ -241,9 +298,9 @@ async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
     engine.gate.set()
     first = await in_flight
     assert (await reload).status is CandidateVerdict.ACTIVATED
-    second = await active.evaluate(Policy.PRIORITY, {})
+    second = await active.evaluate((Rule.PRIORITY,), {})
 
-    assert (first.value, first.policy_hash) == (old[Policy.PRIORITY].source, old.hashes[Policy.PRIORITY])
+    assert (first.value(Rule.PRIORITY), first.policy_hash) == (f"priority:{old.source}", old.sha256)
     new = active.current
     assert new is not None
-    assert (second.value, second.policy_hash) == (new[Policy.PRIORITY].source, new.hashes[Policy.PRIORITY])
+    assert (second.value(Rule.PRIORITY), second.policy_hash) == (f"priority:{new.source}", new.sha256)
