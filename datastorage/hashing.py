@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -25,7 +26,7 @@ from typing import Any, Final
 import orjson
 import rfc8785
 
-from datastorage.records import AuditRecord
+from datastorage.records import AuditRecord, SerializedObject
 from datastorage.timestamps import format_timestamp
 
 HMAC_SHA256: Final = "hmac-sha256"
@@ -41,6 +42,9 @@ _FIELD_NAMES: Final = tuple(field.name for field in fields(AuditRecord))
 _LEFT_TO_ORJSON: Final = frozenset({str, type(None), bool, uuid.UUID, date})
 # Values that are JSON already, by exact type (a dict subclass is checked apart).
 _JSON_TYPES: Final = frozenset({str, int, bool, float, list, dict, type(None)})
+# In compact JSON a number follows ':', '[' or ','. This finds every float and every integer of 16
+# digits or more (2**53 has 16), and such text inside strings too, which only costs the slower path.
+_FLOAT_OR_LONG_INTEGER: Final = re.compile(r"[:,\[]-?[0-9]+[.eE]|[:,\[]-?[0-9]{16}")
 
 
 class HashKeyError(ValueError):
@@ -117,8 +121,7 @@ class EventHasher:
 
 def canonical_document(record: AuditRecord) -> dict[str, Any]:
     """One key per record field, each value in JSON: see README.md, "Hash chain", for the forms."""
-    document, _ = _document(record)
-    return {name: _json_value(value) for name, value in document.items()}
+    return {name: _json_value(getattr(record, name)) for name in _FIELD_NAMES}
 
 
 def canonical_bytes(record: AuditRecord) -> bytes:
@@ -136,15 +139,18 @@ def canonical_bytes(record: AuditRecord) -> bytes:
 
 
 def _document(record: AuditRecord) -> tuple[dict[str, Any], bool]:
-    """The record's fields, those orjson writes in their canonical form left as they are, and whether
-    orjson writes the whole as RFC 8785 does (`_written_alike`); one pass, since every write waits."""
+    """The record's fields, those orjson writes in their canonical form left as they are (event_data
+    as its stored text when that is canonical), and whether orjson writes the whole as RFC 8785 does
+    (`_written_alike`); one pass, since every write waits."""
     document = {}
     written_alike = True
     for name in _FIELD_NAMES:
         value = getattr(record, name)
         kind = type(value)
         if kind not in _LEFT_TO_ORJSON:
-            if kind in _JSON_TYPES or isinstance(value, dict):
+            if kind is SerializedObject and _canonical_already(value.json_text):
+                value = orjson.Fragment(value.json_text)
+            elif kind in _JSON_TYPES or isinstance(value, dict):
                 written_alike = written_alike and _written_alike(value)
             elif kind is not datetime or value.tzinfo is not UTC:
                 value = _json_value(value)
@@ -163,6 +169,13 @@ def _json_value(value: Any) -> Any:
     if type(value) in _JSON_TYPES or isinstance(value, dict):
         return value
     raise TypeError(f"no canonical JSON form for {type(value).__name__}")
+
+
+def _canonical_already(text: str) -> bool:
+    """True when `text`, an object as `records.object_json` wrote it (compact, keys sorted by code
+    point, strings escaped as RFC 8785 does), is its RFC 8785 form: `_written_alike` read off the
+    text, which is cheaper than walking the object again."""
+    return (text.isascii() or max(text) < "\ue000") and not _FLOAT_OR_LONG_INTEGER.search(text)
 
 
 def _written_alike(value: Any) -> bool:

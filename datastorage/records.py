@@ -35,19 +35,21 @@ class SerializedObject(dict[str, Any]):
 
 
 def object_json(value: dict[str, Any]) -> str:
-    """The storage form of a JSON object: compact, UTF-8 as is, and NaN refused (ValueError).
+    """The storage form of a JSON object: compact, keys sorted by code point, UTF-8 as is, and NaN
+    refused (ValueError). Often also the object's canonical form, which the hash chain then takes
+    as it is (`hashing`).
 
     Every stored event is written here once, by orjson, several times faster than `json`. orjson
     writes NaN and Infinity as `null` instead of refusing them, so a text with `null` in it is
     written again by `json`, which refuses them; so is what orjson refuses (lone surrogates,
-    integers beyond 64 bits), for `json` to write or refuse as before.
+    integers beyond 64 bits), for `json` to write or refuse as before. Both escape strings alike.
     """
     try:
-        text = orjson.dumps(value).decode()
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     except orjson.JSONEncodeError:
         text = "null"
     if "null" in text:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True)
     return text
 
 
