@@ -283,6 +283,26 @@ def row_values(record: AuditRecord) -> tuple[Any, ...]:
     )
 
 
+# One primary-key lookup per wanted event, in its own partition, whatever the plan (see chain.READ_HEADS).
+_KNOWN_KEYS: Final = """
+SELECT stored.event_id FROM unnest($1::uuid[], $2::date[]) AS wanted(event_id, event_date)
+CROSS JOIN LATERAL (
+    SELECT event_id FROM audit_events
+    WHERE event_id = wanted.event_id AND event_date = wanted.event_date LIMIT 1
+) AS stored
+"""
+
+
+async def known_event_ids(
+    connection: asyncpg.Connection, keys: Sequence[tuple[uuid.UUID, datetime]]
+) -> set[uuid.UUID]:
+    """Those of these events (id, timestamp) that are stored."""
+    rows = await connection.fetch(
+        _KNOWN_KEYS, [event_id for event_id, _ in keys], [event_date(at) for _, at in keys]
+    )
+    return {row["event_id"] for row in rows}
+
+
 async def event_exists(connection: asyncpg.Connection, event_id: uuid.UUID) -> bool:
     return bool(
         await connection.fetchval("SELECT EXISTS (SELECT 1 FROM audit_events WHERE event_id = $1)", event_id)

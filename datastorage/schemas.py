@@ -382,6 +382,32 @@ class LegalHoldReleaseResponse(BaseModel):
     events_released: int = Field(description="stored events of the case no longer marked on hold")
 
 
+MAX_KNOWN_EVENTS_QUERY: Final = 1000
+
+
+class StoredEventKey(BaseModel):
+    """An event a client sent before: its id, and its timestamp, which names its partition."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    event_id: EventId
+    event_timestamp: Timestamp
+
+
+class KnownEventsRequest(BaseModel):
+    """Which of these events are stored; unknown fields are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    events: list[StoredEventKey] = Field(min_length=1, max_length=MAX_KNOWN_EVENTS_QUERY)
+
+
+class KnownEventsResponse(BaseModel):
+    known: list[uuid.UUID] = Field(
+        description="the ids of those events that are stored; an event queued in the DLQ is not yet"
+    )
+
+
 class VerifyChainRequest(BaseModel):
     """Which hash chain to verify; unknown fields are ignored."""
 

@@ -39,6 +39,7 @@ from datastorage.repository import (
     count_unchained,
     event_exists,
     insert_records,
+    known_event_ids,
     query_events,
 )
 from datastorage.verification import ChainReport, ChainVerification
@@ -183,6 +184,11 @@ class EventStore:
             return await release_hold(
                 connection, correlation_id=correlation_id, released_by=released_by, released_at=released_at
             )
+
+    async def known(self, keys: Sequence[tuple[uuid.UUID, datetime]]) -> set[uuid.UUID]:
+        """Those of these events (id, timestamp) that are stored."""
+        async with self._translated_errors(), self._pool.acquire() as connection:
+            return await known_event_ids(connection, keys)
 
     async def exists(self, event_id: uuid.UUID) -> bool:
         async with self._translated_errors(), self._pool.acquire() as connection:

@@ -28,6 +28,8 @@ from datastorage.schemas import (
     BatchAuditEventAccepted,
     BatchAuditEventResponse,
     EventOutcome,
+    KnownEventsRequest,
+    KnownEventsResponse,
 )
 from datastorage.timestamps import check_event_time, format_timestamp, parse_time_bound
 
@@ -108,6 +110,15 @@ async def create_audit_events_batch(
         "event_ids": event_ids,
     }
     return JSONResponse(queued, status_code=202)
+
+
+@router.post("/events/known", operation_id="knownAuditEvents", response_model=KnownEventsResponse)
+async def known_audit_events(request: KnownEventsRequest, service: ServiceDep) -> JSONResponse:
+    """Which of these events are stored (200), so a client re-sending what it sent before, after a restart,
+    can leave out what arrived. Read-only: nothing is stored or queued."""
+    known = await service.store.known([(event.event_id, event.event_timestamp) for event in request.events])
+    ids = dict.fromkeys(event.event_id for event in request.events if event.event_id in known)
+    return JSONResponse({"known": [str(event_id) for event_id in ids]})
 
 
 @router.get("/events", operation_id="queryAuditEvents", response_model=AuditEventsQueryResponse)

@@ -40,6 +40,7 @@ from test.integration.metrics import Scrape
 EVENTS_PATH = "/api/v1/audit/events"
 BATCH_PATH = "/api/v1/audit/events/batch"
 VERIFY_CHAIN_PATH = "/api/v1/audit/verify-chain"
+KNOWN_EVENTS_PATH = "/api/v1/audit/events/known"
 LEGAL_HOLD_PATH = "/api/v1/audit/legal-hold"
 PROBLEM_TYPE = "https://kubernaut.ai/problems/"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from datastorage.api.audit import MAX_DETAIL_VALUE_LENGTH
 from test.integration.datastorage.support import (
     BATCH_PATH,
     EVENTS_PATH,
+    KNOWN_EVENTS_PATH,
     LEGAL_HOLD_PATH,
     VERIFY_CHAIN_PATH,
     assert_problem,
@@ -319,6 +321,60 @@ CASES = [
     pytest.param(
         post(VERIFY_CHAIN_PATH, b'{"correlation_id": "a\\u0000b"}', 400, "validation-error", "NUL"),
         id="verify-nul-in-correlation-id",
+    ),
+    pytest.param(
+        post(KNOWN_EVENTS_PATH, b"{", 400, "invalid-request", "not valid JSON"), id="known-broken-json"
+    ),
+    pytest.param(
+        post(KNOWN_EVENTS_PATH, b'{"events": []}', 400, "validation-error", "at least 1 item"),
+        id="known-no-events",
+    ),
+    pytest.param(
+        post(
+            KNOWN_EVENTS_PATH,
+            json.dumps(
+                {
+                    "events": [{"event_id": str(uuid.uuid4()), "event_timestamp": "2026-01-01T00:00:00Z"}]
+                    * 1001
+                }
+            ).encode(),
+            400,
+            "validation-error",
+            "at most 1000 items",
+        ),
+        id="known-too-many-events",
+    ),
+    pytest.param(
+        post(
+            KNOWN_EVENTS_PATH,
+            b'{"events": [{"event_id": "not-a-uuid", "event_timestamp": "2026-01-01T00:00:00Z"}]}',
+            400,
+            "validation-error",
+            "event_id",
+        ),
+        id="known-bad-event-id",
+    ),
+    pytest.param(
+        post(
+            KNOWN_EVENTS_PATH,
+            json.dumps(
+                {"events": [{"event_id": str(uuid.uuid4()), "event_timestamp": "yesterday"}]}
+            ).encode(),
+            400,
+            "validation-error",
+            "RFC 3339",
+        ),
+        id="known-bad-timestamp",
+    ),
+    pytest.param(
+        post(
+            KNOWN_EVENTS_PATH,
+            json.dumps({"events": [{"event_id": str(uuid.uuid4())}]}).encode(),
+            400,
+            "validation-error",
+            "event_timestamp",
+        ),
+        id="known-without-timestamp",
     ),
     pytest.param(get({"limit": 0}, "limit"), id="limit-zero"),
     pytest.param(get({"limit": 1001}, "limit"), id="limit-over-max"),
