@@ -88,6 +88,7 @@ class AuditSubject:
     correlation_id: str  # spec.remediationRequestRef.name
     signal_name: str  # spec.signal.name
     severity: str  # spec.signal.severity
+    cluster_id: str = ""  # spec.signal.clusterID: "" for the hub's own cluster
 
     def __post_init__(self) -> None:
         # Without a uid, the ids of two different SPs would collide and DataStorage would keep one.
@@ -150,7 +151,7 @@ class ProcessingSummary:
     degraded_mode: bool | None = None
     has_pdb: bool | None = None  # None when there are no detectedLabels
     has_hpa: bool | None = None
-    error: str = ""  # status.error
+    error: str = ""  # status.failureInfo.error
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,7 @@ class AuditEvent:
     resource_id: str
     event_data: dict[str, JsonValue]
     duration_ms: int | None = None
+    cluster_id: str = ""  # the fleet member the SP's signal came from; "" (sent as null) for the hub
 
     def __post_init__(self) -> None:
         if self.event_timestamp.utcoffset() is None:
@@ -192,7 +194,7 @@ class AuditEvent:
             "correlation_id": self.correlation_id,
             "parent_event_id": None,
             "namespace": self.namespace or None,
-            "cluster_id": None,
+            "cluster_id": self.cluster_id or None,
             "severity": None,
             "duration_ms": self.duration_ms,
             "event_data": self.event_data,
@@ -376,6 +378,7 @@ def _event(
         resource_id=subject.name,
         event_data=data,
         duration_ms=duration_ms,
+        cluster_id=subject.cluster_id,
     )
 
 

@@ -7,7 +7,8 @@ builtins refuse: a missing part is `{}` or `""`):
     namespace{name, labels, annotations}
     signal{severity, type, source, labels}
     workload{kind, name, labels, annotations}   the target itself
-    cluster{labels}                             `{}` until a cluster registry exists
+    cluster{labels}                             the signal's cluster's, from the registry (enrichment
+                                                records them in the context; `controller.clusters`)
 
 Each step asks the rules it needs through the `PolicyEvaluator` passed in and
 turns the answers into frozen results; answers that break a rule's contract
@@ -27,7 +28,8 @@ value.
   target workload's `kubernaut.ai/{team,tier,cost-center,region}` labels.
 - business (optional, this controller's own rule): per field, the
   `kubernaut.ai/*` labels first (namespace, then the target workload), then
-  the policy, then `unknown`/`unknown`/`medium`/`bronze`. The label
+  the policy, then `unknown`/`unknown`/`Medium`/`Bronze`; criticality and
+  SLA are matched case-insensitively and written PascalCase. The label
   precedence lives here, not in Rego, so no policy edit can override what a
   team declared on its objects.
 
@@ -54,12 +56,17 @@ from controller.signalprocessing import (
     PriorityAssignment,
     Signal,
     TargetResource,
+    WorkloadContext,
 )
 
 SEVERITIES: Final = ("critical", "high", "warning", "info", "unknown")
 PRIORITIES: Final = frozenset({"P0", "P1", "P2", "P3"})
-CRITICALITIES: Final = frozenset({"critical", "high", "medium", "low"})
-SLA_TIERS: Final = frozenset({"platinum", "gold", "silver", "bronze"})
+# kubernaut 2026's business tiers, PascalCase as the CRD has them; labels and the policy's answers are
+# matched case-insensitively (keys: lower case) and written as these values.
+CRITICALITIES: Final = MappingProxyType(
+    {name.lower(): name for name in ("Critical", "High", "Medium", "Low")}
+)
+SLA_TIERS: Final = MappingProxyType({name.lower(): name for name in ("Platinum", "Gold", "Silver", "Bronze")})
 # kubernaut 2026's environment values; the policy's answer is matched case-insensitively.
 ENVIRONMENTS: Final = MappingProxyType(
     {name.lower(): name for name in ("Production", "Staging", "Development", "Test", "Unknown")}
@@ -76,8 +83,8 @@ RESERVED_LABEL_PREFIXES: Final = ("kubernaut.ai/", "system/")
 _BUSINESS_DEFAULTS: Final = {
     "business_unit": "unknown",
     "service_owner": "unknown",
-    "criticality": "medium",
-    "sla": "bronze",
+    "criticality": "Medium",
+    "sla": "Bronze",
 }
 _BUSINESS_LABELS: Final = {
     "business_unit": "kubernaut.ai/business-unit",
@@ -144,35 +151,23 @@ class SignalVerdict:
 # The input document
 
 
-def _workload_section(
-    kubernetes: KubernetesContext, kind: str
-) -> tuple[Mapping[str, str], Mapping[str, str]]:
-    """The target's own labels and annotations, from the section enrichment read for its kind."""
-    sections = {
-        "pod": kubernetes.pod,
-        "deployment": kubernetes.deployment,
-        "statefulset": kubernetes.stateful_set,
-        "daemonset": kubernetes.daemon_set,
-        "replicaset": kubernetes.replica_set,
-        "service": kubernetes.service,
-    }
-    section = sections.get(kind.lower())
-    if section is not None:
-        return section.labels, section.annotations
-    if kind.lower() == "node" and kubernetes.node is not None:
-        return kubernetes.node.labels, {}  # enrichment keeps no annotations of a Node
-    return {}, {}
+def target_workload(kubernetes: KubernetesContext, target: TargetResource) -> WorkloadContext:
+    """The target as the policies see it: as enrichment recorded it in `kubernetesContext.workload`,
+    else (a context recorded before that field existed) from the section read for its kind."""
+    if kubernetes.workload is not None:
+        return kubernetes.workload
+    return kubernetes.workload_of(target.kind, target.name)
 
 
 def workload_labels(kubernetes: KubernetesContext, target: TargetResource) -> Mapping[str, str]:
     """The target's own labels, as the policy sees them in `input.workload.labels`."""
-    return _workload_section(kubernetes, target.kind)[0]
+    return target_workload(kubernetes, target).labels
 
 
 def policy_input(kubernetes: KubernetesContext, target: TargetResource, signal: Signal) -> dict[str, object]:
     """The one input document of every rule (kubernaut 2026's `evaluator/types.go` shape)."""
     namespace = kubernetes.namespace
-    labels, annotations = _workload_section(kubernetes, target.kind)
+    workload = target_workload(kubernetes, target)
     return {
         "namespace": {
             "name": namespace.name if namespace else "",
@@ -186,12 +181,12 @@ def policy_input(kubernetes: KubernetesContext, target: TargetResource, signal: 
             "labels": dict(signal.labels),
         },
         "workload": {
-            "kind": target.kind,
-            "name": target.name,
-            "labels": dict(labels),
-            "annotations": dict(annotations),
+            "kind": workload.kind,
+            "name": workload.name,
+            "labels": dict(workload.labels),
+            "annotations": dict(workload.annotations),
         },
-        "cluster": {"labels": {}},
+        "cluster": {"labels": dict(kubernetes.cluster.labels) if kubernetes.cluster else {}},
     }
 
 
@@ -282,9 +277,8 @@ def _from_labels(key: str, *sources: Mapping[str, str]) -> str | None:
     for labels in sources:
         value = labels.get(_BUSINESS_LABELS[key], "").strip()
         if allowed is not None:
-            value = value.lower()
-            if value in allowed:
-                return value
+            if value.lower() in allowed:
+                return allowed[value.lower()]
         elif value:
             return value
     return None
@@ -306,9 +300,11 @@ def decide_business(
         from_policy = _optional_string(rule, result, key)
         allowed = _BUSINESS_ALLOWED.get(key)
         if allowed is not None and from_policy:
-            from_policy = from_policy.lower()
-            if from_policy not in allowed:
-                raise PolicyOutputError(rule, f"{key} {from_policy!r} is not one of {sorted(allowed)}")
+            if from_policy.lower() not in allowed:
+                raise PolicyOutputError(
+                    rule, f"{key} {from_policy!r} is not one of {', '.join(allowed.values())} (any case)"
+                )
+            from_policy = allowed[from_policy.lower()]
         decided[key] = from_policy or default
     return BusinessClassification(
         business_unit=decided["business_unit"],

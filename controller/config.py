@@ -39,6 +39,8 @@ class Settings:
     peering_priority: int | None = None  # the highest live one is active; None: random per process
     peering_lifetime: int = 60  # seconds a silent peer still counts as alive: the takeover time after a crash
     signal_mode_config_path: Path | None = None  # None: proactive-signal-mappings.yaml in policy_dir
+    cluster_registry_path: Path | None = None  # None: cluster-registry.yaml in policy_dir
+    cluster_id: str = ""  # the hub's own id in the fleet; signals naming it are local
     readiness_port: int = 8082  # /readyz: the readiness gates
     data_storage_ready_url: str | None = None  # None: <data_storage_url>/readyz
     readiness_interval_seconds: float = 15.0  # between two probes of every readiness gate
@@ -86,6 +88,8 @@ _FIELDS = {
     "peeringPriority": ("peering_priority", "PEERING_PRIORITY"),
     "peeringLifetime": ("peering_lifetime", "PEERING_LIFETIME"),
     "signalModeConfigPath": ("signal_mode_config_path", "SIGNAL_MODE_CONFIG_PATH"),
+    "clusterRegistryPath": ("cluster_registry_path", "CLUSTER_REGISTRY_PATH"),
+    "clusterID": ("cluster_id", "CLUSTER_ID"),
     "readinessPort": ("readiness_port", "READINESS_PORT"),
     "dataStorageReadyUrl": ("data_storage_ready_url", "DATA_STORAGE_READY_URL"),
     "readinessIntervalSeconds": ("readiness_interval_seconds", "READINESS_INTERVAL_SECONDS"),
@@ -94,6 +98,7 @@ _FIELDS = {
 
 
 _HIGHEST_PORT: Final = 65535  # ports are 16-bit; 0 lets the OS pick a free one
+_MAX_CLUSTER_ID_LENGTH: Final = 253  # as spec.signal.clusterID
 
 
 def _convert(key: str, value: Any) -> Any:
@@ -104,7 +109,11 @@ def _convert(key: str, value: Any) -> Any:
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
                 raise ValueError("expected names or globs, as a list or separated by commas")
             return tuple(item.strip() for item in items if item.strip())
-        if name in ("policy_dir", "signal_mode_config_path"):
+        if name == "cluster_id":
+            if not isinstance(value, str) or len(value) > _MAX_CLUSTER_ID_LENGTH:
+                raise ValueError(f"expected text of at most {_MAX_CLUSTER_ID_LENGTH} characters")
+            return value
+        if name in ("policy_dir", "signal_mode_config_path", "cluster_registry_path"):
             if not isinstance(value, str) or not value:
                 raise ValueError("expected a path")
             return Path(value)

@@ -7,15 +7,20 @@ everything it does with what it read is a pure function (``pod_details``, ``node
 
 Which objects are read, per target kind: the namespace (cached), then the target itself, then for a
 Pod its node; for every target object read, its owner chain (``controller.ownerchain``). A Node
-target reads the node only; any other kind reads the namespace only.
+target reads the node only; any other kind reads the namespace only. An empty namespace means a
+cluster-scoped target (kubernaut 2026): a Node is read as above; any other kind without one, unless
+it is a namespaced kind we know, reads nothing at all and is degraded.
 
 What an answer means:
 
 * target not found: ``degraded_mode=True``, still a success (also for a Node);
-* target namespace not found (or no namespace for a kind that needs one): ``NamespaceMissing``,
-  a permanent failure;
+* target namespace not found, or no namespace for a kind we know to be namespaced (Pod, Job, ...):
+  ``NamespaceMissing``, a permanent failure;
 * any other error reading the namespace or the target: ``kube.TransientApiError``, retried;
 * the pod's node and the owner chain are supplementary: a failure leaves them out, quietly.
+
+A signal from another cluster of the fleet (``controller.clusters``) is not read here at all
+(``read_cluster_context``): degraded mode, reason ``remote_reader_unavailable``.
 
 Detected labels (``controller.detect``) and custom labels are added to the context by their own
 stages.
@@ -31,9 +36,11 @@ from typing import Any, Final, TypedDict, cast
 
 from controller import kube
 from controller.caches import EnrichmentCaches
+from controller.clusters import ClusterMember
 from controller.ownerchain import read_owner_chain
 from controller.rawjson import int_or_zero, str_or_empty, string_map
 from controller.signalprocessing import (
+    ClusterContext,
     ContainerStatus,
     DaemonSetDetails,
     DeploymentDetails,
@@ -51,19 +58,24 @@ from controller.signalprocessing import (
 from controller.ttlcache import TTLCache
 
 logger = logging.getLogger(__name__)
+# Why a context is degraded, as the metric label `error_type` and the condition message say.
+REMOTE_READER_UNAVAILABLE: Final = "remote_reader_unavailable"
 # Target kinds with a section of their own in the context; any other namespaced kind gets the
 # namespace only (a Node is handled apart: it has no namespace).
 _DETAILED_KINDS: Final = frozenset({"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Service"})
 
 
 class NamespaceMissing(Exception):
-    """The target's namespace does not exist (or the target names none): enrichment cannot succeed."""
+    """The target's namespace does not exist, or a namespaced target names none: enrichment cannot
+    succeed. An empty `namespace` is the second case: a creator's error no retry can fix, and
+    guessing one (the SP's own, say) could describe another object."""
 
     def __init__(self, namespace: str, kind: str) -> None:
         super().__init__(
             f'namespace "{namespace}" of the target {kind} does not exist'
             if namespace
-            else f"the target {kind} names no namespace"
+            else f"the target {kind} names no namespace, but {kind} is a namespaced kind "
+            "(only a cluster-scoped target, a Node say, may leave spec.signal.targetResource.namespace empty)"
         )
         self.namespace = namespace
 
@@ -333,6 +345,25 @@ def target_context(kind: str, raw: kube.RawObject, *, namespace: NamespaceContex
 # --- Reading (the async edge) --------------------------------------------------------------------
 
 
+async def read_cluster_context(
+    reader: kube.Reader, target: TargetResource, caches: EnrichmentCaches, member: ClusterMember
+) -> KubernetesContext:
+    """The context of `target` in the signal's cluster, `member`, with that cluster's id and registry labels.
+
+    A remote cluster is not read at all: this controller has no remote reader, and `reader` reads
+    the hub, where a namespace or workload of the same name would be another object. The context
+    is then degraded (`REMOTE_READER_UNAVAILABLE`), and classification goes on with what the signal
+    and the registry say. Raises as `read_kubernetes_context`.
+    """
+    if member.remote:
+        context = KubernetesContext(degraded_mode=True)
+    else:
+        context = await read_kubernetes_context(reader, target, caches)
+    return replace(
+        context, cluster_id=member.id, cluster=ClusterContext(member.labels) if member.labels else None
+    )
+
+
 async def read_kubernetes_context(
     reader: kube.Reader, target: TargetResource, caches: EnrichmentCaches
 ) -> KubernetesContext:
@@ -347,13 +378,14 @@ async def read_kubernetes_context(
             return KubernetesContext(degraded_mode=True)
         return KubernetesContext(node=node_details(cast(RawNode, found)))
 
-    resource = kube.resource_for_kind(target.kind) if target.kind in _DETAILED_KINDS else None
-    if not target.namespace:
-        if resource is not None:
+    resource = kube.resource_for_kind(target.kind)
+    if target.is_cluster_scoped:
+        if resource is not None and resource.namespaced:
             raise NamespaceMissing("", target.kind)
-        return KubernetesContext()  # a cluster-scoped kind we have nothing to say about
+        # Cluster-scoped, or a kind we do not know: there is nothing we read, namespace included.
+        return KubernetesContext(degraded_mode=True)
     namespace = await read_namespace(reader, target.namespace, caches.namespaces, kind=target.kind)
-    if resource is None:
+    if resource is None or target.kind not in _DETAILED_KINDS:
         return KubernetesContext(namespace=namespace)
 
     raw = await _read_required(reader, resource, target, namespace=target.namespace)

@@ -40,10 +40,12 @@ loads the active text into it again (counter result=restored). The
 embedded engine lives in this process, cannot lose its modules and always
 answers none.
 
-The signal mode mappings file (`controller.signalmode`) is reloaded the same way, with the
-policies: it lives beside them by default (one ConfigMap generation for both), or in a
-directory of its own that is watched too. A rejected file leaves the last good mappings, with an
-error log and a Warning Event `SignalModeMappingsRejected`.
+The signal mode mappings (`controller.signalmode`) and the cluster registry
+(`controller.clusters`) are reloaded the same way, with the policies (`CompanionFile`): each
+lives beside them by default (one ConfigMap generation for all), or in a directory of its own
+that is watched too. A rejected file leaves its last good version, with an error log, a Warning
+Event (`SignalModeMappingsRejected`, `ClusterRegistryRejected`) and the error in the probe detail,
+which also shows each file's active `sha256`.
 
 Boundary: files, timing and reporting; what a valid policy is and how it is
 swapped in is `policies.ActivePolicies`.
@@ -65,6 +67,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from controller import kube
+from controller.clusters import FileClusterRegistry
 from controller.events import EventRecorder, InvolvedObject
 from controller.metrics import ControllerMetrics
 from controller.policies import (
@@ -75,7 +78,8 @@ from controller.policies import (
     ReloadOutcome,
 )
 from controller.policy_engine import PolicyEngine, PolicyEngineUnavailable, PolicyError
-from controller.signalmode import ActiveSignalModes, MappingsVerdict
+from controller.signalmode import ActiveSignalModes
+from controller.watchedfile import ReloadVerdict, WatchedFile
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +286,56 @@ class ReloadReport:
 
 
 # --------------------------------------------------------------------------------------------------
+# Files reloaded with the policies
+
+
+@dataclass
+class CompanionFile:
+    """A file reloaded with the policies: what logs call it, its key in the probe detail, the reason of
+    the Warning Event for a rejection, and a count of what it holds for the probe."""
+
+    file: WatchedFile[Any]
+    description: str
+    probe_key: str
+    rejected_reason: str
+    count: Callable[[Any], dict[str, int]]
+    last_rejection: str = ""
+
+    def probe_detail(self) -> dict[str, Any]:
+        detail: dict[str, Any] = {"sha256": self.file.current.sha256, **self.count(self.file.current.content)}
+        if self.last_rejection:
+            detail["lastRejection"] = self.last_rejection
+        return detail
+
+
+def _companions(
+    signal_modes: ActiveSignalModes | None, cluster_registry: FileClusterRegistry | None
+) -> list[CompanionFile]:
+    companions = []
+    if signal_modes is not None:
+        companions.append(
+            CompanionFile(
+                signal_modes,
+                "signal mode mappings",
+                "signalModes",
+                "SignalModeMappingsRejected",
+                lambda mappings: {"proactive": len(mappings.proactive)},
+            )
+        )
+    if cluster_registry is not None:
+        companions.append(
+            CompanionFile(
+                cluster_registry,
+                "cluster registry",
+                "clusterRegistry",
+                "ClusterRegistryRejected",
+                lambda registry: {"clusters": len(registry.clusters)},
+            )
+        )
+    return companions
+
+
+# --------------------------------------------------------------------------------------------------
 # The watcher
 
 
@@ -317,6 +371,7 @@ class PolicyWatcher:
         engine: PolicyEngine | None = None,
         notifier: PodEventNotifier | None = None,
         signal_modes: ActiveSignalModes | None = None,
+        cluster_registry: FileClusterRegistry | None = None,
         debounce: float = DEBOUNCE_SECONDS,
         engine_check_interval: float = ENGINE_CHECK_SECONDS,
     ) -> None:
@@ -325,14 +380,13 @@ class PolicyWatcher:
         self._metrics = metrics
         self._engine = engine
         self._notifier = notifier
-        self._signal_modes = signal_modes
+        self._companions = _companions(signal_modes, cluster_registry)
         self._engine_check_interval = engine_check_interval
         self._debouncer = Debouncer(debounce, self.reload)
         self._observer: Any = None
         self._engine_check: asyncio.Task[None] | None = None
         self._last: ReloadReport | None = None
         self._last_rejection: ReloadReport | None = None
-        self._signal_modes_rejection = ""
 
     async def start(self) -> None:
         """Watch the directory (and the engine's modules); reload once too, for changes since start-up."""
@@ -363,9 +417,9 @@ class PolicyWatcher:
     def _watched_directories(self) -> dict[Path, set[str]]:
         """Each directory to watch and the file names in it that count."""
         watched: dict[Path, set[str]] = {self._directory: set(POLICY_FILE_NAMES)}
-        if self._signal_modes is not None:
-            mappings = self._signal_modes.path
-            watched.setdefault(mappings.parent, set()).add(mappings.name)
+        for companion in self._companions:
+            path = companion.file.path
+            watched.setdefault(path.parent, set()).add(path.name)
         return watched
 
     async def reload(self) -> ReloadOutcome:
@@ -373,23 +427,23 @@ class PolicyWatcher:
         source = policy_source_dir(self._directory)
         outcome = await self._policies.reload(source)
         await self._report(outcome, source)
-        if self._signal_modes is not None:
-            await self._reload_signal_modes(self._signal_modes, source)
+        for companion in self._companions:
+            await self._reload_companion(companion, source)
         return outcome
 
-    async def _reload_signal_modes(self, signal_modes: ActiveSignalModes, policy_source: Path) -> None:
-        """The mappings file too, from the same ConfigMap generation when it sits beside the policies."""
-        mappings = signal_modes.path
-        beside = mappings.parent.resolve() == self._directory.resolve()
-        verdict, error = signal_modes.reload(policy_source / mappings.name if beside else None)
-        if verdict is MappingsVerdict.ACTIVATED:
-            logger.info("signal mode mappings %s activated (%s)", mappings, signal_modes.current.sha256)
-        elif verdict is MappingsVerdict.REJECTED:
-            message = f"signal mode mappings rejected, keeping the last good: {error}"
+    async def _reload_companion(self, companion: CompanionFile, policy_source: Path) -> None:
+        """A file reloaded with the policies, from the same ConfigMap generation when it sits beside them."""
+        path = companion.file.path
+        beside = path.parent.resolve() == self._directory.resolve()
+        verdict, error = companion.file.reload(policy_source / path.name if beside else None)
+        if verdict is ReloadVerdict.ACTIVATED:
+            logger.info("%s %s activated (%s)", companion.description, path, companion.file.current.sha256)
+        elif verdict is ReloadVerdict.REJECTED:
+            message = f"{companion.description} rejected, keeping the last good: {error}"
             logger.error("%s", message)
-            self._signal_modes_rejection = error
+            companion.last_rejection = error
             if self._notifier is not None:
-                await self._notifier.warn("SignalModeMappingsRejected", message)
+                await self._notifier.warn(companion.rejected_reason, message)
 
     def probe_detail(self) -> dict[str, Any]:
         """The active hash and the last reload (and last rejection, if any) for the health probe."""
@@ -399,12 +453,8 @@ class PolicyWatcher:
             detail["lastReload"] = self._last.to_raw()
         if self._last_rejection is not None:
             detail["lastRejection"] = self._last_rejection.to_raw()
-        if self._signal_modes is not None:
-            current = self._signal_modes.current
-            modes: dict[str, Any] = {"sha256": current.sha256, "proactive": len(current.proactive)}
-            if self._signal_modes_rejection:
-                modes["lastRejection"] = self._signal_modes_rejection
-            detail["signalModes"] = modes
+        for companion in self._companions:
+            detail[companion.probe_key] = companion.probe_detail()
         return detail
 
     async def _report(self, outcome: ReloadOutcome, source: Path) -> None:

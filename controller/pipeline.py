@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, TypeVar
 
@@ -27,8 +27,9 @@ from controller.audit_events import AuditEvent
 from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
 from controller.classify import SignalVerdict, classify_business, classify_signal, extract_custom_labels
+from controller.clusters import Fleet, hub_only
 from controller.detect import read_detected_labels
-from controller.enrich import NamespaceMissing, read_kubernetes_context
+from controller.enrich import REMOTE_READER_UNAVAILABLE, NamespaceMissing, read_cluster_context
 from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
 from controller.policies import ActivePolicies
@@ -47,7 +48,7 @@ from controller.signalprocessing import (
     timestamp,
 )
 from controller.trail import new_events
-from controller.transitions import failed, seconds_in_phase, with_condition
+from controller.transitions import failed, failed_transiently, seconds_in_phase, succeeded, with_condition
 
 SIGNALPROCESSINGS: Final = kube.Resource("kubernaut.ai", "v1alpha1", "signalprocessings")
 _CONFLICT_RETRIES: Final = 5
@@ -139,6 +140,7 @@ class Pipeline:
     deadline: timedelta
     backoff: RetryBackoff
     clock: Callable[[], datetime]
+    fleet: Fleet = field(default_factory=hub_only)  # which cluster a signal is from, and its labels
 
     async def advance(self, sp: SignalProcessing) -> SignalProcessing:
         """Runs every remaining step; returns the SP as last written. Raises `RetryLater`."""
@@ -306,9 +308,10 @@ class Pipeline:
 
     async def _record_transient(self, sp: SignalProcessing, phase: Phase, error: str, now: datetime) -> float:
         """Records the failure (BR-SP-111) and returns how long to wait before the next attempt."""
-        failures = sp.status.consecutive_failures + 1
-        status = replace(sp.status, consecutive_failures=failures, last_failure_time=now, error=error[:1024])
-        delay = self._until_deadline(self.backoff.delay(failures), self.deadline_of(sp), now)
+        status = failed_transiently(sp.status, error, now=now)
+        delay = self._until_deadline(
+            self.backoff.delay(status.consecutive_failures), self.deadline_of(sp), now
+        )
         try:
             await self._patch_conditionally(sp, phase, status)
         except kube.ApiError as write_error:
@@ -329,9 +332,10 @@ class Pipeline:
         signal = sp.spec.signal
         target = signal.target_resource
         began = self.clock()
+        member = self.fleet.member(signal.cluster_id)
         # The reads that do not depend on each other go out together: each one is a round trip.
         context_read, recovery_read = await asyncio.gather(
-            read_kubernetes_context(self.api, target, self.caches),
+            read_cluster_context(self.api, target, self.caches, member),
             read_recovery_context(
                 self.api, sp.spec.remediation_request_ref, sp_namespace=sp.metadata.namespace, now=now
             ),
@@ -339,17 +343,18 @@ class Pipeline:
         )
         if isinstance(context_read, NamespaceMissing):
             self.metrics.enrichment_total.labels(result="failure").inc()
-            self.metrics.enrichment_errors.labels(error_type="not_found").inc()
-            raise PermanentFailure(
-                FailureReason.ENRICHMENT_FAILED, f"target namespace {context_read.namespace!r} does not exist"
-            ) from context_read
+            error_type = "not_found" if context_read.namespace else "invalid_target"
+            self.metrics.enrichment_errors.labels(error_type=error_type).inc()
+            raise PermanentFailure(FailureReason.ENRICHMENT_FAILED, str(context_read)) from context_read
         if isinstance(context_read, BaseException):
             self._count_read_error(context_read)
             raise context_read
         if isinstance(recovery_read, BaseException):
             self._count_read_error(recovery_read)
             raise recovery_read
-        context, recovery = context_read, recovery_read
+        # The target as the policies see it, recorded so that no reader needs its kind's section.
+        context = replace(context_read, workload=context_read.workload_of(target.kind, target.name))
+        recovery = recovery_read
         detected, custom = await asyncio.gather(
             read_detected_labels(self.api, target, context, self.caches),
             self._evaluate(extract_custom_labels(self.policies, context, target, signal)),
@@ -359,11 +364,17 @@ class Pipeline:
             (self.clock() - began).total_seconds()
         )
         self.metrics.enrichment_total.labels(result="degraded" if context.degraded_mode else "success").inc()
-        where = f"{target.kind} {target.namespace}/{target.name}"
+        where = str(target)
+        if member.remote:
+            where = f"{where} in cluster {member.id}"
+            why = f"{REMOTE_READER_UNAVAILABLE}: no reader for remote clusters; nothing of it was read"
+            self.metrics.enrichment_errors.labels(error_type=REMOTE_READER_UNAVAILABLE).inc()
+        else:
+            why = "target not found"
         if context.degraded_mode:
             reason, message = (
                 ConditionReason.DEGRADED_MODE,
-                f"Enrichment completed in degraded mode: {where} (target not found)",
+                f"Enrichment completed in degraded mode: {where} ({why})",
             )
             self.events.record(
                 InvolvedObject.of(sp), kind="Warning", reason="EnrichmentDegraded", message=message, now=now
@@ -371,7 +382,7 @@ class Pipeline:
         else:
             reason, message = ConditionReason.ENRICHMENT_SUCCEEDED, f"K8s context enriched: {where}"
         return replace(
-            _succeeded(sp.status),
+            succeeded(sp.status),
             phase=Phase.CLASSIFYING,
             kubernetes_context=context,
             conditions=with_condition(
@@ -411,7 +422,7 @@ class Pipeline:
             cluster_classification=verdict.cluster.classification,
         )
         return replace(
-            _succeeded(sp.status),
+            succeeded(sp.status),
             phase=Phase.CATEGORIZING,
             environment_classification=replace(environment, classified_at=now),
             signal_classification=signal_classification,
@@ -497,7 +508,7 @@ class Pipeline:
             generation=generation,
         )
         return replace(
-            _succeeded(status),
+            succeeded(status),
             phase=Phase.COMPLETED,
             business_classification=business,
             completion_time=now,
@@ -522,8 +533,3 @@ _STEPS: Final[dict[Phase, Step]] = {
     Phase.CLASSIFYING: Pipeline._classify,
     Phase.CATEGORIZING: Pipeline._categorize,
 }
-
-
-def _succeeded(status: Status) -> Status:
-    """A successful step clears the transient-failure record (BR-SP-111), lastFailureTime kept."""
-    return replace(status, consecutive_failures=0, error="") if status.consecutive_failures else status

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from controller import classify, hotreload, kube, signalmode
+from controller import classify, clusters, hotreload, kube, signalmode
 from controller.audit import AuditClient
 from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
@@ -84,6 +84,9 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
     signal_modes = ActiveSignalModes(
         settings.signal_mode_config_path or settings.policy_dir / signalmode.MAPPINGS_FILE_NAME
     )
+    cluster_registry = clusters.FileClusterRegistry(
+        settings.cluster_registry_path or settings.policy_dir / clusters.REGISTRY_FILE_NAME
+    )
     readiness.gates.hold_closed(POLICIES, f"loading the policies in {settings.policy_dir}")
     try:
         active = await policies.start(settings.policy_dir)
@@ -106,6 +109,7 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
         caches=EnrichmentCaches.create(),
         policies=policies,
         signal_modes=signal_modes,
+        fleet=clusters.Fleet(cluster_registry, hub_id=settings.cluster_id),
         audit=audit,
         events=events,
         metrics=metrics,
@@ -121,6 +125,7 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
         engine=engine,
         notifier=hotreload.PodEventNotifier(api, events, pod) if pod else None,
         signal_modes=signal_modes,
+        cluster_registry=cluster_registry,
     )
     await watcher.start()
     server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)

@@ -10,26 +10,22 @@ The file lives beside the policies by default (one ConfigMap, one kubelet `..dat
 reloaded with them (`controller.hotreload`); kubernaut loads it once at start, though its design
 says it reloads. A missing file means every signal is reactive. A file that is not such a mapping
 is refused with a message naming the problem: at start the controller does not start; on a
-reload the last good mappings stay.
+reload the last good mappings stay (`controller.watchedfile`, shared with the cluster registry).
 
 Boundary: the file and the decision; no Kubernetes API.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-import yaml
-
 from controller.signalprocessing import SignalClassification, SignalMode
+from controller.watchedfile import FileRejected, WatchedFile, read_file, yaml_document
 
 MAPPINGS_FILE_NAME: Final = "proactive-signal-mappings.yaml"
 _KEY: Final = "proactive_signal_mappings"
@@ -37,16 +33,15 @@ _KEY: Final = "proactive_signal_mappings"
 logger = logging.getLogger(__name__)
 
 
-class MappingsError(Exception):
+class MappingsError(FileRejected):
     """The mappings file is not a mapping of proactive signal names to base names."""
 
 
 @dataclass(frozen=True)
 class SignalModeMappings:
-    """One version of the mappings; `sha256` of the file's bytes, "" when there is no file."""
+    """The proactive signal names and the base name of each."""
 
     proactive: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    sha256: str = ""
 
     def classify(self, signal_name: str) -> SignalClassification:
         base = self.proactive.get(signal_name)
@@ -56,11 +51,9 @@ class SignalModeMappings:
 
 
 def parse_mappings(text: str) -> Mapping[str, str]:
-    """The proactive name -> base name mapping of a file's text; raises `MappingsError`."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise MappingsError(f"not YAML: {error}") from error
+    """The proactive name -> base name mapping of a file's text; raises `MappingsError` (or, for text
+    that is not YAML, `FileRejected`)."""
+    document = yaml_document(text)
     if document is None:
         return MappingProxyType({})
     if not isinstance(document, dict):
@@ -76,51 +69,22 @@ def parse_mappings(text: str) -> Mapping[str, str]:
     return MappingProxyType(dict(mappings))
 
 
+def _parse(text: str) -> SignalModeMappings:
+    return SignalModeMappings(parse_mappings(text))
+
+
 def read_mappings(path: str | os.PathLike[str]) -> SignalModeMappings:
-    """The mappings in `path`; every signal reactive when it does not exist. Raises `MappingsError`."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        return SignalModeMappings()
-    except OSError as error:
-        raise MappingsError(f"cannot read {path}: {error}") from error
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as error:
-        raise MappingsError(f"{path} is not UTF-8: {error}") from error
-    try:
-        proactive = parse_mappings(text)
-    except MappingsError as error:
-        raise MappingsError(f"{path}: {error}") from error
-    return SignalModeMappings(proactive, hashlib.sha256(data).hexdigest())
+    """The mappings in `path`; every signal reactive when it does not exist. Raises `FileRejected`."""
+    return read_file(path, _parse, absent=SignalModeMappings()).content
 
 
-class MappingsVerdict(enum.StrEnum):
-    ACTIVATED = "activated"
-    UNCHANGED = "unchanged"
-    REJECTED = "rejected"
-
-
-class ActiveSignalModes:
-    """The mappings in force; `reload` swaps them only for a file that reads."""
+class ActiveSignalModes(WatchedFile[SignalModeMappings]):
+    """The mappings in force (`current`, with its hash); `reload` swaps them only for a file that reads."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.current = read_mappings(self.path)
+        super().__init__(path, _parse, absent=SignalModeMappings())
         if not self.current.sha256:
             logger.info("no %s: every signal is reactive", self.path)
 
     def classify(self, signal_name: str) -> SignalClassification:
-        return self.current.classify(signal_name)
-
-    def reload(self, source: str | os.PathLike[str] | None = None) -> tuple[MappingsVerdict, str]:
-        """Reads the file again (from `source`, one ConfigMap generation, when given); the verdict and,
-        for a rejection, why."""
-        try:
-            candidate = read_mappings(source if source is not None else self.path)
-        except MappingsError as error:
-            return MappingsVerdict.REJECTED, str(error)
-        if candidate.sha256 == self.current.sha256:
-            return MappingsVerdict.UNCHANGED, ""
-        self.current = candidate
-        return MappingsVerdict.ACTIVATED, ""
+        return self.current.content.classify(signal_name)

@@ -38,6 +38,7 @@ def subject_of(sp: SignalProcessing) -> AuditSubject:
         correlation_id=sp.spec.remediation_request_ref.name,
         signal_name=signal.name,
         severity=signal.severity,
+        cluster_id=signal.cluster_id,
     )
 
 

@@ -15,6 +15,7 @@ from controller.signalprocessing import (
     Condition,
     ConditionReason,
     ConditionType,
+    FailureInfo,
     FailureReason,
     Phase,
     Status,
@@ -98,6 +99,25 @@ def with_condition(
     return tuple(result)
 
 
+def failed_transiently(status: Status, error: str, *, now: datetime) -> Status:
+    """One more transient failure (BR-SP-111): counted, dated, its error kept (at most 1024 characters)."""
+    return replace(
+        status,
+        failure_info=FailureInfo(
+            error=error[:1024], consecutive_failures=status.consecutive_failures + 1, last_failure_time=now
+        ),
+    )
+
+
+def succeeded(status: Status) -> Status:
+    """A successful step clears the failure in force (BR-SP-111); `lastFailureTime` stays as history."""
+    info = status.failure_info
+    if info is None or (not info.error and not info.consecutive_failures):
+        return status
+    history = info.last_failure_time
+    return replace(status, failure_info=FailureInfo(last_failure_time=history) if history else None)
+
+
 def failed(
     status: Status,
     failing_phase: Phase,
@@ -140,7 +160,7 @@ def failed(
         status,
         phase=Phase.FAILED,
         failed_phase=failing_phase,
-        error=message,
+        failure_info=replace(status.failure_info or FailureInfo(), error=message, last_failure_time=now),
         completion_time=now,
         start_time=status.start_time or now,
         conditions=conditions,

@@ -39,13 +39,15 @@ def signal_processing(
     source: str = "prometheus",
     signal_fingerprint: str | None = None,
     signal_name: str = "HighMemoryUsage",
+    cluster_id: str = "",
 ) -> dict[str, Any]:
     """A SignalProcessing named `sp-<rr>` for the RemediationRequest `rr_name` in `namespace`.
 
-    The signal's fingerprint is `fingerprint(rr_name)` unless `signal_fingerprint` is given.
+    The signal's fingerprint is `fingerprint(rr_name)` unless `signal_fingerprint` is given; its
+    `clusterID` is `cluster_id` when given (none: the hub's own cluster).
     """
     rr = rr_name or unique_rr_name()
-    return {
+    manifest: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "SignalProcessing",
         "metadata": {"name": f"sp-{rr}", "namespace": namespace},
@@ -73,6 +75,9 @@ def signal_processing(
             },
         },
     }
+    if cluster_id:
+        manifest["spec"]["signal"]["clusterID"] = cluster_id
+    return manifest
 
 
 def with_change(manifest: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The shipped policies, copied where a local or test controller may read (and a spec rewrite) them.
 
-The controller loads `policy.rego` (`controller.policies`) and the signal mode
-mappings (`controller.signalmode`), and ignores the Rego tests beside them; a
-copy holds exactly those files.
+The controller loads `policy.rego` (`controller.policies`), the signal mode
+mappings (`controller.signalmode`) and the cluster registry (`controller.clusters`),
+and ignores the Rego tests beside them; a copy holds exactly those files.
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ import shutil
 from pathlib import Path
 from typing import Final
 
+from controller.clusters import REGISTRY_FILE_NAME
 from controller.policies import POLICY_FILE_NAME
 from controller.signalmode import MAPPINGS_FILE_NAME
 
 SHIPPED_POLICIES: Final = Path(__file__).resolve().parent.parent / "policies"
 
 
-# What the controller reads from its policy directory: the policy (not its Rego tests) and the
-# signal mode mappings beside it.
-_LOADED: Final = (POLICY_FILE_NAME, MAPPINGS_FILE_NAME)
+# What the controller reads from its policy directory: the policy (not its Rego tests), the
+# signal mode mappings and the cluster registry beside it.
+_LOADED: Final = (POLICY_FILE_NAME, MAPPINGS_FILE_NAME, REGISTRY_FILE_NAME)
 
 
 def shipped_policy_texts() -> dict[str, str]:

@@ -6,7 +6,7 @@
 #   input.namespace  {name, labels, annotations}
 #   input.signal     {severity, type, source, labels}
 #   input.workload   {kind, name, labels, annotations}   the signal's target
-#   input.cluster    {labels}                            {} until a cluster registry exists
+#   input.cluster    {labels}                            the signal's cluster's, from cluster-registry.yaml
 #
 # Required rules (an undefined answer fails the SP): severity, environment,
 # priority. Optional: labels, cluster, business. See the README, "The policy".
@@ -137,7 +137,8 @@ labels := {key: [value] |
 # --- cluster: no rule ------------------------------------------------------------------------------
 #
 # Optional; undefined records no cluster classification. A policy may answer a
-# string from input.cluster.labels (empty until a cluster registry exists), e.g.
+# string from input.cluster.labels (the registry's labels of the signal's cluster; {} for an
+# unregistered one), e.g.
 #
 #   cluster := input.cluster.labels["kubernaut.ai/cluster-class"]
 
@@ -149,14 +150,16 @@ labels := {key: [value] |
 # declared. This rule decides the rest: criticality and SLA by environment,
 # the business unit from the namespace's `kubernaut.ai/team` label. An empty
 # string means "no opinion" and lets the controller's default apply.
+# Criticality is Critical, High, Medium or Low, SLA Platinum, Gold, Silver or
+# Bronze (kubernaut 2026's values); the controller accepts them in any case.
 
-default business_tiers := {"criticality": "medium", "sla": "bronze"}
+default business_tiers := {"criticality": "Medium", "sla": "Bronze"}
 
-business_tiers := {"criticality": "high", "sla": "gold"} if {
+business_tiers := {"criticality": "High", "sla": "Gold"} if {
 	env in {"production", "prod"}
-} else := {"criticality": "medium", "sla": "silver"} if {
+} else := {"criticality": "Medium", "sla": "Silver"} if {
 	env in {"staging", "stage"}
-} else := {"criticality": "low", "sla": "bronze"} if {
+} else := {"criticality": "Low", "sla": "Bronze"} if {
 	env in {"development", "dev"}
 }
 

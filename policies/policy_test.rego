@@ -148,17 +148,17 @@ business_of(env, ns_labels) := answer if {
 
 test_business_tiers_by_environment if {
 	every row in [
-		["production", "high", "gold"], ["prod", "high", "gold"],
-		["staging", "medium", "silver"], ["stage", "medium", "silver"],
-		["development", "low", "bronze"], ["dev", "low", "bronze"],
-		["test", "medium", "bronze"], ["unknown", "medium", "bronze"],
+		["production", "High", "Gold"], ["prod", "High", "Gold"],
+		["staging", "Medium", "Silver"], ["stage", "Medium", "Silver"],
+		["development", "Low", "Bronze"], ["dev", "Low", "Bronze"],
+		["test", "Medium", "Bronze"], ["unknown", "Medium", "Bronze"],
 	] {
 		business_of(row[0], {}) == {"business_unit": "", "service_owner": "", "criticality": row[1], "sla": row[2]}
 	}
 }
 
 test_business_environment_is_case_insensitive if {
-	business_of("Production", {}).criticality == "high"
+	business_of("Production", {}).criticality == "High"
 }
 
 test_team_label_is_the_business_unit if {
@@ -167,6 +167,6 @@ test_team_label_is_the_business_unit if {
 
 test_no_environment_label_gets_the_business_defaults if {
 	signalprocessing.business == {
-		"business_unit": "", "service_owner": "", "criticality": "medium", "sla": "bronze",
+		"business_unit": "", "service_owner": "", "criticality": "Medium", "sla": "Bronze",
 	} with input as base_input
 }

@@ -53,8 +53,22 @@ class RawDetectedLabels(TypedDict, total=False):
     hasResourceLimits: bool
 
 
+class RawClusterContext(TypedDict, total=False):
+    labels: dict[str, str]
+
+
+class RawWorkloadContext(TypedDict, total=False):
+    kind: str
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
 class RawKubernetesContext(TypedDict, total=False):
+    clusterID: str
+    cluster: RawClusterContext
     namespace: RawNamespaceContext
+    workload: RawWorkloadContext
     pod: RawPodContext
     deployment: RawDeploymentContext
     statefulSet: RawStatefulSetContext
@@ -110,6 +124,47 @@ class NamespaceContext:
     def to_raw(self) -> RawNamespaceContext:
         raw = compact(labels=dict(self.labels), annotations=dict(self.annotations))
         return cast(RawNamespaceContext, {"name": self.name, **raw})
+
+
+@dataclass(frozen=True)
+class ClusterContext:
+    """`kubernetesContext.cluster`: the registry's entry of the signal's cluster (`controller.clusters`)."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, raw: RawClusterContext) -> ClusterContext:
+        return cls(string_map(raw.get("labels")))
+
+    def to_raw(self) -> RawClusterContext:
+        return cast(RawClusterContext, compact(labels=dict(self.labels)))
+
+
+@dataclass(frozen=True)
+class WorkloadContext:
+    """`kubernetesContext.workload`: the target as the policies see it (their `input.workload`).
+
+    Its kind and name come from the spec; its labels and annotations from the section enrichment
+    read for its kind (a Node has labels only), empty when it was not found or has no section.
+    """
+
+    kind: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(cls, raw: RawWorkloadContext) -> WorkloadContext:
+        return cls(
+            kind=str_or_empty(raw.get("kind")),
+            name=str_or_empty(raw.get("name")),
+            labels=string_map(raw.get("labels")),
+            annotations=string_map(raw.get("annotations")),
+        )
+
+    def to_raw(self) -> RawWorkloadContext:
+        raw = compact(labels=dict(self.labels), annotations=dict(self.annotations))
+        return cast(RawWorkloadContext, {"kind": self.kind, "name": self.name, **raw})
 
 
 @dataclass(frozen=True)
@@ -170,6 +225,9 @@ class KubernetesContext:
     """`status.kubernetesContext`: at most one of the per-kind sections is set, matching the target."""
 
     namespace: NamespaceContext | None = None
+    cluster_id: str = ""  # the cluster described: spec.signal.clusterID, else the hub's own id
+    cluster: ClusterContext | None = None  # the registry's labels of that cluster, when it has any
+    workload: WorkloadContext | None = None  # the target as the policies see it (`workload_of`)
     pod: PodDetails | None = None
     deployment: DeploymentDetails | None = None
     stateful_set: StatefulSetDetails | None = None
@@ -194,6 +252,23 @@ class KubernetesContext:
                 return workload.labels
         return {}
 
+    def workload_of(self, kind: str, name: str) -> WorkloadContext:
+        """The target `kind` `name` as the policies see it, from the section read for its kind."""
+        sections = {
+            "pod": self.pod,
+            "deployment": self.deployment,
+            "statefulset": self.stateful_set,
+            "daemonset": self.daemon_set,
+            "replicaset": self.replica_set,
+            "service": self.service,
+        }
+        section = sections.get(kind.lower())
+        if section is not None:
+            return WorkloadContext(kind, name, section.labels, section.annotations)
+        if kind.lower() == "node" and self.node is not None:
+            return WorkloadContext(kind, name, self.node.labels)  # enrichment keeps no Node annotations
+        return WorkloadContext(kind, name)
+
     @classmethod
     def from_raw(cls, raw: RawKubernetesContext) -> KubernetesContext:
         namespace, pod, deployment = raw.get("namespace"), raw.get("pod"), raw.get("deployment")
@@ -203,8 +278,12 @@ class KubernetesContext:
             raw.get("replicaSet"),
         )
         service, node, detected = raw.get("service"), raw.get("node"), raw.get("detectedLabels")
+        cluster, workload = raw.get("cluster"), raw.get("workload")
         return cls(
             namespace=NamespaceContext.from_raw(namespace) if namespace is not None else None,
+            cluster_id=str_or_empty(raw.get("clusterID")),
+            cluster=ClusterContext.from_raw(cluster) if cluster is not None else None,
+            workload=WorkloadContext.from_raw(workload) if workload is not None else None,
             pod=PodDetails.from_raw(pod) if pod is not None else None,
             deployment=DeploymentDetails.from_raw(deployment) if deployment is not None else None,
             stateful_set=StatefulSetDetails.from_raw(stateful_set) if stateful_set is not None else None,
@@ -225,8 +304,14 @@ class KubernetesContext:
     def to_raw(self) -> RawKubernetesContext:
         """The CRD's shape. A section that was not read is left out; `degradedMode` is always written."""
         raw = RawKubernetesContext(degradedMode=self.degraded_mode)
+        if self.cluster_id:
+            raw["clusterID"] = self.cluster_id
+        if self.cluster is not None:
+            raw["cluster"] = self.cluster.to_raw()
         if self.namespace is not None:
             raw["namespace"] = self.namespace.to_raw()
+        if self.workload is not None:
+            raw["workload"] = self.workload.to_raw()
         if self.pod is not None:
             raw["pod"] = self.pod.to_raw()
         if self.deployment is not None:

@@ -47,6 +47,7 @@ class RawSignal(TypedDict, total=False):
     firingTime: str
     receivedTime: str
     providerData: str
+    clusterID: str
 
 
 class RawEnrichmentConfig(TypedDict, total=False):
@@ -72,7 +73,11 @@ class TargetResource:
 
     kind: str
     name: str
-    namespace: str = ""
+    namespace: str = ""  # empty (or absent): a cluster-scoped target, a Node say
+
+    @property
+    def is_cluster_scoped(self) -> bool:
+        return not self.namespace
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> TargetResource:
@@ -83,10 +88,13 @@ class TargetResource:
         )
 
     def to_raw(self) -> RawTargetResource:
-        return RawTargetResource(kind=self.kind, name=self.name, namespace=self.namespace)
+        raw = RawTargetResource(kind=self.kind, name=self.name)
+        if self.namespace:
+            raw["namespace"] = self.namespace
+        return raw
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class Signal:
     firing_time: str = ""
     received_time: str = ""
     provider_data: str = ""  # base64, as the API carries `format: byte`
+    cluster_id: str = ""  # the fleet member the signal came from; "" is the hub (`controller.clusters`)
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Signal:
@@ -157,6 +166,7 @@ class Signal:
             firing_time=str_or_empty(raw.get("firingTime")),
             received_time=str_or_empty(raw.get("receivedTime")),
             provider_data=str_or_empty(raw.get("providerData")),
+            cluster_id=str_or_empty(raw.get("clusterID")),
         )
 
     def to_raw(self) -> RawSignal:
@@ -175,6 +185,7 @@ class Signal:
             "annotations": dict(self.annotations),
             "firingTime": self.firing_time,
             "providerData": self.provider_data,
+            "clusterID": self.cluster_id,
         }
         raw.update(cast(RawSignal, {key: value for key, value in optional.items() if value}))
         return raw

@@ -1,7 +1,7 @@
 """`status`: what the controller found and decided, written one phase step at a time.
 
-`status_patch` is how a step's result reaches the API: the top-level fields that changed, as a
-merge patch (None deletes a field), so a step computes a whole `Status` and never a patch by hand.
+`status_patch` is how a step's result reaches the API: the fields that changed, as a merge patch
+(None deletes a field), so a step computes a whole `Status` and never a patch by hand.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ class RawCondition(TypedDict, total=False):
     message: str
     observedGeneration: int
     lastTransitionTime: str
+
+
+class RawFailureInfo(TypedDict, total=False):
+    error: str
+    consecutiveFailures: int
+    lastFailureTime: str
 
 
 class RawRecoveryContext(TypedDict, total=False):
@@ -73,9 +79,7 @@ class RawStatus(TypedDict, total=False):
     failedPhase: str
     startTime: str
     completionTime: str
-    error: str
-    consecutiveFailures: int
-    lastFailureTime: str
+    failureInfo: RawFailureInfo
     kubernetesContext: RawKubernetesContext
     recoveryContext: RawRecoveryContext
     environmentClassification: RawEnvironmentClassification
@@ -123,6 +127,38 @@ class Condition:
         )
         if self.observed_generation is not None:
             raw["observedGeneration"] = self.observed_generation
+        return raw
+
+
+@dataclass(frozen=True)
+class FailureInfo:
+    """`status.failureInfo`, absent until the first failure.
+
+    `error` and `consecutive_failures` describe the failure in force: a transient one being retried
+    (BR-SP-111), or the permanent one that sent the SP to Failed. The next successful step clears
+    both; `last_failure_time` stays, as history.
+    """
+
+    error: str = ""
+    consecutive_failures: int = 0  # transient failures since the last successful step
+    last_failure_time: datetime | None = None
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> FailureInfo:
+        return cls(
+            error=str_or_empty(raw.get("error")),
+            consecutive_failures=int_or_zero(raw.get("consecutiveFailures")),
+            last_failure_time=optional_time(raw.get("lastFailureTime")),
+        )
+
+    def to_raw(self) -> RawFailureInfo:
+        raw = RawFailureInfo()
+        if self.error:
+            raw["error"] = self.error
+        if self.consecutive_failures:
+            raw["consecutiveFailures"] = self.consecutive_failures
+        if self.last_failure_time is not None:
+            raw["lastFailureTime"] = timestamp(self.last_failure_time)
         return raw
 
 
@@ -280,9 +316,7 @@ class Status:
     failed_phase: Phase | None = None  # the phase that failed, when phase is Failed
     start_time: datetime | None = None
     completion_time: datetime | None = None
-    error: str = ""
-    consecutive_failures: int = 0  # transient failures since the last successful step
-    last_failure_time: datetime | None = None
+    failure_info: FailureInfo | None = None  # None until the first failure
     kubernetes_context: KubernetesContext | None = None
     recovery_context: RecoveryContext | None = None
     environment_classification: EnvironmentClassification | None = None
@@ -294,8 +328,19 @@ class Status:
     def condition(self, kind: ConditionType) -> Condition | None:
         return next((condition for condition in self.conditions if condition.type == kind), None)
 
+    @property
+    def error(self) -> str:
+        """The failure in force (`failureInfo.error`); empty when there is none."""
+        return self.failure_info.error if self.failure_info is not None else ""
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Transient failures since the last successful step (`failureInfo.consecutiveFailures`)."""
+        return self.failure_info.consecutive_failures if self.failure_info is not None else 0
+
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> Status:
+        failure = section(raw, "failureInfo")
         context = section(raw, "kubernetesContext")
         recovery = section(raw, "recoveryContext")
         environment = section(raw, "environmentClassification")
@@ -309,9 +354,7 @@ class Status:
             failed_phase=Phase(failed_phase) if failed_phase else None,
             start_time=optional_time(raw.get("startTime")),
             completion_time=optional_time(raw.get("completionTime")),
-            error=str_or_empty(raw.get("error")),
-            consecutive_failures=int_or_zero(raw.get("consecutiveFailures")),
-            last_failure_time=optional_time(raw.get("lastFailureTime")),
+            failure_info=FailureInfo.from_raw(failure) if failure is not None else None,
             kubernetes_context=(
                 KubernetesContext.from_raw(cast(RawKubernetesContext, context))
                 if context is not None
@@ -344,12 +387,8 @@ class Status:
             raw["startTime"] = timestamp(self.start_time)
         if self.completion_time is not None:
             raw["completionTime"] = timestamp(self.completion_time)
-        if self.error:
-            raw["error"] = self.error
-        if self.consecutive_failures:
-            raw["consecutiveFailures"] = self.consecutive_failures
-        if self.last_failure_time is not None:
-            raw["lastFailureTime"] = timestamp(self.last_failure_time)
+        if self.failure_info is not None:
+            raw["failureInfo"] = self.failure_info.to_raw()
         if self.kubernetes_context is not None:
             raw["kubernetesContext"] = self.kubernetes_context.to_raw()
         if self.recovery_context is not None:
@@ -368,8 +407,16 @@ class Status:
 
 
 def status_patch(before: Status, after: Status) -> dict[str, Any]:
-    """The merge patch that turns `before` into `after`: changed top-level fields, None for removed ones."""
-    old, new = cast(dict[str, Any], before.to_raw()), cast(dict[str, Any], after.to_raw())
-    patch = {key: value for key, value in new.items() if old.get(key) != value}
+    """The merge patch (RFC 7386) that turns `before` into `after`: the fields that changed, None for
+    removed ones, at every depth. The API server merges objects key by key, so a key left out of a
+    nested object (`failureInfo.error`, cleared) would stay: it must be sent as None."""
+    patch = _merge_patch(cast(dict[str, Any], before.to_raw()), cast(dict[str, Any], after.to_raw()))
+    return cast(dict[str, Any], patch)
+
+
+def _merge_patch(old: object, new: object) -> object:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new  # a value, a list or a new object replaces whatever was there
+    patch = {key: _merge_patch(old.get(key), value) for key, value in new.items() if old.get(key) != value}
     patch.update({key: None for key in old if key not in new})
     return patch

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from controller.clusters import REGISTRY_FILE_NAME, parse_registry
 from datastorage.config import RetentionSettings, load_settings
 from devstack.policies import shipped_policy_texts
 from devstack.state import StackState
@@ -173,6 +174,31 @@ def test_invalid_values_are_rejected_naming_the_value(
 
     assert result.returncode != 0
     assert named in result.stderr, result.stderr
+
+
+def test_controller_chart_ships_the_fleet_values_as_a_registry_the_controller_reads() -> None:
+    (configmap,) = by_kind(
+        render(
+            SIGNALPROCESSING_CHART,
+            *SP_VALUES,
+            "fleet.clusterID=hub-1",
+            "fleet.clusters.prod-eu-1.labels.region=eu-west-1",
+            "fleet.clusters.edge-7.labels.tier=bronze",
+        )
+    )["ConfigMap"]
+    (deployment,) = by_kind(render(SIGNALPROCESSING_CHART, *SP_VALUES, "fleet.clusterID=hub-1"))["Deployment"]
+    env = {
+        variable["name"]: variable.get("value")
+        for variable in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+    registry = parse_registry(configmap["data"][REGISTRY_FILE_NAME])
+
+    assert {cluster: dict(labels) for cluster, labels in registry.clusters.items()} == {
+        "prod-eu-1": {"region": "eu-west-1"},
+        "edge-7": {"tier": "bronze"},
+    }
+    assert env["CLUSTER_ID"] == "hub-1"
 
 
 @pytest.mark.br("BR-SP-090")

@@ -40,7 +40,6 @@ MALFORMED = [
     pytest.param(f"{SIGNAL}.receivedTime", DELETE, f"{SIGNAL}.receivedTime", id="missing-received-time"),
     pytest.param(f"{TARGET}.kind", DELETE, f"{TARGET}.kind", id="missing-target-kind"),
     pytest.param(f"{TARGET}.name", DELETE, f"{TARGET}.name", id="missing-target-name"),
-    pytest.param(f"{TARGET}.namespace", DELETE, f"{TARGET}.namespace", id="missing-target-namespace"),
     pytest.param(
         "spec.remediationRequestRef.name", DELETE, "spec.remediationRequestRef.name", id="missing-rr-name"
     ),
@@ -50,6 +49,9 @@ MALFORMED = [
     pytest.param(f"{SIGNAL}.name", "x" * 254, f"{SIGNAL}.name", id="signal-name-too-long"),
     pytest.param(f"{SIGNAL}.source", "s" * 64, f"{SIGNAL}.source", id="signal-source-too-long"),
     pytest.param(f"{TARGET}.name", "n" * 254, f"{TARGET}.name", id="target-name-too-long"),
+    pytest.param(f"{TARGET}.namespace", "n" * 64, f"{TARGET}.namespace", id="target-namespace-too-long"),
+    pytest.param(f"{TARGET}.namespace", 7, f"{TARGET}.namespace", id="target-namespace-a-number"),
+    pytest.param(f"{TARGET}.kind", "k" * 64, f"{TARGET}.kind", id="target-kind-too-long"),
     pytest.param(f"{SIGNAL}.labels", ["a", "b"], f"{SIGNAL}.labels", id="labels-not-a-map"),
     pytest.param(
         f"{SIGNAL}.receivedTime", "yesterday", f"{SIGNAL}.receivedTime", id="received-time-not-a-date"
@@ -64,6 +66,8 @@ MALFORMED = [
     pytest.param("spec", DELETE, "spec", id="missing-spec"),
     pytest.param("spec.timesOutAt", "in five minutes", "spec.timesOutAt", id="times-out-at-not-a-date"),
     pytest.param("spec.timesOutAt", 300, "spec.timesOutAt", id="times-out-at-a-number"),
+    pytest.param(f"{SIGNAL}.clusterID", "c" * 254, f"{SIGNAL}.clusterID", id="cluster-id-too-long"),
+    pytest.param(f"{SIGNAL}.clusterID", 7, f"{SIGNAL}.clusterID", id="cluster-id-a-number"),
 ]
 
 
@@ -91,6 +95,7 @@ def _full(namespace: str) -> dict[str, Any]:
         annotations={"summary": "memory above 90%"},
         firingTime="2026-01-01T00:00:00Z",
         providerData="eyJrIjogInYifQ==",
+        clusterID="prod-eu-1",
     )
     manifest["spec"]["remediationRequestRef"]["uid"] = "6f1c1f0e-1b0a-4c55-9d1e-1f1f1f1f1f1f"
     manifest["spec"]["timesOutAt"] = "2026-01-01T00:05:00Z"
@@ -114,8 +119,17 @@ VALID = [
     pytest.param(lambda ns: with_change(signal_processing(ns), "spec.signal.targetType", "aws"), id="aws"),
     pytest.param(
         lambda ns: signal_processing(ns, target_kind="Node", target_namespace=""),
+        id="node-target-with-an-empty-namespace",
+    ),
+    # Optional since kubernaut 2026: no namespace is a cluster-scoped target.
+    pytest.param(
+        lambda ns: with_change(signal_processing(ns, target_kind="Node"), f"{TARGET}.namespace", DELETE),
         id="node-target-without-namespace",
     ),
+    pytest.param(
+        lambda ns: signal_processing(ns, target_namespace="n" * 63), id="target-namespace-63-characters"
+    ),
+    pytest.param(lambda ns: signal_processing(ns, cluster_id="c" * 253), id="cluster-id-253-characters"),
 ]
 
 
@@ -128,7 +142,16 @@ def test_valid_signal_processing_is_accepted(
     assert created["spec"] == manifest["spec"]
 
 
-def test_spec_cannot_change_after_creation(api_client: client.ApiClient, namespace: str) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"severity": "info"}, id="severity"),
+        pytest.param({"clusterID": "prod-eu-1"}, id="cluster-id-set-later"),
+    ],
+)
+def test_spec_cannot_change_after_creation(
+    api_client: client.ApiClient, namespace: str, change: dict[str, str]
+) -> None:
     created = _create(api_client, signal_processing(namespace, severity="critical"))
     with pytest.raises(ApiException) as refused:
         client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
@@ -137,7 +160,7 @@ def test_spec_cannot_change_after_creation(api_client: client.ApiClient, namespa
             namespace,
             SP_PLURAL,
             created["metadata"]["name"],
-            {"spec": {"signal": {"severity": "info"}}},
+            {"spec": {"signal": change}},
         )
     assert refused.value.status == 422, refused.value.body
     assert "spec is immutable" in refused.value.body
@@ -152,7 +175,36 @@ def test_spec_cannot_change_after_creation(api_client: client.ApiClient, namespa
             "status.priorityAssignment.priority",
             id="unknown-priority",
         ),
-        pytest.param({"consecutiveFailures": -1}, "status.consecutiveFailures", id="negative-failures"),
+        pytest.param(
+            {"failureInfo": {"consecutiveFailures": -1}},
+            "status.failureInfo.consecutiveFailures",
+            id="negative-failures",
+        ),
+        pytest.param(
+            {"failureInfo": {"lastFailureTime": "just now"}},
+            "status.failureInfo.lastFailureTime",
+            id="last-failure-time-not-a-date",
+        ),
+        pytest.param(
+            {"businessClassification": {"criticality": "high"}},
+            "status.businessClassification.criticality",
+            id="criticality-lower-case",
+        ),
+        pytest.param(
+            {"businessClassification": {"slaRequirement": "gold"}},
+            "status.businessClassification.slaRequirement",
+            id="sla-lower-case",
+        ),
+        pytest.param(
+            {"kubernetesContext": {"workload": {"kind": "Pod"}}},
+            "status.kubernetesContext.workload.name",
+            id="workload-without-name",
+        ),
+        pytest.param(
+            {"kubernetesContext": {"clusterID": "c" * 254}},
+            "status.kubernetesContext.clusterID",
+            id="context-cluster-id-too-long",
+        ),
     ],
 )
 def test_invalid_status_is_rejected_naming_the_field(
@@ -165,3 +217,21 @@ def test_invalid_status_is_rejected_naming_the_field(
         )
     assert refused.value.status == 422, refused.value.body
     assert named_in_error in refused.value.body
+
+
+def test_the_2026_status_shape_is_kept_and_the_old_failure_fields_are_gone(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    created = _create(api_client, signal_processing(namespace, target_kind="Node", target_namespace=""))
+    failure = {"error": "etcd timeout", "consecutiveFailures": 2, "lastFailureTime": "2026-01-01T00:00:01Z"}
+    business = {"businessUnit": "payments", "criticality": "High", "slaRequirement": "Gold"}
+    context = {"degradedMode": False, "workload": {"kind": "Node", "name": "app", "labels": {"zone": "a"}}}
+    written = {"failureInfo": failure, "businessClassification": business, "kubernetesContext": context}
+    # The pre-2026 top-level failure fields are no longer in the schema: the API server drops them.
+    old = {"error": "etcd timeout", "consecutiveFailures": 2, "lastFailureTime": "2026-01-01T00:00:01Z"}
+
+    patched = client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, SP_PLURAL, created["metadata"]["name"], {"status": written | old}
+    )
+
+    assert patched["status"] == written

@@ -174,22 +174,22 @@ CASES = {
     "conflict-test-tier-critical": prio("critical", "test", ("P0", "critical-tier-label"), tier="critical"),
     "conflict-test-tier-high": prio("critical", "test", ("P1", "critical-tier-high"), tier="high"),
     # business
-    "biz-production": biz("production", ("high", "gold")),
-    "biz-prod": biz("prod", ("high", "gold")),
-    "biz-staging": biz("staging", ("medium", "silver")),
-    "biz-stage": biz("stage", ("medium", "silver")),
-    "biz-development": biz("development", ("low", "bronze")),
-    "biz-dev": biz("dev", ("low", "bronze")),
-    "biz-test": biz("test", ("medium", "bronze")),
-    "biz-unknown": biz("unknown", ("medium", "bronze")),
+    "biz-production": biz("production", ("High", "Gold")),
+    "biz-prod": biz("prod", ("High", "Gold")),
+    "biz-staging": biz("staging", ("Medium", "Silver")),
+    "biz-stage": biz("stage", ("Medium", "Silver")),
+    "biz-development": biz("development", ("Low", "Bronze")),
+    "biz-dev": biz("dev", ("Low", "Bronze")),
+    "biz-test": biz("test", ("Medium", "Bronze")),
+    "biz-unknown": biz("unknown", ("Medium", "Bronze")),
     "biz-no-environment-label": Case(
         Rule.BUSINESS,
         document(ns()),
-        {"business_unit": "", "service_owner": "", "criticality": "medium", "sla": "bronze"},
+        {"business_unit": "", "service_owner": "", "criticality": "Medium", "sla": "Bronze"},
     ),
-    "biz-case-insensitive": biz("Production", ("high", "gold")),
+    "biz-case-insensitive": biz("Production", ("High", "Gold")),
     "biz-team-label": biz(
-        "staging", ("medium", "silver"), unit="payments", labels={"kubernaut.ai/team": "payments"}
+        "staging", ("Medium", "Silver"), unit="payments", labels={"kubernaut.ai/team": "payments"}
     ),
     # custom labels
     "labels-prefixed": labels(

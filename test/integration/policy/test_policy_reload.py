@@ -188,6 +188,6 @@ async def test_business_labels_win_over_the_policy(active: ActivePolicies) -> No
         business.service_owner,
         business.criticality,
         business.sla_requirement,
-    ) == ("t", "unknown", "critical", "platinum")
+    ) == ("t", "unknown", "Critical", "Platinum")
     assert active.current is not None
     assert policy_hash == active.current.sha256

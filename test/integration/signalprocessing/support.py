@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -57,6 +59,14 @@ def write_policy(directory: Path, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / POLICY_FILE_NAME).write_text(text)
     return directory
+
+
+def write_atomically(path: Path, text: str) -> str:
+    """Replaces `path` in one rename, as an editor or `kubectl cp` does; returns the text's SHA-256."""
+    staged = path.with_name(f".{path.name}.new")
+    staged.write_text(text)
+    os.replace(staged, path)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def get_sp(api: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:

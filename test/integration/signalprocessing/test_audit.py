@@ -121,7 +121,7 @@ def test_signal_processed_reports_the_classification_of_a_completed_signal(
     assert (data["environment"], data["priority"]) == ("Production", "P0")
     assert data["environment_source"] == done["status"]["environmentClassification"]["source"]
     assert data["priority_source"] == done["status"]["priorityAssignment"]["source"]
-    assert (data["criticality"], data["sla_requirement"]) == ("high", "gold")
+    assert (data["criticality"], data["sla_requirement"]) == ("High", "Gold")
     assert (data["has_owner_chain"], data["owner_chain_length"]) == (False, 0)
     assert (data["degraded_mode"], data["has_pdb"], data["has_hpa"]) == (False, False, False)
     assert "error" not in data
@@ -151,7 +151,7 @@ def test_classification_decision_carries_results_severities_and_the_policy_hash(
     assert (decision["event_action"], decision["event_outcome"]) == ("classification", "success")
     data = decision["event_data"]
     assert (data["environment"], data["priority"]) == ("Staging", "P2")
-    assert (data["criticality"], data["sla_requirement"]) == ("medium", "silver")
+    assert (data["criticality"], data["sla_requirement"]) == ("Medium", "Silver")
     assert data["environment_source"] == done["status"]["environmentClassification"]["source"]
     assert data["priority_source"] == done["status"]["priorityAssignment"]["source"]
     assert (data["signal"], data["severity"]) == ("HighMemoryUsage", "warning")
@@ -183,8 +183,8 @@ def test_business_classified_carries_unit_criticality_and_sla(
     data = business["event_data"]
     assert (data["business_unit"], data["criticality"], data["sla_requirement"]) == (
         "payments",
-        "high",
-        "gold",
+        "High",
+        "Gold",
     )
     assert (data["signal"], data["severity"]) == ("HighMemoryUsage", "critical")
     assert data["policy_hash"] == done["status"]["signalClassification"]["policyHash"]
@@ -413,7 +413,7 @@ def test_a_controller_killed_mid_burst_leaves_exact_trails_after_restart(
                 name
                 for name in in_flight
                 if statuses.get(name, {}).get("phase") in MID_PIPELINE
-                and statuses[name].get("consecutiveFailures")
+                and (statuses[name].get("failureInfo") or {}).get("consecutiveFailures")
             ]
             return statuses if retrying == in_flight else None
 

@@ -461,7 +461,7 @@ async def test_business_unit_comes_from_the_namespace_team_label(
     business = await business_of(reader, shipped_policies, "Pod", "app", namespace)
 
     assert (business.business_unit, business.service_owner) == ("payments", "unknown")
-    assert (business.criticality, business.sla_requirement) == ("high", "gold")
+    assert (business.criticality, business.sla_requirement) == ("High", "Gold")
 
 
 @pytest.mark.br("BR-SP-002")
@@ -498,8 +498,8 @@ async def test_business_labels_on_namespace_then_deployment_win_over_name_and_po
 
     assert business.business_unit == "finance"  # workload (deployment) label over the policy's team
     assert business.service_owner == "ledger-team"
-    assert business.criticality == "low"  # namespace label over the deployment label
-    assert business.sla_requirement == "platinum"  # deployment label over production's gold
+    assert business.criticality == "Low"  # namespace label over the deployment label
+    assert business.sla_requirement == "Platinum"  # deployment label over production's Gold
 
 
 # --- Owner chain ---------------------------------------------------------------------------------

@@ -303,7 +303,8 @@ def test_signal_still_retrying_at_the_deadline_fails_timed_out(
 
     def retrying_in_enriching() -> dict[str, Any] | None:
         status = get_sp(custom_objects, namespace, name).get("status") or {}
-        return status if status.get("phase") == "Enriching" and status.get("consecutiveFailures") else None
+        failures = (status.get("failureInfo") or {}).get("consecutiveFailures")
+        return status if status.get("phase") == "Enriching" and failures else None
 
     eventually(retrying_in_enriching, message="the SP did not start retrying in Enriching")
     # The deadline passes only now, whatever the machine's speed: the controller is replaced by one
@@ -319,8 +320,8 @@ def test_signal_still_retrying_at_the_deadline_fails_timed_out(
     status = failed["status"]
     assert status["phase"] == "Failed"
     assert status["failedPhase"] == "Enriching"
-    assert status["consecutiveFailures"] >= 1  # it was retrying, not stuck
-    assert "not completed within 0s" in status["error"]
+    assert status["failureInfo"]["consecutiveFailures"] >= 1  # it was retrying, not stuck
+    assert "not completed within 0s" in status["failureInfo"]["error"]
     enrichment = condition(status, "EnrichmentComplete")
     processing = condition(status, "ProcessingComplete")
     assert (enrichment["status"], enrichment["reason"]) == ("False", "TimedOut")
@@ -355,8 +356,9 @@ def test_signal_waiting_for_a_retry_fails_at_spec_times_out_at_not_after_its_bac
 
     status = failed["status"]
     assert (status["phase"], status["failedPhase"]) == ("Failed", "Enriching")
-    assert status["consecutiveFailures"] >= 1  # it was waiting for a retry when the deadline came
-    assert status["error"] == f"not completed by spec.timesOutAt {manifest['spec']['timesOutAt']}"
+    failure = status["failureInfo"]
+    assert failure["consecutiveFailures"] >= 1  # it was waiting for a retry when the deadline came
+    assert failure["error"] == f"not completed by spec.timesOutAt {manifest['spec']['timesOutAt']}"
     finished = datetime.fromisoformat(status["completionTime"])
     assert deadline <= finished < deadline + timedelta(minutes=10)  # at the deadline, not an hour on
     assert (condition(status, "Ready")["status"], condition(status, "Ready")["reason"]) == (
@@ -381,12 +383,13 @@ def test_policy_engine_outage_is_recorded_retried_and_cleared_after_success(
 
     def retried_twice() -> dict[str, Any] | None:
         status = get_sp(custom_objects, namespace, name).get("status") or {}
-        return status if status.get("consecutiveFailures", 0) >= 2 else None
+        return status if (status.get("failureInfo") or {}).get("consecutiveFailures", 0) >= 2 else None
 
     during = eventually(retried_twice, timeout=20, message="the outage was not recorded twice")
     assert during["phase"] == "Enriching"
-    assert f"OPA at http://127.0.0.1:{own.policy_link.port} unreachable" in during["error"]
-    assert during["lastFailureTime"]
+    assert f"OPA at http://127.0.0.1:{own.policy_link.port} unreachable" in during["failureInfo"]["error"]
+    assert during["failureInfo"]["lastFailureTime"]
+    assert not {"error", "consecutiveFailures", "lastFailureTime"} & during.keys()  # moved, not copied
     assert (
         metric_value(
             own.process.metrics_url, "signalprocessing_processing_total", phase="enriching", result="failure"
@@ -399,9 +402,9 @@ def test_policy_engine_outage_is_recorded_retried_and_cleared_after_success(
 
     status = done["status"]
     assert status["phase"] == "Completed"
-    assert status.get("consecutiveFailures", 0) == 0
-    assert "error" not in status
-    assert status["lastFailureTime"] >= during["lastFailureTime"]  # kept as history, never cleared
+    # The failure in force is cleared; when it last happened is kept, as history.
+    assert status["failureInfo"].keys() == {"lastFailureTime"}
+    assert status["failureInfo"]["lastFailureTime"] >= during["failureInfo"]["lastFailureTime"]
     assert status["priorityAssignment"]["priority"] == "P0"
     wait_for_exact_trail(stack.datastorage_url, own.process.metrics_url, rr, SUCCESS_TRAIL)
 
@@ -439,7 +442,7 @@ def test_persistent_policy_error_fails_the_signal_in_classifying(
     status = failed["status"]
     assert status["phase"] == "Failed"
     assert status["failedPhase"] == "Classifying"
-    assert detail in status["error"]
+    assert detail in status["failureInfo"]["error"]
     classification = condition(status, "ClassificationComplete")
     assert (classification["status"], classification["reason"]) == ("False", "RegoEvaluationError")
     assert condition(status, "EnrichmentComplete")["status"] == "True"

@@ -417,7 +417,8 @@ def test_every_rule_of_a_reloaded_policy_applies(
         "P3",
         "reloaded",
     )
-    assert business_fields(status) == ("reloaded-unit", "reloaded-owner", "low", "platinum")
+    # The policy's lower-case tiers are written as the CRD's PascalCase values.
+    assert business_fields(status) == ("reloaded-unit", "reloaded-owner", "Low", "Platinum")
     assert custom_labels(status) == {"reloaded": ["yes"]}
     classified = status["signalClassification"]
     assert (classified["severity"], classified["clusterClassification"], classified["policyHash"]) == (

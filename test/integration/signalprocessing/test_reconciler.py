@@ -53,6 +53,7 @@ from test.integration.signalprocessing.support import (
     create_sp,
     get_sp,
     phase_transitions,
+    process_signal,
     wait_for_exact_trail,
     wait_for_phase,
 )
@@ -225,8 +226,8 @@ def test_unlabelled_namespace_is_unknown_and_gets_the_catch_all_priority(
     assert status["environmentClassification"]["source"] == "default"
     assert status["priorityAssignment"]["priority"] == "P2"
     assert status["priorityAssignment"]["policyName"] == "default-catch-all"
-    assert status["businessClassification"]["criticality"] == "medium"
-    assert status["businessClassification"]["slaRequirement"] == "bronze"
+    assert status["businessClassification"]["criticality"] == "Medium"
+    assert status["businessClassification"]["slaRequirement"] == "Bronze"
 
 
 @pytest.mark.br("BR-SP-002")
@@ -245,7 +246,7 @@ def test_business_classification_comes_from_namespace_labels(
 
     status = completed_status(custom_objects, namespace)
 
-    assert business_fields(status) == ("payments", "payments-team", "critical", "platinum")
+    assert business_fields(status) == ("payments", "payments-team", "Critical", "Platinum")
 
 
 @pytest.mark.br("BR-SP-002")
@@ -259,8 +260,8 @@ def test_production_without_business_labels_gets_the_policy_defaults(
     business = status["businessClassification"]
     assert (business["businessUnit"], business["criticality"], business["slaRequirement"]) == (
         "checkout",
-        "high",
-        "gold",
+        "High",
+        "Gold",
     )
 
 
@@ -332,8 +333,16 @@ def test_each_target_kind_fills_its_own_context_section(
     assert context["degradedMode"] is False
     assert TARGET_SECTIONS & set(context) == {section}
     assert context[section]["labels"] == labels
+    # The same target, whatever its kind, as the policies see it.
+    assert {key: context["workload"][key] for key in ("kind", "name", "labels")} == {
+        "kind": kind,
+        "name": name,
+        "labels": labels,
+    }
     assert condition(status, "EnrichmentComplete")["message"] == (
-        f"K8s context enriched: {kind} {'' if kind == 'Node' else sp_namespace}/{name}"
+        f"K8s context enriched: {kind} {name}"
+        if kind == "Node"
+        else f"K8s context enriched: {kind} {sp_namespace}/{name}"
     )
     if kind == "Node":
         assert "namespace" not in context
@@ -389,6 +398,41 @@ def test_missing_target_node_completes_in_degraded_mode(
 
     assert status["kubernetesContext"]["degradedMode"] is True
     assert "node" not in status["kubernetesContext"]
+
+
+@pytest.mark.br("BR-SP-001")
+def test_unknown_cluster_scoped_target_completes_in_degraded_mode_without_a_namespace(
+    custom_objects: client.CustomObjectsApi, sp_namespace: str
+) -> None:
+    status = completed_status(
+        custom_objects,
+        sp_namespace,
+        target_kind="ClusterIssuer",
+        target_name="letsencrypt",
+        target_namespace="",
+    )
+
+    context = status["kubernetesContext"]
+    assert context["degradedMode"] is True
+    assert "namespace" not in context
+    assert context["workload"] == {"kind": "ClusterIssuer", "name": "letsencrypt"}
+    assert status["environmentClassification"]["environment"] == "Unknown"  # no namespace labels
+
+
+@pytest.mark.br("BR-SP-001")
+def test_namespaced_target_without_a_namespace_fails_in_enriching_naming_the_field(
+    custom_objects: client.CustomObjectsApi, sp_namespace: str
+) -> None:
+    status = process_signal(custom_objects, sp_namespace, target_kind="Deployment", target_namespace="")[
+        "status"
+    ]
+
+    assert (status["phase"], status["failedPhase"]) == ("Failed", "Enriching")
+    assert status["failureInfo"]["error"].startswith(
+        "the target Deployment names no namespace, but Deployment is a namespaced kind"
+    )
+    assert "spec.signal.targetResource.namespace" in status["failureInfo"]["error"]
+    assert condition(status, "EnrichmentComplete")["reason"] == "EnrichmentFailed"
 
 
 # --- Owner chains (BR-SP-100) --------------------------------------------------------------------
@@ -747,7 +791,7 @@ def test_condition_messages_describe_each_result(
     assert "environment=Staging" in classification and "priority=P2" in classification
     assert "severity=warning (from 'warning')" in classification
     assert condition(status, "CategorizationComplete")["message"].startswith(
-        "Categorized: businessUnit=web, criticality=medium, sla=silver"
+        "Categorized: businessUnit=web, criticality=Medium, sla=Silver"
     )
     processing = condition(status, "ProcessingComplete")["message"]
     assert "processed successfully" in processing and "P2 Staging" in processing
@@ -877,8 +921,6 @@ def test_signal_that_never_failed_has_no_failure_record(
 
     status = completed_status(custom_objects, namespace, target_kind="Deployment", target_name="checkout")
 
-    assert status.get("consecutiveFailures", 0) == 0
-    assert "lastFailureTime" not in status
-    assert "error" not in status
+    assert "failureInfo" not in status  # nil until the first failure
     assert "failedPhase" not in status
     assert [c["status"] for c in status["conditions"]] == ["True"] * 5

@@ -173,10 +173,10 @@ def test_ten_concurrent_sps_are_all_classified(
 @pytest.mark.parametrize(
     ("labels", "criticality", "sla"),
     [
-        pytest.param({ENVIRONMENT_LABEL: "production"}, "high", "gold", id="production"),
-        pytest.param({ENVIRONMENT_LABEL: "staging"}, "medium", "silver", id="staging"),
-        pytest.param({ENVIRONMENT_LABEL: "development"}, "low", "bronze", id="development"),
-        pytest.param({}, "medium", "bronze", id="unknown"),
+        pytest.param({ENVIRONMENT_LABEL: "production"}, "High", "Gold", id="production"),
+        pytest.param({ENVIRONMENT_LABEL: "staging"}, "Medium", "Silver", id="staging"),
+        pytest.param({ENVIRONMENT_LABEL: "development"}, "Low", "Bronze", id="development"),
+        pytest.param({}, "Medium", "Bronze", id="unknown"),
     ],
 )
 def test_business_defaults_follow_the_environment(
@@ -221,8 +221,8 @@ def test_declared_business_labels_take_precedence_over_the_policy(
     assert {k: business[k] for k in ("businessUnit", "serviceOwner", "criticality", "slaRequirement")} == {
         "businessUnit": "payments",
         "serviceOwner": "checkout-team",
-        "criticality": "critical",
-        "slaRequirement": "silver",
+        "criticality": "Critical",  # any case on the label, the CRD's PascalCase in the status
+        "slaRequirement": "Silver",
     }
 
 

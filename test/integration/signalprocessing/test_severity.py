@@ -144,7 +144,7 @@ def test_a_kubernaut_2026_policy_classifies_as_the_reference_describes(
     # The policy has no business and no cluster rule: defaults, and no cluster classification.
     assert "clusterClassification" not in status["signalClassification"]
     business = status["businessClassification"]
-    assert (business["criticality"], business["slaRequirement"]) == ("medium", "bronze")
+    assert (business["criticality"], business["slaRequirement"]) == ("Medium", "Bronze")
 
 
 def test_a_kubernaut_2026_policy_s_custom_labels_see_the_workload(

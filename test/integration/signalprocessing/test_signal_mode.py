@@ -3,9 +3,7 @@ mappings file hot-reloads with the policies beside it (kubernaut loads it once a
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,11 @@ from devstack.manifests import unique_rr_name
 from devstack.state import StackState
 from test.integration.polling import eventually
 from test.integration.signalprocessing.own_controller import OwnController, own_controller
-from test.integration.signalprocessing.support import completed_status, wait_for_audit_types
+from test.integration.signalprocessing.support import (
+    completed_status,
+    wait_for_audit_types,
+    write_atomically,
+)
 
 PRODUCTION = {"kubernaut.ai/environment": "production"}
 DECISION = "signalprocessing.classification.decision"
@@ -66,14 +68,6 @@ def test_a_reactive_signal_keeps_its_own_name(
     decision = classification_decision(stack.datastorage_url, rr)
     assert decision["signal_mode"] == "reactive"
     assert "source_signal_name" not in decision
-
-
-def write_atomically(path: Path, text: str) -> str:
-    """Replaces `path` in one rename, as an editor or `kubectl cp` does; returns the text's SHA-256."""
-    staged = path.with_name(f".{path.name}.new")
-    staged.write_text(text)
-    os.replace(staged, path)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def signal_modes_probe(own: OwnController) -> dict[str, Any]:

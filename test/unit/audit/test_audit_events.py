@@ -197,6 +197,21 @@ def test_each_event_type_has_its_action_outcome_and_data_keys(
     assert set(raw["event_data"]) == keys
 
 
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_event_of_a_member_clusters_sp_carries_its_cluster_id(name: str) -> None:
+    subject = AuditSubject(
+        namespace="payments",
+        name="sp-rr-01",
+        uid="0b7c5f36-2f9e-4a57-9a8e-6c3d9d0f1a21",
+        correlation_id="rr-01",
+        signal_name="HighMemoryUsage",
+        severity="critical",
+        cluster_id="prod-eu-1",
+    )
+
+    assert BUILDERS[name](subject, AT).to_raw()["cluster_id"] == "prod-eu-1"
+
+
 def test_only_enrichment_sets_the_top_level_duration() -> None:
     for name, build in BUILDERS.items():
         expected = 42 if name == "enrichment.completed" else None

@@ -51,6 +51,8 @@ def test_every_setting_is_read_from_the_file(tmp_path: Path, policies: Path) -> 
             "dataStorageReadyUrl": "http://datastorage:8080/health/ready",
             "readinessIntervalSeconds": 2.5,
             "readinessTimeoutSeconds": 1,
+            "clusterRegistryPath": "/etc/fleet/clusters.yaml",
+            "clusterID": "hub-eu-1",
         },
     )
 
@@ -74,6 +76,8 @@ def test_every_setting_is_read_from_the_file(tmp_path: Path, policies: Path) -> 
         data_storage_ready_url="http://datastorage:8080/health/ready",
         readiness_interval_seconds=2.5,
         readiness_timeout_seconds=1.0,
+        cluster_registry_path=Path("/etc/fleet/clusters.yaml"),
+        cluster_id="hub-eu-1",
     )
 
 
@@ -173,6 +177,9 @@ BAD_VALUES = [
     pytest.param("peeringPriority", "environment", "high", id="peeringPriority-not-a-number"),
     pytest.param("peeringLifetime", "environment", "0", id="peeringLifetime-zero"),
     pytest.param("signalModeConfigPath", "file", ["a.yaml"], id="signalModeConfigPath-list"),
+    pytest.param("clusterRegistryPath", "file", {"path": "a.yaml"}, id="clusterRegistryPath-mapping"),
+    pytest.param("clusterID", "environment", "c" * 254, id="clusterID-too-long"),
+    pytest.param("clusterID", "file", ["hub"], id="clusterID-list"),
     pytest.param("readinessPort", "environment", "70000", id="readinessPort-above-65535"),
     pytest.param("dataStorageReadyUrl", "environment", "datastorage:8080/readyz", id="readyUrl-no-scheme"),
     pytest.param("readinessIntervalSeconds", "environment", "0", id="readinessInterval-zero"),

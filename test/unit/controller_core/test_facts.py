@@ -18,6 +18,7 @@ from controller.signalprocessing import (
     Signal,
     StatefulSetDetails,
     TargetResource,
+    WorkloadContext,
 )
 
 SHOP = NamespaceContext("shop", {"kubernaut.ai/environment": "production"}, {"owner": "payments"})
@@ -127,3 +128,21 @@ def test_the_policy_sees_what_the_api_server_said_before_and_after_the_status(ra
         assert policy_input(context, target, signal)["workload"] == workload(
             raw["kind"], raw["metadata"]["name"], {"app": "web"}, {"team": "shop"}
         )
+
+
+def test_the_policy_sees_the_recorded_workload_which_is_the_one_its_section_gives() -> None:
+    deployment = DeploymentDetails(labels={"app": "web"}, annotations={"team": "shop"})
+    target = TargetResource("Deployment", "web", "shop")
+    read = KubernetesContext(namespace=SHOP, deployment=deployment)
+    recorded = KubernetesContext.from_raw(read.to_raw() | {"workload": {"kind": "Deployment", "name": "web"}})
+    signal = Signal("critical", "prometheus")
+
+    # What enrichment records is what the section gives, so a reader needs no section of its kind...
+    assert read.workload_of("Deployment", "web") == WorkloadContext(
+        "Deployment", "web", {"app": "web"}, {"team": "shop"}
+    )
+    assert policy_input(read, target, signal)["workload"] == workload(
+        "Deployment", "web", {"app": "web"}, {"team": "shop"}
+    )
+    # ... and once recorded, the record is what the policies see.
+    assert policy_input(recorded, target, signal)["workload"] == workload("Deployment", "web", {}, {})

@@ -31,6 +31,7 @@ from controller.signalmode import SignalModeMappings
 from controller.signalprocessing import (
     ConditionReason,
     ConditionType,
+    FailureInfo,
     FailureReason,
     Phase,
     SignalProcessing,
@@ -51,6 +52,19 @@ ANSWERS: dict[Rule, object] = {
 }
 
 
+def merged(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`patch` merged into `target`: objects key by key, None deletes, anything else replaces."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
 class Cluster(FakeReader):
     """The API server's part the pipeline writes to: a status patch checked against resourceVersion."""
 
@@ -68,10 +82,9 @@ class Cluster(FakeReader):
         return self.objects[("kubernaut.ai/signalprocessings", "shop", name)]
 
     def change(self, name: str, status: Mapping[str, Any]) -> None:
-        """Another writer's status change: a new resourceVersion."""
+        """A status merge patch (RFC 7386, as the API server applies it): a new resourceVersion."""
         stored = self.stored(name)
-        merged = {k: v for k, v in {**stored.get("status", {}), **status}.items() if v is not None}
-        stored["status"] = merged
+        stored["status"] = merged(stored.get("status", {}), status)
         stored["metadata"]["resourceVersion"] = str(int(stored["metadata"]["resourceVersion"]) + 1)
 
     async def patch_status(
@@ -93,8 +106,10 @@ class Policies:
 
     def __init__(self, **overrides: object) -> None:
         self.answers = ANSWERS | {Rule(key): value for key, value in overrides.items()}
+        self.inputs: list[Mapping[str, object]] = []
 
     async def evaluate(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions:
+        self.inputs.append(input)
         values: dict[Rule, object] = {}
         errors: dict[Rule, str] = {}
         for rule in rules:
@@ -235,7 +250,9 @@ async def test_a_write_that_loses_a_race_within_its_phase_re_reads_and_writes_on
     world = World()
     sp = world.add()
     # Someone else touches the status (not the phase) just before the first write: a stale version.
-    world.cluster.before_next_write.append(lambda: world.cluster.change("sp-1", {"error": "unrelated"}))
+    world.cluster.before_next_write.append(
+        lambda: world.cluster.change("sp-1", {"failureInfo": {"error": "unrelated"}})
+    )
 
     final = await world.pipeline.advance(sp)
 
@@ -269,6 +286,9 @@ async def test_a_phase_another_writer_already_took_is_not_written_again() -> Non
     [
         pytest.param(
             None, "gone", Phase.ENRICHING, "EnrichmentFailed", "EnrichmentFailed", id="namespace-gone"
+        ),
+        pytest.param(
+            None, "", Phase.ENRICHING, "EnrichmentFailed", "EnrichmentFailed", id="pod-without-namespace"
         ),
         pytest.param(
             Policies(environment=PolicyEvaluationError("undefined function")),
@@ -336,6 +356,63 @@ async def test_a_permanent_failure_fails_the_sp_with_its_reason(
         "signalprocessing.error.occurred",
         "signalprocessing.phase.transition",
     ]
+
+
+async def test_the_target_workload_is_recorded_as_the_policies_see_it() -> None:
+    world = World()
+    world.cluster.add(kube.PODS, obj("Pod", "web-2", "shop", labels={"app": "web"}, annotations={"a": "b"}))
+    manifest = signal_processing()
+    manifest["spec"]["signal"]["targetResource"]["name"] = "web-2"
+
+    final = await world.pipeline.advance(world.cluster.add_signal_processing(manifest))
+
+    workload = {"kind": "Pod", "name": "web-2", "labels": {"app": "web"}, "annotations": {"a": "b"}}
+    assert world.cluster.stored()["status"]["kubernetesContext"]["workload"] == workload
+    assert final.status.kubernetes_context is not None and final.status.kubernetes_context.pod is not None
+    assert all(input["workload"] == workload for input in world.pipeline.policies.inputs)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("target", "degraded"),
+    [
+        pytest.param({"kind": "Node", "name": "node-a"}, False, id="node"),
+        pytest.param({"kind": "Node", "name": "gone"}, True, id="node-not-found"),
+        pytest.param({"kind": "ClusterIssuer", "name": "letsencrypt"}, True, id="unknown-kind"),
+    ],
+)
+async def test_a_cluster_scoped_target_is_classified_without_a_namespace(
+    target: dict[str, str], degraded: bool
+) -> None:
+    world = World()
+    world.cluster.add(kube.NODES, obj("Node", "node-a", labels={"kubernaut.ai/sla-tier": "platinum"}))
+    manifest = signal_processing()
+    manifest["spec"]["signal"]["targetResource"] = target  # no namespace: cluster-scoped
+
+    final = await world.pipeline.advance(world.cluster.add_signal_processing(manifest))
+
+    assert final.phase is Phase.COMPLETED
+    context = world.cluster.stored()["status"]["kubernetesContext"]
+    assert context["degradedMode"] is degraded
+    assert "namespace" not in context
+    assert context["workload"]["kind"] == target["kind"]
+    assert all(plural != "namespaces" for _, plural, _, _ in world.cluster.log)
+    inputs = world.pipeline.policies.inputs  # type: ignore[attr-defined]
+    assert all(input["namespace"] == {"name": "", "labels": {}, "annotations": {}} for input in inputs)
+    business = final.status.business_classification
+    assert business is not None
+    # With no namespace, the business labels come from the workload's: the Node's, when it was read.
+    assert business.sla_requirement == ("Bronze" if degraded else "Platinum")
+
+
+async def test_a_namespaced_target_without_a_namespace_fails_naming_the_field() -> None:
+    world = World()
+
+    final = await world.pipeline.advance(world.add(target_namespace=""))
+
+    assert (final.phase, final.status.failed_phase) == (Phase.FAILED, Phase.ENRICHING)
+    assert final.status.error.startswith("the target Pod names no namespace, but Pod is a namespaced kind")
+    assert "spec.signal.targetResource.namespace" in final.status.error
+    assert all(plural != "namespaces" for _, plural, _, _ in world.cluster.log)
 
 
 async def test_a_bad_severity_fails_classification_with_rego_evaluation_error() -> None:
@@ -425,21 +502,31 @@ async def test_a_transient_failure_is_recorded_and_retried_after_the_backoff(
     assert 27.0 <= retry.value.delay <= 33.0  # the first retry: 30 s ± 10 %
     stored = world.stored()
     assert stored.phase is Phase.ENRICHING  # nothing permanent happened
-    assert (stored.status.consecutive_failures, stored.status.error) == (1, error)
-    assert stored.status.last_failure_time == NOW
+    assert stored.status.failure_info == FailureInfo(
+        error=error, consecutive_failures=1, last_failure_time=NOW
+    )
+    assert world.cluster.stored("sp-1")["status"]["failureInfo"] == {
+        "error": error,
+        "consecutiveFailures": 1,
+        "lastFailureTime": "2026-01-01T10:00:00Z",
+    }
 
 
 async def test_the_step_after_a_transient_failure_clears_the_failure_record() -> None:
     world = World()
     sp = world.add(status={"phase": "Enriching", "startTime": "2026-01-01T10:00:00Z"})
-    world.cluster.change("sp-1", {"consecutiveFailures": 2, "error": "etcd timeout"})
+    failure = {"consecutiveFailures": 2, "error": "etcd timeout", "lastFailureTime": "2026-01-01T10:00:01Z"}
+    world.cluster.change("sp-1", {"failureInfo": failure})
 
     final = await world.pipeline.advance(world.stored())
 
     assert sp.phase is Phase.ENRICHING
     assert final.phase is Phase.COMPLETED
     assert (final.status.consecutive_failures, final.status.error) == (0, "")
-    assert {"consecutiveFailures": None, "error": None}.items() <= world.cluster.writes[0].items()
+    # The failure in force is cleared by the first step that succeeds (a merge patch keeps a nested
+    # key it leaves out, so the cleared ones are sent as None); when it last failed stays.
+    assert world.cluster.writes[0]["failureInfo"] == {"error": None, "consecutiveFailures": None}
+    assert world.cluster.stored()["status"]["failureInfo"] == {"lastFailureTime": "2026-01-01T10:00:01Z"}
 
 
 async def test_past_the_deadline_the_sp_times_out_instead_of_taking_its_next_step() -> None:
@@ -621,7 +708,7 @@ async def test_the_first_event_after_a_restart_re_sends_the_trail_the_status_imp
                 "failedPhase": "Enriching",
                 "startTime": "2026-01-01T10:00:00Z",
                 "completionTime": "2026-01-01T10:00:01Z",
-                "error": "boom",
+                "failureInfo": {"error": "boom", "lastFailureTime": "2026-01-01T10:00:01Z"},
             }
         )
     )

@@ -8,13 +8,12 @@ import pytest
 
 from controller.signalmode import (
     ActiveSignalModes,
-    MappingsError,
-    MappingsVerdict,
     SignalModeMappings,
     parse_mappings,
     read_mappings,
 )
 from controller.signalprocessing import SignalClassification, SignalMode
+from controller.watchedfile import FileRejected, ReloadVerdict
 
 SHIPPED = Path(__file__).resolve().parents[3] / "policies" / "proactive-signal-mappings.yaml"
 
@@ -69,7 +68,7 @@ def test_a_missing_file_makes_every_signal_reactive(tmp_path: Path) -> None:
     ],
 )
 def test_a_malformed_file_is_refused_naming_the_problem(text: str, named: str) -> None:
-    with pytest.raises(MappingsError, match=named):
+    with pytest.raises(FileRejected, match=named):
         parse_mappings(text)
 
 
@@ -85,14 +84,14 @@ def test_a_reload_swaps_in_a_good_file_and_keeps_the_last_good_one_over_a_bad_on
     path.write_text("proactive_signal_mappings: {PredictedA: A}\n")
     active = ActiveSignalModes(path)
 
-    assert active.reload() == (MappingsVerdict.UNCHANGED, "")
+    assert active.reload() == (ReloadVerdict.UNCHANGED, "")
     path.write_text("proactive_signal_mappings: {PredictedB: B}\n")
-    assert active.reload() == (MappingsVerdict.ACTIVATED, "")
+    assert active.reload() == (ReloadVerdict.ACTIVATED, "")
     assert active.classify("PredictedB").signal_name == "B"
     path.write_text("proactive_signal_mappings: nonsense\n")
     verdict, error = active.reload()
 
-    assert verdict is MappingsVerdict.REJECTED
+    assert verdict is ReloadVerdict.REJECTED
     assert str(path) in error
     assert active.classify("PredictedB").signal_name == "B"
 
@@ -101,5 +100,5 @@ def test_a_bad_file_at_start_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "mappings.yaml"
     path.write_text("proactive_signal_mappings: 7\n")
 
-    with pytest.raises(MappingsError, match=str(path)):
+    with pytest.raises(FileRejected, match=str(path)):
         ActiveSignalModes(path)

@@ -12,6 +12,7 @@ from controller.signalprocessing import (
     Condition,
     ConditionReason,
     ConditionType,
+    FailureInfo,
     FailureReason,
     Phase,
     Status,
@@ -19,7 +20,14 @@ from controller.signalprocessing import (
     status_patch,
     timestamp,
 )
-from controller.transitions import condition_time, failed, phase_entered_at, seconds_in_phase, with_condition
+from controller.transitions import (
+    condition_time,
+    failed,
+    phase_entered_at,
+    seconds_in_phase,
+    succeeded,
+    with_condition,
+)
 
 EARLIER = datetime(2026, 1, 1, 10, 0, 0, tzinfo=UTC)
 NOW = datetime(2026, 1, 1, 10, 5, 30, 750000, tzinfo=UTC)
@@ -220,7 +228,7 @@ def test_a_failure_marks_its_phase_condition_processing_and_ready_false(
     assert patch == {
         "phase": "Failed",
         "failedPhase": failing.value,
-        "error": "boom",
+        "failureInfo": {"error": "boom", "lastFailureTime": "2026-01-01T10:05:30Z"},
         "completionTime": "2026-01-01T10:05:30Z",
         "conditions": [*kept, marked, processing, not_ready],
     }
@@ -280,3 +288,15 @@ def test_seconds_in_phase(phase: Phase, entered: datetime | None, seconds: float
     assert seconds_in_phase(
         Status.from_raw(ALL_RECORDED), phase, left=LEFT, entered=entered
     ) == pytest.approx(seconds)
+
+
+def test_a_success_clears_the_failure_in_force_with_nulls_the_api_server_merges() -> None:
+    failure = {"error": "etcd timeout", "consecutiveFailures": 2, "lastFailureTime": "2026-01-01T10:00:01Z"}
+    before = Status.from_raw({"phase": "Enriching", "failureInfo": failure})
+
+    after = succeeded(before)
+
+    assert after.failure_info == FailureInfo(last_failure_time=datetime(2026, 1, 1, 10, 0, 1, tzinfo=UTC))
+    # A merge patch keeps the nested keys it leaves out: the cleared ones must be sent as None.
+    assert status_patch(before, after) == {"failureInfo": {"error": None, "consecutiveFailures": None}}
+    assert status_patch(after, after) == {}

@@ -211,7 +211,13 @@ SUCCESS_TRAIL = [
         pytest.param(
             ENRICHING,
             ENRICHING
-            | {"consecutiveFailures": 2, "lastFailureTime": "2026-01-01T10:00:01Z", "error": "timeout"},
+            | {
+                "failureInfo": {
+                    "consecutiveFailures": 2,
+                    "lastFailureTime": "2026-01-01T10:00:01Z",
+                    "error": "timeout",
+                }
+            },
             [],
             id="transient-failure-recorded",
         ),
@@ -323,3 +329,13 @@ def test_the_decision_events_carry_the_classification_s_severity_and_policy_hash
     )
     assert (decision["determination_source"], decision["policy_hash"]) == ("rego-policy", POLICY_HASH)
     assert events[EventType.BUSINESS_CLASSIFIED]["policy_hash"] == POLICY_HASH
+
+
+def test_every_event_of_an_sp_from_a_member_cluster_carries_its_cluster_id() -> None:
+    raw = raw_sp(COMPLETED)
+    raw["spec"]["signal"]["clusterID"] = "prod-eu-1"
+
+    from_member = {event.to_raw()["cluster_id"] for event in audit_trail(SignalProcessing.from_raw(raw))}
+    from_hub = {event.to_raw()["cluster_id"] for event in audit_trail(sp(COMPLETED))}
+
+    assert (from_member, from_hub) == ({"prod-eu-1"}, {None})

@@ -482,19 +482,30 @@ def test_workload_labels_come_from_the_target_workload() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    ("raw", "expected", "written"),
     [
         pytest.param(
-            {"kind": "Pod", "name": "p", "namespace": "ns"}, TargetResource("Pod", "p", "ns"), id="full"
+            {"kind": "Pod", "name": "p", "namespace": "ns"},
+            TargetResource("Pod", "p", "ns"),
+            "Pod ns/p",
+            id="full",
         ),
         pytest.param(
-            {"kind": "Node", "name": "n", "namespace": ""}, TargetResource("Node", "n", ""), id="no-namespace"
+            {"kind": "Node", "name": "n", "namespace": ""},
+            TargetResource("Node", "n", ""),
+            "Node n",
+            id="empty",
         ),
+        pytest.param({"kind": "Node", "name": "n"}, TargetResource("Node", "n", ""), "Node n", id="absent"),
     ],
 )
-def test_target_resource_from_raw(raw: dict[str, str], expected: TargetResource) -> None:
-    assert TargetResource.from_raw(cast(RawTargetResource, raw)) == expected
-    assert str(expected) == f"{expected.kind} {expected.namespace}/{expected.name}"
+def test_target_resource_from_raw(raw: dict[str, str], expected: TargetResource, written: str) -> None:
+    target = TargetResource.from_raw(cast(RawTargetResource, raw))
+    assert target == expected
+    assert target.is_cluster_scoped is (not raw.get("namespace"))
+    assert str(target) == written
+    # An empty namespace and an absent one say the same (cluster-scoped): written back absent.
+    assert target.to_raw() == {key: value for key, value in raw.items() if value}
 
 
 def test_schema_check_is_not_vacuous() -> None:

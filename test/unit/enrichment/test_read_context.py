@@ -8,8 +8,10 @@ import pytest
 
 from controller import kube
 from controller.caches import EnrichmentCaches
-from controller.enrich import NamespaceMissing, read_kubernetes_context
+from controller.clusters import ClusterMember
+from controller.enrich import NamespaceMissing, read_cluster_context, read_kubernetes_context
 from controller.signalprocessing import (
+    ClusterContext,
     DeploymentDetails,
     KubernetesContext,
     NamespaceContext,
@@ -186,6 +188,9 @@ async def test_missing_node_target_is_degraded(reader: FakeReader, caches: Enric
         pytest.param(TargetResource("Deployment", "web", "nowhere"), id="deployment"),
         pytest.param(TargetResource("ConfigMap", "cfg", "nowhere"), id="other-kind"),
         pytest.param(TargetResource("Pod", "web-5d4f-x", ""), id="no-namespace-for-a-namespaced-kind"),
+        pytest.param(
+            TargetResource("Job", "nightly", ""), id="no-namespace-for-a-namespaced-kind-we-do-not-read"
+        ),
     ],
 )
 async def test_missing_namespace_is_permanent(
@@ -197,10 +202,26 @@ async def test_missing_namespace_is_permanent(
     assert all(plural == "namespaces" for _, plural, _, _ in reader.log)
 
 
-async def test_cluster_scoped_other_kind_reads_nothing(reader: FakeReader, caches: EnrichmentCaches) -> None:
-    context = await read_kubernetes_context(reader, TargetResource("PersistentVolume", "pv-1", ""), caches)
-    assert context == KubernetesContext()
-    assert reader.log == []
+def test_a_namespaced_target_without_a_namespace_is_refused_by_name() -> None:
+    assert str(NamespaceMissing("", "Pod")).startswith(
+        "the target Pod names no namespace, but Pod is a namespaced kind"
+    )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("PersistentVolume", id="cluster-scoped-kind-we-do-not-read"),
+        pytest.param("Namespace", id="cluster-scoped-kind-we-read-otherwise"),
+        pytest.param("ClusterIssuer", id="unknown-kind"),
+    ],
+)
+async def test_cluster_scoped_other_kind_is_degraded_without_a_read(
+    reader: FakeReader, caches: EnrichmentCaches, kind: str
+) -> None:
+    context = await read_kubernetes_context(reader, TargetResource(kind, "x-1", ""), caches)
+    assert context == KubernetesContext(degraded_mode=True)
+    assert reader.log == []  # not even a namespace
 
 
 ERRORS = [
@@ -316,3 +337,36 @@ async def test_pod_enrichment_read_counts(reader: FakeReader, caches: Enrichment
     reader.log.clear()
     await read_kubernetes_context(reader, target, caches)
     assert (len(_only(reader.log, "get")), len(_only(reader.log, "list"))) == (4, 0)
+
+
+async def test_a_remote_cluster_is_not_read_here_and_is_degraded_with_its_id_and_labels(
+    reader: FakeReader, caches: EnrichmentCaches
+) -> None:
+    # The hub has a namespace and a deployment of these names: reading them would describe the hub.
+    member = ClusterMember("prod-eu-1", {"tier": "gold"}, remote=True)
+
+    context = await read_cluster_context(reader, TargetResource("Deployment", "web", NS), caches, member)
+
+    assert context == KubernetesContext(
+        cluster_id="prod-eu-1", cluster=ClusterContext({"tier": "gold"}), degraded_mode=True
+    )
+    assert reader.log == []
+
+
+async def test_the_hub_is_read_and_labelled_with_its_registered_id(
+    reader: FakeReader, caches: EnrichmentCaches
+) -> None:
+    member = ClusterMember("hub", {"role": "hub"}, remote=False)
+
+    context = await read_cluster_context(reader, TargetResource("Deployment", "web", NS), caches, member)
+    unnamed = await read_cluster_context(
+        reader, TargetResource("Deployment", "web", NS), caches, ClusterMember("", {}, remote=False)
+    )
+
+    assert (context.cluster_id, context.cluster, context.namespace) == (
+        "hub",
+        ClusterContext({"role": "hub"}),
+        NAMESPACE,
+    )
+    assert context.deployment is not None and not context.degraded_mode
+    assert (unnamed.cluster_id, unnamed.cluster) == ("", None)

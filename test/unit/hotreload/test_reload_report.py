@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from controller import classify
-from controller.hotreload import PolicyWatcher
+from controller.clusters import REGISTRY_FILE_NAME, FileClusterRegistry
+from controller.hotreload import PodEventNotifier, PolicyWatcher
 from controller.metrics import ControllerMetrics
 from controller.policies import LEGACY_FILE_NAMES, POLICY_FILE_NAME, ActivePolicies
 from controller.policy_engine import EmbeddedEngine
@@ -115,3 +116,45 @@ async def test_a_switch_back_to_the_four_file_layout_names_the_migration(
     assert rejection["result"] == "missing"
     assert "four-file layout" in rejection["error"]
     assert shown_hashes(metrics) == before
+
+
+class RecordingNotifier(PodEventNotifier):
+    """Keeps the Warning Events instead of posting them on a Pod."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, str]] = []
+
+    async def warn(self, reason: str, message: str) -> None:
+        self.warnings.append((reason, message))
+
+
+async def test_the_cluster_registry_reloads_with_the_policies_and_a_bad_one_keeps_the_last_good(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(SHIPPED, tmp_path / POLICY_FILE_NAME)
+    engine = EmbeddedEngine()
+    policies = ActivePolicies(engine, classify.smoke_check)
+    await policies.start(tmp_path)
+    metrics = ControllerMetrics.create()
+    path = tmp_path / REGISTRY_FILE_NAME
+    path.write_text("clusters: {prod: {labels: {tier: gold}}}\n")
+    registry = FileClusterRegistry(path)
+    notifier = RecordingNotifier()
+    companion = PolicyWatcher(tmp_path, policies, metrics, notifier=notifier, cluster_registry=registry)
+    good = "clusters: {prod: {labels: {tier: silver}}, edge: {}}\n"
+    path.write_text(good)
+
+    await companion.reload()
+    activated = companion.probe_detail()["clusterRegistry"]
+    path.write_text("clusters: {prod: {labels: {tier: 2}}}\n")
+    await companion.reload()
+    await engine.close()
+
+    assert activated == {"sha256": hashlib.sha256(good.encode()).hexdigest(), "clusters": 2}
+    rejected = companion.probe_detail()["clusterRegistry"]
+    assert (rejected["sha256"], rejected["clusters"]) == (activated["sha256"], 2)
+    assert f"{path}: clusters.prod.labels.tier" in rejected["lastRejection"]
+    assert dict(registry.labels("prod")) == {"tier": "silver"}
+    [(reason, message)] = notifier.warnings
+    assert reason == "ClusterRegistryRejected"
+    assert message.startswith("cluster registry rejected, keeping the last good: ")

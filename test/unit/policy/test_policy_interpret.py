@@ -20,6 +20,7 @@ from controller.classify import (
 )
 from controller.signalprocessing import (
     BusinessClassification,
+    ClusterContext,
     DaemonSetDetails,
     DeploymentDetails,
     KubernetesContext,
@@ -164,55 +165,55 @@ BU, OWNER, CRIT, SLA = (
 @pytest.mark.parametrize(
     ("namespace_labels", "deployment_labels", "answer", "expected"),
     [
-        pytest.param({}, {}, POLICY_ANSWER, ("from-policy", "unknown", "high", "gold"), id="policy"),
+        pytest.param({}, {}, POLICY_ANSWER, ("from-policy", "unknown", "High", "Gold"), id="policy"),
         pytest.param(
             {BU: "ns-bu", OWNER: "ns-owner", CRIT: "critical", SLA: "platinum"},
             {BU: "dep-bu", OWNER: "dep-owner", CRIT: "low", SLA: "bronze"},
             POLICY_ANSWER,
-            ("ns-bu", "ns-owner", "critical", "platinum"),
+            ("ns-bu", "ns-owner", "Critical", "Platinum"),
             id="namespace-labels-first",
         ),
         pytest.param(
             {},
             {BU: "dep-bu", OWNER: "dep-owner", CRIT: "low", SLA: "silver"},
             POLICY_ANSWER,
-            ("dep-bu", "dep-owner", "low", "silver"),
+            ("dep-bu", "dep-owner", "Low", "Silver"),
             id="workload-labels-next",
         ),
         pytest.param(
             {CRIT: "urgent", SLA: "diamond"},
             {CRIT: "LOW"},
             POLICY_ANSWER,
-            ("from-policy", "unknown", "low", "gold"),
+            ("from-policy", "unknown", "Low", "Gold"),
             id="invalid-tier-labels-skipped",
         ),
         pytest.param(
             {BU: "  ", OWNER: ""},
             {},
             POLICY_ANSWER,
-            ("from-policy", "unknown", "high", "gold"),
+            ("from-policy", "unknown", "High", "Gold"),
             id="blank-labels-skipped",
         ),
-        pytest.param({}, {}, None, ("unknown", "unknown", "medium", "bronze"), id="undefined-policy"),
+        pytest.param({}, {}, None, ("unknown", "unknown", "Medium", "Bronze"), id="undefined-policy"),
         pytest.param(
             {},
             {},
             {"business_unit": "", "criticality": ""},
-            ("unknown", "unknown", "medium", "bronze"),
+            ("unknown", "unknown", "Medium", "Bronze"),
             id="no-opinion",
         ),
         pytest.param(
             {},
             {},
-            {"criticality": "High", "sla": "SILVER"},
-            ("unknown", "unknown", "high", "silver"),
+            {"criticality": "high", "sla": "SILVER"},
+            ("unknown", "unknown", "High", "Silver"),
             id="policy-tiers-any-case",
         ),
         pytest.param(
             {CRIT: "medium"},
             {},
             {"criticality": "not-a-tier"},
-            ("unknown", "unknown", "medium", "bronze"),
+            ("unknown", "unknown", "Medium", "Bronze"),
             id="labels-settle-before-policy-is-read",
         ),
     ],
@@ -231,6 +232,7 @@ def test_business_precedence_labels_then_policy_then_defaults(
     [
         pytest.param({"criticality": "urgent"}, id="criticality"),
         pytest.param({"sla": "tier-3"}, id="sla-of-the-original-policy"),
+        pytest.param({"criticality": "P1"}, id="criticality-not-a-2026-value"),
         pytest.param({"business_unit": 7}, id="not-a-string"),
         pytest.param("gold", id="not-an-object"),
     ],
@@ -242,7 +244,7 @@ def test_unusable_business_answers_are_policy_errors(answer: object) -> None:
 
 def test_business_result_from_the_policy_alone() -> None:
     result = decide_business(POLICY_ANSWER, {}, {})
-    assert result == BusinessClassification("from-policy", "unknown", "high", "gold")
+    assert result == BusinessClassification("from-policy", "unknown", "High", "Gold")
 
 
 def contains_none(value: object) -> bool:
@@ -267,6 +269,16 @@ def test_the_input_never_holds_none_even_for_a_node_target_with_nothing_read() -
         "workload": {"kind": "Node", "name": "node-1", "labels": {}, "annotations": {}},
         "cluster": {"labels": {}},
     }
+
+
+def test_the_input_has_the_labels_enrichment_recorded_for_the_signals_cluster() -> None:
+    member = KubernetesContext(cluster_id="prod-eu-1", cluster=ClusterContext({"tier": "gold"}))
+    unregistered = KubernetesContext(cluster_id="nowhere")
+
+    assert policy_input(member, TargetResource("Pod", "p", "ns"), SIGNAL)["cluster"] == {
+        "labels": {"tier": "gold"}
+    }
+    assert policy_input(unregistered, TargetResource("Pod", "p", "ns"), SIGNAL)["cluster"] == {"labels": {}}
 
 
 def test_the_input_document_shape() -> None:
