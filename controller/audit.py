@@ -27,12 +27,21 @@ Guarantees and the choices behind them:
   a pod, is as ephemeral as memory, and restart safety already comes from deterministic ids.
 * Any other answer (5xx, 429, 404, other 4xx, an unexpected 2xx, a timeout, a refused connection) is
   treated as "DataStorage is not able to take it now": the same batch is retried, forever.
+* Re-sent events. After a restart the pipeline hands over, with ``resend``, the trail of every SP it
+  meets, most of it delivered long ago. Before such events are sent, DataStorage is asked which of them
+  it has (``POST {url}/api/v1/audit/events/known``, by id and timestamp: one index probe each, no
+  write, no chain lock); those are settled without being sent. A restart then costs one read per batch
+  of trail events and writes only what never arrived, where sending every trail again cost a locked,
+  refused write per event. The alternative, marking delivery in each SP's status, would cost every SP
+  one more status write on the hot path to save work only at restarts. When the question cannot be
+  answered the events are sent as usual: DataStorage stores an id once, so this only costs traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -52,6 +61,7 @@ from controller.audit_events import AuditEvent
 log = logging.getLogger(__name__)
 
 BATCH_PATH: Final = "/api/v1/audit/events/batch"
+KNOWN_PATH: Final = "/api/v1/audit/events/known"
 
 _ACCEPTED: Final = frozenset({201, 202})
 # Answers about the content of the batch: resending the same bytes can never succeed.
@@ -62,6 +72,8 @@ _QUARANTINE_KEPT: Final = 1000
 # Delivery latency spans from a normal flush interval to a DataStorage outage of an hour or more.
 _LATENCY_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
 _INDEX_IN_DETAIL: Final = re.compile(r"\bindex\s*:?\s*(\d+)")
+# A DataStorage from before the question of known events: it answers the path with these.
+_NOT_ASKABLE: Final = frozenset({404, 405})
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,7 @@ class _Queued:
     event_id: str
     body: bytes
     enqueued_at: float  # time.monotonic()
+    resent_at: str | None = None  # a re-sent event's timestamp: DataStorage is asked about it first
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +144,11 @@ class _Metrics:
         self.retried = Counter(
             "audit_events_retried_total",
             "Audit events in a batch attempt that failed transiently and will be sent again.",
+            registry=registry,
+        )
+        self.already_stored = Counter(
+            "audit_events_already_stored_total",
+            "Re-sent events (the trails met after a restart) DataStorage already had: not sent again.",
             registry=registry,
         )
         self.quarantined = Counter(
@@ -189,6 +207,8 @@ class AuditClient:
             raise ValueError(f"audit: request_timeout must be > 0 seconds, got {request_timeout!r}")
 
         self._url = base_url.rstrip("/") + BATCH_PATH
+        self._known_url = base_url.rstrip("/") + KNOWN_PATH
+        self._can_ask_known = True
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._max_pending = max_pending
@@ -263,6 +283,15 @@ class AuditClient:
             # A reconcile must not fail because of audit; getting here is a bug in this module.
             log.exception("audit: could not queue event %s", getattr(event, "event_id", "?"))
 
+    def resend(self, events: Sequence[AuditEvent]) -> None:
+        """Queue events emitted before, perhaps by another process (a restart's trail): each is sent only if
+        DataStorage does not have it already. Never blocks, never raises, never drops."""
+        for event in events:
+            try:
+                self._enqueue(event, resent=True)
+            except Exception:
+                log.exception("audit: could not queue event %s", getattr(event, "event_id", "?"))
+
     async def flush(self) -> None:
         """Wait until every event emitted before this call is settled, sending partial batches now.
 
@@ -306,16 +335,18 @@ class AuditClient:
             log.error("audit: closing with %d events not delivered to DataStorage", left)
         return left
 
-    def _enqueue(self, event: AuditEvent) -> None:
+    def _enqueue(self, event: AuditEvent, *, resent: bool = False) -> None:
         event_id = str(event.event_id)
+        raw = event.to_raw()
         try:
-            body = json.dumps(event.to_raw(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            body = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             self._quarantine(event_id, f"not serialisable as JSON: {exc}", repr(event))
             return
         if self._closed:
             log.error("audit: event %s emitted after close() began; it may not be delivered", event_id)
-        self._queue.append(_Queued(self._next_seq, event_id, body.encode(), time.monotonic()))
+        resent_at = str(raw["event_timestamp"]) if resent else None
+        self._queue.append(_Queued(self._next_seq, event_id, body.encode(), time.monotonic(), resent_at))
         self._next_seq += 1
         self._unsettled += 1
         pending = self._unsettled
@@ -365,6 +396,10 @@ class AuditClient:
         failures = 0
         while chunks:
             chunk = chunks.popleft()
+            if any(item.resent_at is not None for item in chunk):
+                chunk = await self._leave_out_stored(chunk)
+                if not chunk:
+                    continue
             verdict = await self._send(chunk)
             if isinstance(verdict, _Accepted):
                 failures = 0
@@ -389,6 +424,48 @@ class AuditClient:
                 )
                 chunks.appendleft(chunk)
                 await asyncio.sleep(delay)
+
+    async def _leave_out_stored(self, chunk: list[_Queued]) -> list[_Queued]:
+        """The chunk without the re-sent events DataStorage has (settled here), the rest no longer re-sent;
+        the chunk as it is when DataStorage cannot say now (it is asked again before the next attempt)."""
+        resent = [item for item in chunk if item.resent_at is not None]
+        known = await self._ask_known(resent) if self._can_ask_known else set()
+        if known is None:
+            return chunk
+        left = []
+        for item in chunk:
+            if item.event_id in known:
+                self._metrics.already_stored.inc()
+                self._settle(1)
+            else:
+                left.append(dataclasses.replace(item, resent_at=None))
+        return left
+
+    async def _ask_known(self, resent: Sequence[_Queued]) -> set[str] | None:
+        """The ids of these events DataStorage has stored; None when it cannot say now."""
+        session = self._session
+        if session is None:
+            return None
+        query = {
+            "events": [{"event_id": item.event_id, "event_timestamp": item.resent_at} for item in resent]
+        }
+        try:
+            async with session.post(self._known_url, json=query, timeout=self._request_timeout) as response:
+                if response.status in _NOT_ASKABLE:
+                    self._can_ask_known = False
+                    log.warning(
+                        "audit: DataStorage cannot say which events it has (HTTP %d at %s): re-sent trails "
+                        "are sent whole, and DataStorage leaves out what it has",
+                        response.status,
+                        self._known_url,
+                    )
+                    return set()
+                if response.status != 200:
+                    return None
+                answer = await response.json()
+                return {str(event_id) for event_id in answer["known"]}
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _split_rejected(self, chunk: list[_Queued], verdict: _Rejected) -> list[list[_Queued]]:
         """What is left to send after a rejection: the named element quarantined, or two halves."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, TypeVar
@@ -80,6 +80,10 @@ class AuditSink(Protocol):
         ...
 
     def emit(self, event: AuditEvent) -> None: ...
+
+    def resend(self, events: Sequence[AuditEvent]) -> None:
+        """Events emitted before (a restart's trail): delivered only where DataStorage lacks them."""
+        ...
 
 
 class SignalModes(Protocol):

@@ -5,8 +5,9 @@ status writes. The pipeline already ran those phases, so an event whose phase
 is behind what this process wrote is stale and skipped. An SP that failed
 transiently waits for its retry timer, not for the next event. The first time
 this process meets an SP (after a start or a restart) it re-sends the audit
-trail the SP's status implies; the event ids make the repeat harmless, and an
-event lost in a crash between a status write and its delivery is not lost.
+trail the SP's status implies, so that an event lost in a crash between a
+status write and its delivery is not lost; the audit client sends only the
+events DataStorage does not have, and the event ids make any repeat harmless.
 """
 
 from __future__ import annotations
@@ -73,8 +74,7 @@ class Reconciler:
         phase = sp.phase
         known = self._progress.get(uid)
         if known is None:
-            for event in audit_trail(sp):
-                self._audit.emit(event)
+            self._audit.resend(audit_trail(sp))
         elif phase.order < known.order or known.is_terminal:
             return
         if phase.is_terminal:

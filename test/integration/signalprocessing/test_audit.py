@@ -388,6 +388,36 @@ def test_trails_held_in_memory_survive_a_controller_crash_without_duplicates(
 
 
 @pytest.mark.br("BR-SP-090")
+def test_a_restart_sends_none_of_the_trails_datastorage_already_has(
+    stack: StackState,
+    api_client: client.ApiClient,
+    custom_objects: client.CustomObjectsApi,
+    tmp_path: Path,
+    worker_id: str,
+) -> None:
+    with own_controller(stack, api_client, tmp_path, worker_id) as own:
+        namespace = own.make_namespace(PRODUCTION)
+        own.core.create_namespaced_pod(namespace, pod("api"))
+        names = create_signals(custom_objects, namespace, 6, target_name="api")
+        done = [wait_for_phase(custom_objects, namespace, name, "Completed") for name in names]
+        for sp in done:
+            assert_success_trail(stack.datastorage_url, own.process.metrics_url, sp)
+        own.process.kill()
+
+        with own.replacement() as restarted:
+            # It meets every SP again and asks DataStorage about each trail instead of sending it.
+            trails = 6 * sum(SUCCESS_TRAIL.values())
+            eventually(
+                lambda: metric_value(restarted.metrics_url, "audit_events_already_stored_total") == trails,
+                message="the restarted controller did not find every delivered trail event in DataStorage",
+            )
+            assert metric_value(restarted.metrics_url, "audit_events_delivered_total") == 0
+            assert metric_value(restarted.metrics_url, "audit_events_pending") == 0
+            for sp in done:
+                assert_success_trail(stack.datastorage_url, restarted.metrics_url, sp)
+
+
+@pytest.mark.br("BR-SP-090")
 def test_a_controller_killed_mid_burst_leaves_exact_trails_after_restart(
     stack: StackState,
     api_client: client.ApiClient,

@@ -1,7 +1,8 @@
 """Test doubles for the audit tests: a scriptable DataStorage on 127.0.0.1, events, and a polling helper.
 
-The fake speaks the batch endpoint only. It stores each event id once, as DataStorage does, and can be
-told to fail, hang, refuse a batch as too large, or reject poison events with or without naming them.
+The fake speaks the batch endpoint and the question of known events. It stores each event id once, as
+DataStorage does, and can be told to fail, hang, refuse a batch as too large, reject poison events with
+or without naming them, or not know the question of known events (an older DataStorage).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class FakeDataStorage:
         self.poison: set[str] = set()  # event ids answered with 400
         self.index_style: IndexStyle = "detail"
         self.max_batch: int | None = None  # larger batches get 413
+        self.known_queries: list[list[dict[str, Any]]] = []  # every question of known events
+        self.known_answers: deque[int] = deque()  # statuses to answer the next questions with
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -50,6 +53,7 @@ class FakeDataStorage:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/v1/audit/events/batch", self._batch)
+        app.router.add_post("/api/v1/audit/events/known", self._known)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, shutdown_timeout=0.5).start()
@@ -86,6 +90,15 @@ class FakeDataStorage:
         return web.json_response(
             {"event_ids": ids, "message": f"{len(ids)} audit events created"}, status=201
         )
+
+    async def _known(self, request: web.Request) -> web.Response:
+        asked: list[dict[str, Any]] = (await request.json())["events"]
+        self.known_queries.append(asked)
+        if self.known_answers:
+            status = self.known_answers.popleft()
+            return _problem(status, f"scripted {status}")
+        known = [key["event_id"] for key in asked if key["event_id"] in self.stored]
+        return web.json_response({"known": known})
 
     def _reject(self, index: int) -> web.Response:
         if self.index_style == "field":

@@ -484,3 +484,76 @@ async def test_events_rebuilt_after_a_restart_are_stored_once(
     assert down_datastorage.stored_ids() == ids(before)
     first_stored = down_datastorage.stored[ids(before)[0]]
     assert first_stored == before[0].to_raw()  # the first write wins on the DataStorage side
+
+
+async def test_a_restart_re_sends_only_the_events_datastorage_lacks(
+    datastorage: FakeDataStorage, make_client: MakeClient
+) -> None:
+    trail = make_events(6)
+    first = make_client()
+    await first.start()
+    for event in trail[:4]:
+        first.emit(event)
+    await first.flush()
+    await first.close()
+    sent_before = len(datastorage.requests)
+
+    registry = CollectorRegistry()
+    restarted = make_client(registry=registry)
+    await restarted.start()
+    restarted.resend(trail)
+    await restarted.flush()
+
+    asked = [key for query in datastorage.known_queries for key in query]
+    assert asked == [
+        {"event_id": str(event.event_id), "event_timestamp": event.to_raw()["event_timestamp"]}
+        for event in trail
+    ]
+    assert [event["event_id"] for batch in datastorage.requests[sent_before:] for event in batch] == ids(
+        trail[4:]
+    )
+    assert datastorage.stored_ids() == ids(trail)
+    assert metric(registry, "audit_events_already_stored_total") == 4
+    assert metric(registry, "audit_events_delivered_total") == 2
+    assert restarted.pending == 0
+
+
+async def test_re_sent_events_wait_for_an_answer_and_are_asked_about_again_after_a_failure(
+    datastorage: FakeDataStorage, make_client: MakeClient
+) -> None:
+    trail = make_events(3)
+    for event in trail[:2]:
+        datastorage.stored[str(event.event_id)] = dict(event.to_raw())
+    datastorage.known_answers.extend([503, 503])
+    datastorage.answers.extend([503, 503])  # the sends in between fail too: DataStorage is sick
+    registry = CollectorRegistry()
+    client = make_client(registry=registry)
+    await client.start()
+
+    client.resend(trail)
+    await client.flush()
+
+    assert len(datastorage.known_queries) == 3
+    assert [event["event_id"] for event in datastorage.requests[-1]] == ids(trail[2:])
+    assert metric(registry, "audit_events_already_stored_total") == 2
+
+
+async def test_a_datastorage_that_cannot_say_gets_the_trail_whole_and_is_not_asked_again(
+    datastorage: FakeDataStorage, make_client: MakeClient
+) -> None:
+    trail = make_events(3)
+    datastorage.stored[str(trail[0].event_id)] = dict(trail[0].to_raw())
+    datastorage.known_answers.append(404)
+    registry = CollectorRegistry()
+    client = make_client(registry=registry)
+    await client.start()
+
+    client.resend(trail[:2])
+    await client.flush()
+    client.resend(trail[2:])
+    await client.flush()
+
+    assert len(datastorage.known_queries) == 1
+    assert [event["event_id"] for batch in datastorage.requests for event in batch] == ids(trail)
+    assert metric(registry, "audit_events_already_stored_total") == 0
+    assert datastorage.stored_ids() == ids(trail)

@@ -7,7 +7,7 @@ what it has to take from the status.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -67,6 +67,9 @@ class Ignored:
     saturated = False
 
     def emit(self, event: AuditEvent) -> None:
+        pass
+
+    def resend(self, events: Sequence[AuditEvent]) -> None:
         pass
 
     def record(self, involved: InvolvedObject, **_: Any) -> None:
