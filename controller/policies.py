@@ -379,12 +379,14 @@ class ActivePolicies:
         """Evaluate `rules` in the active text; raises `PolicyNotActive` before the first activation.
 
         An engine that lost its module (an OPA that restarted) answers "undefined" for every
-        rule, so when a rule is undefined the engine is asked whether it still holds the module,
-        and the rules are evaluated again after loading it if not.
+        rule, so when every rule asked is undefined the engine is asked whether it still holds
+        the module, and the rules are evaluated again after loading it if not. One defined answer
+        proves the module is there (it is one text, loaded whole): an undefined optional rule
+        beside a required one costs no question.
         """
         decisions = await self._evaluate_in_sync(rules, input)
-        undefined = any(value is None for value in decisions.values.values())
-        if undefined and await self._engine.lost_modules([MODULE_ID]):
+        all_undefined = all(value is None for value in decisions.values.values())
+        if all_undefined and await self._engine.lost_modules([MODULE_ID]):
             self._in_sync = False
             decisions = await self._evaluate_in_sync(rules, input)
         return decisions

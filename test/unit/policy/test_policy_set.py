@@ -120,6 +120,7 @@ class FakeEngine:
         self.fail_loads_containing: str | None = None
         self.fail_rules: set[str] = set()
         self.undefined_rules: set[str] = set()
+        self.module_lists = 0
         self.gate: asyncio.Event | None = None
         self.evaluating = asyncio.Event()
 
@@ -145,6 +146,7 @@ class FakeEngine:
         return None if text is None or rule in self.undefined_rules else f"{rule}:{text}"
 
     async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:
+        self.module_lists += 1
         return sorted(module_id for module_id in module_ids if module_id not in self.modules)
 
     async def close(self) -> None:
@@ -278,6 +280,17 @@ async def test_an_undefined_optional_rule_with_the_module_in_place_is_believed(
 
     assert decisions.value(Rule.CLUSTER) is None
     assert engine.loads == []  # no resync: the engine still holds the module
+
+
+async def test_an_undefined_rule_beside_a_defined_one_costs_no_question_to_the_engine(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    engine.undefined_rules = {"cluster"}
+
+    decisions = await active.evaluate((Rule.SEVERITY, Rule.CLUSTER), {})
+
+    assert decisions.value(Rule.CLUSTER) is None
+    assert engine.module_lists == 0  # the defined severity proves the module is loaded
 
 
 async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
