@@ -32,6 +32,7 @@ class Settings:
     backoff_base_seconds: float = 30.0
     backoff_cap_seconds: float = 300.0
     audit_batch_size: int = 100
+    max_concurrent_reconciles: int = 32  # SPs whose steps run at once; the others wait their turn
     audit_flush_interval: float = 1.0
     metrics_port: int = 9090
     health_port: int = 8081
@@ -81,6 +82,7 @@ _FIELDS = {
     "backoffBaseSeconds": ("backoff_base_seconds", "SP_BACKOFF_BASE_SECONDS"),
     "backoffCapSeconds": ("backoff_cap_seconds", "SP_BACKOFF_CAP_SECONDS"),
     "auditBatchSize": ("audit_batch_size", "AUDIT_BATCH_SIZE"),
+    "maxConcurrentReconciles": ("max_concurrent_reconciles", "MAX_CONCURRENT_RECONCILES"),
     "auditFlushInterval": ("audit_flush_interval", "AUDIT_FLUSH_INTERVAL"),
     "metricsPort": ("metrics_port", "METRICS_PORT"),
     "healthPort": ("health_port", "HEALTH_PORT"),
@@ -117,9 +119,15 @@ def _convert(key: str, value: Any) -> Any:
             if not isinstance(value, str) or not value:
                 raise ValueError("expected a path")
             return Path(value)
-        if name in ("audit_batch_size", "metrics_port", "health_port", "readiness_port"):
+        if name in (
+            "audit_batch_size",
+            "max_concurrent_reconciles",
+            "metrics_port",
+            "health_port",
+            "readiness_port",
+        ):
             number = int(value)
-            lowest, highest = (1, math.inf) if name == "audit_batch_size" else (0, _HIGHEST_PORT)
+            lowest, highest = (0, _HIGHEST_PORT) if name.endswith("_port") else (1, math.inf)
             if not lowest <= number <= highest:
                 raise ValueError(f"{number} is out of range")
             return number

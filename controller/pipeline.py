@@ -158,20 +158,32 @@ class Pipeline:
                 # Nothing is lost by waiting: the step has not happened, so neither have its events.
                 delay = self._until_deadline(self.backoff.delay(1), deadline, now)
                 raise RetryLater(delay, "the audit queue is full; DataStorage is behind")
-            step = _STEPS[phase]
             try:
-                if deadline is not None and now >= deadline:
-                    raise PermanentFailure(FailureReason.TIMED_OUT, self._timed_out(current, deadline))
-                status = await step(self, current, now)
-            except PermanentFailure as failure:
-                current, entered = await self._fail(current, phase, failure, now, entered)
-                continue
-            except (kube.TransientApiError, PolicyEngineUnavailable) as error:
+                current, entered = await self._take_step(current, phase, deadline, now, entered)
+            except (kube.ApiError, PolicyEngineUnavailable) as error:
+                # A read, an evaluation or the write itself (a timeout under load, an RBAC change):
+                # recorded and tried again later, never left to kopf, which would drop the SP.
                 self.metrics.processing_total.labels(phase=phase.value.lower(), result="failure").inc()
                 delay = await self._record_transient(current, phase, str(error), now)
                 raise RetryLater(delay, str(error)) from error
-            current, entered = await self._write(current, phase, status, now, entered)
         return current
+
+    async def _take_step(
+        self,
+        sp: SignalProcessing,
+        phase: Phase,
+        deadline: datetime | None,
+        now: datetime,
+        entered: datetime | None,
+    ) -> tuple[SignalProcessing, datetime | None]:
+        """Runs the phase's step and writes its status, or writes the failure the step ended in."""
+        try:
+            if deadline is not None and now >= deadline:
+                raise PermanentFailure(FailureReason.TIMED_OUT, self._timed_out(sp, deadline))
+            status = await _STEPS[phase](self, sp, now)
+        except PermanentFailure as failure:
+            return await self._fail(sp, phase, failure, now, entered)
+        return await self._write(sp, phase, status, now, entered)
 
     async def fetch(self, name: str, namespace: str) -> SignalProcessing | None:
         """The SP as the API server has it now; None when it is gone."""

@@ -23,6 +23,9 @@ from controller.signalprocessing import Phase, SignalProcessing
 from controller.trail import audit_trail
 
 _REMEMBERED: Final = 50_000  # SPs whose progress is kept; older ones only cost a trail re-send
+# A bug is no reason to drop an SP (kopf would log the exception and never hand it over again); it is
+# tried again after this long, which keeps a persistent bug from spinning.
+_AFTER_AN_UNEXPECTED_ERROR: Final = 60.0
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +43,13 @@ class Advancer(Protocol):
 
 
 class Reconciler:
-    def __init__(self, pipeline: Advancer, audit: AuditSink) -> None:
+    """`max_concurrent` SPs take their steps at once; kopf hands over every SP of a burst at once, and
+    thousands of pipelines at once would time out against the API server together."""
+
+    def __init__(self, pipeline: Advancer, audit: AuditSink, *, max_concurrent: int) -> None:
         self._pipeline = pipeline
         self._audit = audit
+        self._slots = asyncio.Semaphore(max_concurrent)
         self._progress: OrderedDict[str, Phase] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
@@ -81,10 +88,17 @@ class Reconciler:
             self._remember(uid, phase)
             return
         try:
-            final = await self._pipeline.advance(sp)
+            async with self._slots:
+                final = await self._pipeline.advance(sp)
         except RetryLater as retry:
             logger.info("%s: %s", sp.key, retry)
             self._schedule_retry(sp, retry.delay)
+            return
+        except Exception:
+            logger.exception(
+                "%s: processing failed unexpectedly; retrying in %.0fs", sp.key, _AFTER_AN_UNEXPECTED_ERROR
+            )
+            self._schedule_retry(sp, _AFTER_AN_UNEXPECTED_ERROR)
             return
         self._remember(uid, final.phase)
         self._locks.pop(uid, None)

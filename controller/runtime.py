@@ -137,7 +137,7 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
         audit=audit,
         events=events,
         metrics=metrics,
-        reconciler=Reconciler(pipeline, audit),
+        reconciler=Reconciler(pipeline, audit, max_concurrent=settings.max_concurrent_reconciles),
         metrics_server=server,
         policy_watcher=watcher,
     )

@@ -516,6 +516,24 @@ async def test_a_transient_failure_is_recorded_and_retried_after_the_backoff(
     }
 
 
+async def test_a_status_write_that_times_out_is_recorded_and_retried_not_raised() -> None:
+    world = World()
+    sp = world.add()
+
+    def time_out() -> None:
+        raise kube.TransientApiError("patch .../status: timed out")
+
+    world.cluster.before_next_write.append(time_out)  # the first write: Pending, under an overloaded API
+
+    with pytest.raises(RetryLater) as retry:
+        await world.pipeline.advance(sp)
+
+    assert 27.0 <= retry.value.delay <= 33.0
+    stored = world.stored()
+    assert stored.status.failure_info is not None
+    assert stored.status.failure_info.error == "patch .../status: timed out"
+
+
 async def test_the_step_after_a_transient_failure_clears_the_failure_record() -> None:
     world = World()
     sp = world.add(status={"phase": "Enriching", "startTime": "2026-01-01T10:00:00Z"})
@@ -663,16 +681,37 @@ def test_the_backoff_doubles_to_its_cap() -> None:
 
 
 class Advancer:
-    """Stands for the pipeline: moves an SP to a given phase, or asks for a retry."""
+    """Stands for the pipeline: moves an SP to a given phase, asks for a retry, fails with a bug, or
+    waits at a gate (counting the SPs inside at once)."""
 
-    def __init__(self, cluster: Cluster, *, retry_delay: float | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        retry_delay: float | None = None,
+        bug: Exception | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         self.cluster = cluster
         self.retry_delay = retry_delay
+        self.bug = bug
+        self.gate = gate
         self.advanced: list[Phase] = []
         self.fetched = asyncio.Event()
+        self.inside = 0
+        self.most_inside = 0
 
     async def advance(self, sp: SignalProcessing) -> SignalProcessing:
         self.advanced.append(sp.phase)
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+        finally:
+            self.inside -= 1
+        if self.bug is not None:
+            raise self.bug
         if self.retry_delay is not None:
             delay, self.retry_delay = self.retry_delay, None
             raise RetryLater(delay, "etcd timeout")
@@ -692,7 +731,7 @@ def at_phase(phase: str) -> SignalProcessing:
 async def test_echoes_of_the_controllers_own_writes_are_skipped() -> None:
     cluster, audit = Cluster(), Audit()
     advancer = Advancer(cluster)
-    reconciler = Reconciler(advancer, audit)
+    reconciler = Reconciler(advancer, audit, max_concurrent=4)
 
     await reconciler.on_event(at_phase(""))
     for echo in ("Pending", "Enriching", "Classifying", "Categorizing", "Completed"):
@@ -704,7 +743,7 @@ async def test_echoes_of_the_controllers_own_writes_are_skipped() -> None:
 async def test_the_first_event_after_a_restart_re_sends_the_trail_the_status_implies() -> None:
     audit = Audit()
     advancer = Advancer(Cluster())
-    reconciler = Reconciler(advancer, audit)
+    reconciler = Reconciler(advancer, audit, max_concurrent=4)
     completed = SignalProcessing.from_raw(
         signal_processing(
             status={
@@ -731,7 +770,7 @@ async def test_a_transient_failure_is_retried_on_its_timer_and_not_on_its_own_ec
     cluster = Cluster()
     sp = cluster.add_signal_processing(signal_processing(status={"phase": "Enriching"}))
     advancer = Advancer(cluster, retry_delay=0.01)
-    reconciler = Reconciler(advancer, Audit())
+    reconciler = Reconciler(advancer, Audit(), max_concurrent=4)
 
     await reconciler.on_event(sp)
     await reconciler.on_event(sp)  # the echo of recording the failure: a retry is already scheduled
@@ -750,7 +789,7 @@ async def test_a_deleted_sp_has_its_retry_cancelled() -> None:
     cluster = Cluster()
     sp = cluster.add_signal_processing(signal_processing(status={"phase": "Enriching"}))
     advancer = Advancer(cluster, retry_delay=0.05)
-    reconciler = Reconciler(advancer, Audit())
+    reconciler = Reconciler(advancer, Audit(), max_concurrent=4)
 
     await reconciler.on_event(sp)
     reconciler.forget(sp.metadata.uid)
@@ -758,4 +797,37 @@ async def test_a_deleted_sp_has_its_retry_cancelled() -> None:
 
     assert advancer.advanced == [Phase.ENRICHING, Phase.ENRICHING]
     assert not advancer.fetched.is_set()
+    await reconciler.close()
+
+
+async def test_no_more_than_the_configured_number_of_sps_take_their_steps_at_once() -> None:
+    gate = asyncio.Event()
+    advancer = Advancer(Cluster(), gate=gate)
+    reconciler = Reconciler(advancer, Audit(), max_concurrent=2)
+    burst = []
+    for n in range(5):
+        raw = signal_processing()
+        raw["metadata"] |= {"name": f"sp-{n}", "uid": f"uid-{n}"}
+        burst.append(SignalProcessing.from_raw(raw))
+
+    handlers = [asyncio.create_task(reconciler.on_event(sp)) for sp in burst]
+    for _ in range(100):  # let every handler reach the pipeline or the wait for a slot
+        await asyncio.sleep(0)
+    assert advancer.inside == 2
+    gate.set()
+    await asyncio.gather(*handlers)
+
+    assert advancer.most_inside == 2
+    assert len(advancer.advanced) == 5
+
+
+async def test_an_unexpected_error_schedules_a_retry_instead_of_escaping_to_kopf() -> None:
+    advancer = Advancer(Cluster(), bug=RuntimeError("a bug"))
+    reconciler = Reconciler(advancer, Audit(), max_concurrent=4)
+    sp = at_phase("")
+
+    await reconciler.on_event(sp)  # kopf would log it and never hand the SP over again
+    await reconciler.on_event(sp)  # its echo finds the retry scheduled
+
+    assert advancer.advanced == [Phase.NEW]
     await reconciler.close()
