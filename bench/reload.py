@@ -8,8 +8,9 @@ of its own), the time from the write to the moment
 `signalprocessing_policy_hash_info` shows the new hash.
 Two ways of writing: an in-place rewrite of the file, and a kubelet-style
 ConfigMap update (new generation directory, `..data` link renamed over).
-The debounce is a floor: every latency includes it. No controller process
-and no cluster are involved, so the numbers are the watcher's own.
+The debounce is a floor for the in-place write; the kubelet's rename of
+`..data` is read at once. No controller process and no cluster are
+involved, so the numbers are the watcher's own.
 """
 
 from __future__ import annotations

@@ -97,6 +97,21 @@ async def test_the_delay_restarts_with_each_event() -> None:
     assert action.runs == 1
 
 
+async def test_run_now_runs_at_once_and_takes_the_place_of_the_pending_run() -> None:
+    clock, action = FakeClock(), GatedAction()
+    debouncer = Debouncer(DELAY, action, call_later=clock.call_later)
+    debouncer.poke()  # the first events of a kubelet update, then its swap of ..data
+
+    debouncer.run_now()
+    await settle(debouncer)
+    assert action.runs == 1
+
+    clock.advance(DELAY)
+    await settle(debouncer)
+    assert action.runs == 1
+    assert not debouncer.pending
+
+
 async def test_events_further_apart_than_the_delay_run_each() -> None:
     clock, action = FakeClock(), GatedAction()
     debouncer = Debouncer(DELAY, action, call_later=clock.call_later)

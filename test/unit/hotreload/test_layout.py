@@ -10,6 +10,7 @@ import pytest
 from controller.hotreload import (
     ControllerPod,
     controller_pod_from_env,
+    is_generation_swap,
     is_policy_change,
     missing_policy_files,
     policy_source_dir,
@@ -35,6 +36,21 @@ from controller.policies import LEGACY_FILE_NAMES, POLICY_FILE_NAME
 )
 def test_which_events_trigger_a_reload(path: str, counts: bool) -> None:
     assert is_policy_change(path) is counts
+
+
+@pytest.mark.parametrize(
+    ("event_type", "destination", "swap"),
+    [
+        pytest.param("moved", "/etc/policies/..data", True, id="data-tmp-renamed-over-data"),
+        pytest.param("moved", b"/etc/policies/..data", True, id="bytes-path"),
+        pytest.param("moved", "/etc/policies/..data_tmp", False, id="renamed-to-data-tmp"),
+        pytest.param("created", "/etc/policies/..data", False, id="data-created"),
+        pytest.param("moved", "/etc/policies/policy.rego", False, id="editor-rename-of-the-policy"),
+        pytest.param("moved", "", False, id="no-destination"),
+    ],
+)
+def test_only_the_kubelet_swap_of_data_is_read_at_once(event_type: str, destination: str, swap: bool) -> None:
+    assert is_generation_swap(event_type, destination) is swap
 
 
 def write_generation(root: Path, name: str, marker: str) -> Path:
