@@ -124,3 +124,14 @@ def test_kubectl_wide_shows_the_ready_reason_and_explain_documents_the_deadline(
     assert header.split()[-1] == "REASON"
     assert row.split()[-1] == "NotReady"
     assert "TimedOut" in explained.stdout
+    # The 2026 fields are documented where `kubectl explain` looks.
+    for field, words in [
+        ("status.signalClassification.severity", "normalised by the policy"),
+        ("status.signalClassification.policyHash", "SHA-256"),
+        ("status.failureInfo", "first failure"),
+        ("status.kubernetesContext.workload", "input.workload"),
+        ("spec.signal.clusterID", "fleet member cluster"),
+    ]:
+        field_explained = kubectl(kubeconfig, "explain", f"signalprocessings.{field}")
+        assert field_explained.returncode == 0, field_explained.stderr
+        assert words in " ".join(field_explained.stdout.split()), field_explained.stdout
