@@ -64,6 +64,33 @@ COMPLETION_TIMEOUT: Final = 120.0
 # --- the stack ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BenchStack:
+    """A stack of the benchmark's own with an OPA: a controller's settings for it, and an API client."""
+
+    settings: dict[str, str]
+    api_client: client.ApiClient
+
+
+def open_bench_stack(stack: ExitStack, workdir: Path, *, watch: str, connections: int) -> BenchStack:
+    """Starts the stack (`python -m devstack.supervisor`) and an OPA on `stack`; the settings make a
+    controller watch the namespaces matching `watch`."""
+    state = stack.enter_context(supervised_stack(workdir))
+    opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
+    settings = {
+        "KUBECONFIG": state.kubeconfig,
+        "DATA_STORAGE_URL": state.datastorage_url,
+        "POLICY_DIR": str(copy_shipped_policies(workdir / "policies")),
+        "OPA_URL": opa.url,
+        "WATCH_NAMESPACES": watch,
+    }
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=state.kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = connections
+    api_client = stack.enter_context(client.ApiClient(configuration))
+    return BenchStack(settings, api_client)
+
+
 # --- objects ------------------------------------------------------------------------------------
 
 
@@ -386,15 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         began = time.monotonic()
-        state = stack.enter_context(supervised_stack(workdir))
-        opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
-        settings = {
-            "KUBECONFIG": state.kubeconfig,
-            "DATA_STORAGE_URL": state.datastorage_url,
-            "POLICY_DIR": str(copy_shipped_policies(workdir / "policies")),
-            "OPA_URL": opa.url,
-            "WATCH_NAMESPACES": f"load-{run}-*",
-        }
+        bench = open_bench_stack(stack, workdir, watch=f"load-{run}-*", connections=arguments.concurrency + 8)
+        settings = dict(bench.settings)
         if arguments.profile is not None:
             settings["PYTHONPATH"] = profiling_path(workdir / "profile", arguments.profile.resolve())
         controller = stack.enter_context(
@@ -404,10 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             f"stack, OPA and controller up in {time.monotonic() - began:.1f}s (logs in {workdir})", flush=True
         )
 
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=state.kubeconfig, client_configuration=configuration)
-        configuration.connection_pool_maxsize = arguments.concurrency + 8
-        api_client = stack.enter_context(client.ApiClient(configuration))
+        api_client = bench.api_client
         core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
 
         watched = make_namespaces(core, f"load-{run}-", arguments.namespaces)

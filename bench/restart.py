@@ -27,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
 
-from kubernetes import client, config
+from kubernetes import client
 
 from bench.load import (
     COMPLETION_TIMEOUT,
@@ -38,14 +38,11 @@ from bench.load import (
     key_of,
     make_namespaces,
     manifests,
+    open_bench_stack,
     rss_megabytes,
     wait_until_idle,
 )
 from devstack.controller_process import ControllerProcess
-from devstack.launch import supervised_stack
-from devstack.opa_server import OpaServer
-from devstack.policies import copy_shipped_policies
-from envtest import assets
 from processes.child import http_ok
 
 CATCH_UP_TIMEOUT: Final = 600.0
@@ -91,22 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     run = secrets.token_hex(3)
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        state = stack.enter_context(supervised_stack(workdir))
-        opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
-        settings = {
-            "KUBECONFIG": state.kubeconfig,
-            "DATA_STORAGE_URL": state.datastorage_url,
-            "POLICY_DIR": str(copy_shipped_policies(workdir / "policies")),
-            "OPA_URL": opa.url,
-            "WATCH_NAMESPACES": f"restart-{run}-*",
-        }
+        bench = open_bench_stack(
+            stack, workdir, watch=f"restart-{run}-*", connections=arguments.concurrency + 8
+        )
+        settings = bench.settings
         first = stack.enter_context(ControllerProcess(settings=settings, log_path=workdir / "first.log"))
-
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=state.kubeconfig, client_configuration=configuration)
-        configuration.connection_pool_maxsize = arguments.concurrency + 8
-        api_client = stack.enter_context(client.ApiClient(configuration))
-        core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
+        core, custom = client.CoreV1Api(bench.api_client), client.CustomObjectsApi(bench.api_client)
         watched = make_namespaces(core, f"restart-{run}-", arguments.namespaces)
         watcher = CompletionWatch(custom, f"restart-{run}-")
         stack.callback(watcher.stop)
