@@ -362,12 +362,8 @@ class ApiClient:
                 if response.status != 200:
                     raise _error_for(response.status, (await response.read()).decode(errors="replace"))
                 response.close()  # accepted: the stream itself is kopf's business
-        except TimeoutError as e:
-            raise TransientApiError(f"watch {path}: timed out") from e
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise TransientApiError(f"watch {path}: {e}") from e
-        except aiohttp.ClientError as e:
-            raise ApiError(f"watch {path}: {e}") from e
+        except _TRANSPORT_ERRORS as e:
+            raise _transport_error(f"watch {path}", e) from e
 
     def _headers(self, content_type: str) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -412,12 +408,8 @@ class ApiClient:
                 answer = await response.read()
                 if response.status not in (200, 201):
                     raise _error_for(response.status, answer.decode(errors="replace"))
-        except TimeoutError as e:
-            raise TransientApiError(f"{verb} {path}: timed out") from e
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
-            raise TransientApiError(f"{verb} {path}: {e}") from e
-        except aiohttp.ClientError as e:
-            raise ApiError(f"{verb} {path}: {e}") from e
+        except _TRANSPORT_ERRORS as e:
+            raise _transport_error(f"{verb} {path}", e) from e
         try:
             decoded = json.loads(answer)
         except ValueError as e:
@@ -425,6 +417,18 @@ class ApiClient:
         if not isinstance(decoded, dict):
             raise ApiError(f"{verb} {path}: the response is not a JSON object")
         return decoded
+
+
+_TRANSPORT_ERRORS: Final = (TimeoutError, aiohttp.ClientError)
+
+
+def _transport_error(what: str, error: TimeoutError | aiohttp.ClientError) -> ApiError:
+    """A request that got no answer: a timeout or a broken connection may pass if retried."""
+    if isinstance(error, TimeoutError):
+        return TransientApiError(f"{what}: timed out")
+    if isinstance(error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return TransientApiError(f"{what}: {error}")
+    return ApiError(f"{what}: {error}")
 
 
 def _check_scope(resource: Resource, namespace: str | None) -> None:
