@@ -385,6 +385,8 @@ class Pipeline:
             where = f"{where} in cluster {member.id}"
             why = f"{REMOTE_READER_UNAVAILABLE}: no reader for remote clusters; nothing of it was read"
             self.metrics.enrichment_errors.labels(error_type=REMOTE_READER_UNAVAILABLE).inc()
+        elif target.is_cluster_scoped and target.kind != "Node":
+            why = f"a cluster-scoped {target.kind} is not a kind this controller reads"
         else:
             why = "target not found"
         if context.degraded_mode:

@@ -377,15 +377,20 @@ async def test_the_target_workload_is_recorded_as_the_policies_see_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "degraded"),
+    ("target", "degraded", "why"),
     [
-        pytest.param({"kind": "Node", "name": "node-a"}, False, id="node"),
-        pytest.param({"kind": "Node", "name": "gone"}, True, id="node-not-found"),
-        pytest.param({"kind": "ClusterIssuer", "name": "letsencrypt"}, True, id="unknown-kind"),
+        pytest.param({"kind": "Node", "name": "node-a"}, False, "K8s context enriched", id="node"),
+        pytest.param({"kind": "Node", "name": "gone"}, True, "(target not found)", id="node-not-found"),
+        pytest.param(
+            {"kind": "ClusterIssuer", "name": "letsencrypt"},
+            True,
+            "(a cluster-scoped ClusterIssuer is not a kind this controller reads)",
+            id="unknown-kind",
+        ),
     ],
 )
 async def test_a_cluster_scoped_target_is_classified_without_a_namespace(
-    target: dict[str, str], degraded: bool
+    target: dict[str, str], degraded: bool, why: str
 ) -> None:
     world = World()
     world.cluster.add(kube.NODES, obj("Node", "node-a", labels={"kubernaut.ai/sla-tier": "platinum"}))
@@ -397,6 +402,9 @@ async def test_a_cluster_scoped_target_is_classified_without_a_namespace(
     assert final.phase is Phase.COMPLETED
     context = world.cluster.stored()["status"]["kubernetesContext"]
     assert context["degradedMode"] is degraded
+    enriched = final.status.condition(ConditionType.ENRICHMENT)
+    assert enriched is not None
+    assert why in enriched.message
     assert "namespace" not in context
     assert context["workload"]["kind"] == target["kind"]
     assert all(plural != "namespaces" for _, plural, _, _ in world.cluster.log)
