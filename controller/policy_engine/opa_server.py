@@ -82,10 +82,12 @@ class OpaServerEngine:
     evaluation (`timer_rego_query_eval_ns`, OPA's own clock, without the
     round trip) took longer than the call's `time_limit` is discarded with a
     `PolicyEvaluationError`, as the embedded engine does. The request itself
-    is abandoned `EVALUATION_TRANSPORT_ALLOWANCE` seconds after the limit;
-    OPA stops evaluating when its client goes away. Measuring OPA's time
-    rather than the round trip keeps a busy machine's scheduling delays from
-    failing an SP whose policy is fast.
+    is abandoned `EVALUATION_TRANSPORT_ALLOWANCE` seconds after the limit
+    (OPA stops evaluating when its client goes away) as `PolicyEngineUnavailable`:
+    without an answer, a runaway policy and a starved OPA look alike, and only
+    the first deserves a permanent failure. Measuring OPA's time rather than the
+    round trip keeps a busy machine's scheduling delays from failing an SP
+    whose policy is fast.
     """
 
     def __init__(
@@ -162,8 +164,10 @@ class OpaServerEngine:
         except aiohttp.ConnectionTimeoutError as error:
             raise PolicyEngineUnavailable(f"OPA at {self._url} unreachable: {error!r}") from error
         except TimeoutError as error:
-            # The connection was up, so it is the evaluation that ran past the limit.
-            raise PolicyEvaluationError(
+            # A runaway evaluation, or an OPA too busy to answer (a starved sidecar in an alert storm):
+            # no telling which, so it is retried like an unreachable OPA rather than failing the SP for
+            # good. A policy that never answers fails its SPs at their deadline.
+            raise PolicyEngineUnavailable(
                 f"{rule_path}: no answer from OPA within {waited:.1f} s (time limit {time_limit} s)"
             ) from error
         except aiohttp.ClientError as error:
