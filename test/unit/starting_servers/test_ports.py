@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,12 @@ def test_ports_come_from_below_the_kernels_ephemeral_range(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def one_port(tmp_path: Path) -> range:
-    """A one-number range, so a test controls exactly which port is asked for."""
-    with reserve_port(lock_directory=tmp_path / "elsewhere") as probe:
-        return range(probe.port, probe.port + 1)
+def one_port() -> Iterator[range]:
+    """A one-number range, so a test controls exactly which port is asked for. The port stays reserved
+    machine-wide for the whole test, so no other suite on the machine binds it meanwhile; the test's
+    own reservations use a private lock directory."""
+    with reserve_port() as held:
+        yield range(held.port, held.port + 1)
 
 
 def test_a_port_another_process_holds_is_never_handed_out_until_it_dies(
