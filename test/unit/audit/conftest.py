@@ -55,7 +55,7 @@ async def make_client(
             "flush_interval": 0.02,
             "backoff": FAST_BACKOFF,
             "registry": registry,
-            "request_timeout": 2.0,
+            "request_timeout": 10.0,  # generous: a loaded machine; the timeout tests set their own
         } | overrides
         client = AuditClient(down_datastorage.url, **options)
         clients.append(client)
