@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -480,16 +479,16 @@ async def test_a_policy_evaluation_is_bounded_by_its_rule_s_time_limit(
     allowance = 0.2
     engine = OpaServerEngine(private_opa.url, transport_allowance=allowance)
     slow = SLOW_LABELS_RULE.replace("labels :=", f"{rule} :=")
+    waited = rule.time_limit + allowance
     try:
         await engine.load(MODULE_ID, f"package {PACKAGE}\n\n{slow}\n")
-        began = time.monotonic()
-        with pytest.raises(PolicyEngineUnavailable, match=rf"time limit {rule.time_limit} s"):
+        # Waiting for OPA to finish would end in its answer over the limit, a PolicyEvaluationError.
+        with pytest.raises(
+            PolicyEngineUnavailable, match=rf"within {waited:.1f} s \(time limit {rule.time_limit} s\)"
+        ):
             await engine.evaluate(PACKAGE, rule, {}, time_limit=rule.time_limit)
-        elapsed = time.monotonic() - began
     finally:
         await engine.close()
-
-    assert elapsed < rule.time_limit + allowance + 1.0
 
 
 @pytest.mark.br("BR-SP-102")
