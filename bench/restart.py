@@ -42,6 +42,7 @@ from bench.load import (
     rss_megabytes,
     wait_until_idle,
 )
+from controller.config import Settings
 from devstack.controller_process import ControllerProcess
 from processes.child import http_ok
 
@@ -128,7 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         cpu = cpu_seconds(replacement.pid or 0)
         sent = controller_metric(replacement.metrics_url, "audit_events_delivered_total")
         found = controller_metric(replacement.metrics_url, "audit_events_already_stored_total")
-        batch_size = 100  # the controller's default AUDIT_BATCH_SIZE: one question per batch
         print(
             f"\nrestart with {arguments.count} Completed SignalProcessings ({trail_events:.0f} trail events)"
         )
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'replacement':32}{healthy:>9.1f}s{ready:>13.1f}s{caught_up:>11.1f}s")
         print(
             f"  audit events sent again: {sent:.0f}; found already stored: {found:.0f}"
-            f" (about {math.ceil(found / batch_size)} questions to DataStorage)"
+            f" (about {math.ceil(found / Settings.audit_batch_size)} questions to DataStorage)"
         )
         print(
             f"  replacement CPU from its start to caught up: {cpu:.1f}s;"
