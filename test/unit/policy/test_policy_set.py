@@ -119,10 +119,14 @@ class FakeEngine:
         self.time_limits: dict[str, float] = {}
         self.fail_loads_containing: str | None = None
         self.fail_rules: set[str] = set()
+        self.unreachable_rules: set[str] = set()
         self.undefined_rules: set[str] = set()
         self.module_lists = 0
         self.gate: asyncio.Event | None = None
         self.evaluating = asyncio.Event()
+        self.asked: list[str] = []
+        self.all_asked = asyncio.Event()
+        self.expected_questions = 0
 
     async def load(self, module_id: str, source: str) -> None:
         self.loads.append(module_id)
@@ -138,8 +142,13 @@ class FakeEngine:
         assert package_path == "signalprocessing"
         self.time_limits[rule] = time_limit
         self.evaluating.set()
+        self.asked.append(rule)
+        if len(self.asked) == self.expected_questions:
+            self.all_asked.set()
         if self.gate is not None:
             await self.gate.wait()
+        if rule in self.unreachable_rules:
+            raise PolicyEngineUnavailable("engine down")
         if rule in self.fail_rules:
             raise PolicyEvaluationError(f"data.signalprocessing.{rule}: conflict")
         text = self.modules.get(MODULE_ID)
@@ -209,6 +218,30 @@ async def test_a_failing_rule_keeps_its_error_and_the_others_answer(
     with pytest.raises(PolicyEvaluationError, match=r"data\.signalprocessing\.cluster: conflict"):
         decisions.value(Rule.CLUSTER)
     assert str(decisions.value(Rule.PRIORITY)).startswith("priority:")
+
+
+async def test_the_rules_of_one_step_are_asked_at_once(active: ActivePolicies, engine: FakeEngine) -> None:
+    """An OPA answers them in parallel: one round trip per step, not one per rule."""
+    rules = (Rule.SEVERITY, Rule.ENVIRONMENT, Rule.PRIORITY, Rule.CLUSTER)
+    engine.asked.clear()
+    engine.expected_questions = len(rules)
+    engine.gate = asyncio.Event()
+    step = asyncio.create_task(active.evaluate(rules, {}))
+    # Asked one after another, the first question would hold the others back at the gate.
+    await asyncio.wait_for(engine.all_asked.wait(), timeout=10)
+    engine.gate.set()
+    decisions = await step
+    assert sorted(engine.asked) == sorted(rule.value for rule in rules)
+    assert [str(decisions.value(rule)).split(":")[0] for rule in rules] == [rule.value for rule in rules]
+
+
+async def test_an_unreachable_engine_for_one_rule_fails_the_whole_step(
+    active: ActivePolicies, engine: FakeEngine
+) -> None:
+    engine.unreachable_rules = {"priority"}
+    engine.fail_rules = {"severity"}
+    with pytest.raises(PolicyEngineUnavailable, match="engine down"):
+        await active.evaluate((Rule.SEVERITY, Rule.PRIORITY, Rule.CLUSTER), {})
 
 
 async def test_an_unchanged_text_is_not_loaded_again(
