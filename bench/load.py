@@ -1,8 +1,9 @@
 """`python -m bench.load`: controller throughput and latency against a plain-client floor, in one run.
 
 Starts a stack of its own (`python -m devstack.supervisor`: control plane,
-PostgreSQL, Redis, DataStorage), an OPA and one controller watching `load-*`
-namespaces, then measures:
+PostgreSQL, Redis, DataStorage) and one controller watching `load-*`
+namespaces, with the embedded policy engine as the README starts it, or
+with an OPA server of its own (`--engine opa`), then measures:
 
 * burst: `--count` SignalProcessings created at once (`--concurrency`
   threads) into `--namespaces` namespaces (half production, half staging,
@@ -72,18 +73,24 @@ class BenchStack:
     api_client: client.ApiClient
 
 
-def open_bench_stack(stack: ExitStack, workdir: Path, *, watch: str, connections: int) -> BenchStack:
-    """Starts the stack (`python -m devstack.supervisor`) and an OPA on `stack`; the settings make a
-    controller watch the namespaces matching `watch`."""
+ENGINES: Final = ("embedded", "opa")
+
+
+def open_bench_stack(
+    stack: ExitStack, workdir: Path, *, watch: str, connections: int, engine: str
+) -> BenchStack:
+    """Starts the stack (`python -m devstack.supervisor`) on `stack`, and an OPA for `engine` "opa";
+    the settings make a controller watch the namespaces matching `watch` with that policy engine."""
     state = stack.enter_context(supervised_stack(workdir))
-    opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
     settings = {
         "KUBECONFIG": state.kubeconfig,
         "DATA_STORAGE_URL": state.datastorage_url,
         "POLICY_DIR": str(copy_shipped_policies(workdir / "policies")),
-        "OPA_URL": opa.url,
         "WATCH_NAMESPACES": watch,
     }
+    if engine == "opa":
+        opa = stack.enter_context(OpaServer(assets.OPA.path, log_path=workdir / "opa.log"))
+        settings["OPA_URL"] = opa.url
     configuration = client.Configuration()
     config.load_kube_config(config_file=state.kubeconfig, client_configuration=configuration)
     configuration.connection_pool_maxsize = connections
@@ -406,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="client threads creating SPs")
     parser.add_argument("--profile", type=Path, help="write the controller's cProfile stats here")
     parser.add_argument("--singles", type=int, default=20, help="one-at-a-time SPs for the idle latency")
+    parser.add_argument("--engine", choices=ENGINES, default="embedded", help="policy engine")
     arguments = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -413,7 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         began = time.monotonic()
-        bench = open_bench_stack(stack, workdir, watch=f"load-{run}-*", connections=arguments.concurrency + 8)
+        bench = open_bench_stack(
+            stack,
+            workdir,
+            watch=f"load-{run}-*",
+            connections=arguments.concurrency + 8,
+            engine=arguments.engine,
+        )
         settings = dict(bench.settings)
         if arguments.profile is not None:
             settings["PYTHONPATH"] = profiling_path(workdir / "profile", arguments.profile.resolve())
@@ -421,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
             ControllerProcess(settings=settings, log_path=workdir / "controller.log")
         )
         print(
-            f"stack, OPA and controller up in {time.monotonic() - began:.1f}s (logs in {workdir})", flush=True
+            f"stack and controller ({arguments.engine} policy engine) up in {time.monotonic() - began:.1f}s"
+            f" (logs in {workdir})",
+            flush=True,
         )
 
         api_client = bench.api_client

@@ -1,8 +1,9 @@
 """`python -m bench.restart`: what a controller restart costs with many finished SignalProcessings.
 
-Starts a stack of its own (`python -m devstack.supervisor`), an OPA and a controller watching
-`restart-*` namespaces, runs `--count` SignalProcessings to Completed (their trails delivered to
-DataStorage), stops the controller, and starts a replacement with the same settings. It prints:
+Starts a stack of its own (`python -m devstack.supervisor`) and a controller watching
+`restart-*` namespaces (embedded policy engine, or an OPA of its own with `--engine opa`), runs
+`--count` SignalProcessings to Completed (their trails delivered to DataStorage), stops the
+controller, and starts a replacement with the same settings. It prints:
 
 * the baseline, measured in the same run: a controller started on the same stack watching
   namespaces with no SignalProcessing, from its start to `/healthz` and to `/readyz` 200;
@@ -31,6 +32,7 @@ from kubernetes import client
 
 from bench.load import (
     COMPLETION_TIMEOUT,
+    ENGINES,
     CompletionWatch,
     controller_metric,
     cpu_seconds,
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--namespaces", type=int, default=10, help="namespaces they are spread over")
     parser.add_argument("--concurrency", type=int, default=32, help="client threads creating SPs")
+    parser.add_argument("--engine", choices=ENGINES, default="embedded", help="policy engine")
     arguments = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-restart-"))
@@ -90,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         bench = open_bench_stack(
-            stack, workdir, watch=f"restart-{run}-*", connections=arguments.concurrency + 8
+            stack,
+            workdir,
+            watch=f"restart-{run}-*",
+            connections=arguments.concurrency + 8,
+            engine=arguments.engine,
         )
         settings = bench.settings
         first = stack.enter_context(ControllerProcess(settings=settings, log_path=workdir / "first.log"))
