@@ -1,16 +1,18 @@
 """`python -m bench.reload`: policy hot-reload latency, file written -> new hash active in the metric.
 
 Runs the real `hotreload.PolicyWatcher` in this process (watchdog, the
-200 ms debounce, `ActivePolicies.reload` with its smoke evaluation) over an
-OPA server of its own (`--engine embedded` for regorus), and measures, for
+200 ms debounce, `ActivePolicies.reload` with its smoke evaluation) over
+the embedded engine (regorus) and over an OPA server of its own (`--engine`
+picks one), and measures, for
 each of `--reloads` changes of `policy.rego` (the shipped text plus a line
 of its own), the time from the write to the moment
 `signalprocessing_policy_hash_info` shows the new hash.
 Two ways of writing: an in-place rewrite of the file, and a kubelet-style
 ConfigMap update (new generation directory, `..data` link renamed over).
-The debounce is a floor for the in-place write; the kubelet's rename of
-`..data` is read at once. No controller process and no cluster are
-involved, so the numbers are the watcher's own.
+The debounce is a floor for the in-place write, the baseline; the kubelet's
+rename of `..data` is read at once, and its p99 is held against the target.
+No controller process and no cluster are involved, so the numbers are the
+watcher's own.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from devstack.opa_server import OpaServer
 from envtest import assets
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-TARGET_P99_SECONDS = 0.5
+TARGET_P99_SECONDS = 0.25  # a ConfigMap swap, to the new policy active
+ENGINES = ("embedded", "opa")
 
 
 SHIPPED = REPOSITORY / "policies" / POLICY_FILE_NAME
@@ -113,6 +116,7 @@ def percentile(values: list[float], fraction: float) -> float:
 async def run(engine_name: str, reloads: int) -> bool:
     within = True
     for name, layout in (("in-place write", plain_layout), ("configmap symlink swap", kubelet_layout)):
+        targeted = layout is kubelet_layout
         async with AsyncExitStack() as stack:
             engine: PolicyEngine
             if engine_name == "opa":
@@ -124,22 +128,25 @@ async def run(engine_name: str, reloads: int) -> bool:
             stack.push_async_callback(engine.close)
             latencies = await measure(engine, layout, reloads)
         p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-        within &= p99 < TARGET_P99_SECONDS
+        within &= p99 <= TARGET_P99_SECONDS or not targeted
         print(
             f"{name:<24} engine={engine_name:<8} n={len(latencies)} "
             f"p50={p50 * 1000:6.1f} ms  p99={p99 * 1000:6.1f} ms  max={max(latencies) * 1000:6.1f} ms  "
             f"mean={statistics.fmean(latencies) * 1000:6.1f} ms  (debounce {DEBOUNCE_SECONDS * 1000:.0f} ms)"
         )
-    print(f"target p99 < {TARGET_P99_SECONDS * 1000:.0f} ms: {'met' if within else 'MISSED'}")
+    verdict = "met" if within else "MISSED"
+    print(f"target for the ConfigMap swap, p99 <= {TARGET_P99_SECONDS * 1000:.0f} ms: {verdict}")
     return within
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.reload", description=__doc__)
-    parser.add_argument("--engine", choices=("opa", "embedded"), default="opa")
+    parser.add_argument("--engine", choices=ENGINES, help="one engine only (default: both)")
     parser.add_argument("--reloads", type=int, default=100)
     arguments = parser.parse_args(argv)
-    return 0 if asyncio.run(run(arguments.engine, arguments.reloads)) else 1
+    engines = [arguments.engine] if arguments.engine else list(ENGINES)
+    results = [asyncio.run(run(engine, arguments.reloads)) for engine in engines]
+    return 0 if all(results) else 1
 
 
 if __name__ == "__main__":
