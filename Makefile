@@ -71,5 +71,18 @@ ROUNDS ?= 10
 test-stress-concurrent: assets servers  ## ROUNDS rounds of two concurrent full runs; stops at the first failure
 	$(PY) -m bench.stress --concurrent-clones --rounds $(ROUNDS) --workers $(WORKERS)
 
+# The maintained clients live in a virtualenv of their own: kopf would import one in every controller.
+KUBECLIENTS_VENV := .venv-kubeclients
+$(KUBECLIENTS_VENV)/.installed: pyproject.toml
+	@echo "==> virtualenv with the maintained Kubernetes clients ($(KUBECLIENTS_VENV))"
+	$(PYTHON) -m venv $(KUBECLIENTS_VENV)
+	$(KUBECLIENTS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(KUBECLIENTS_VENV)/bin/python -m pip install -qq -e '.[kubeclients]'
+	@touch $@
+
+.PHONY: bench-kubeclient
+bench-kubeclient: assets $(KUBECLIENTS_VENV)/.installed  ## controller.kube against kubernetes_asyncio and lightkube
+	$(KUBECLIENTS_VENV)/bin/python -m bench.kubeclient
+
 clean:
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) $(KUBECLIENTS_VENV) .run
