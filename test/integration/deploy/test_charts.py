@@ -15,11 +15,13 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from controller.clusters import REGISTRY_FILE_NAME, parse_registry
+from controller.config import load_settings as load_controller_settings
 from datastorage.config import RetentionSettings, load_settings
 from devstack.policies import shipped_policy_texts
 from devstack.state import StackState
 from test.integration.deploy.charts import (
     DATASTORAGE_CHART,
+    REPOSITORY,
     SIGNALPROCESSING_CHART,
     helm,
     install,
@@ -149,6 +151,11 @@ def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace()
             "/rateLimit/trustedProxies/0",
         ),
         (DATASTORAGE_CHART, (*DS_VALUES, "retention.defaultDays=2556"), "/retention/defaultDays"),
+        (
+            SIGNALPROCESSING_CHART,
+            (*SP_VALUES, "config.maxConcurrentReconciles=0"),
+            "/config/maxConcurrentReconciles",
+        ),
     ],
     ids=[
         "replicas-0",
@@ -164,6 +171,7 @@ def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace()
         "hash-key-secret-without-key",
         "proxy-not-a-cidr",
         "retention-beyond-7-years",
+        "no-reconciles-at-once",
     ],
 )
 def test_invalid_values_are_rejected_naming_the_value(
@@ -202,6 +210,30 @@ def test_controller_chart_ships_the_fleet_values_as_a_registry_the_controller_re
 
 
 @pytest.mark.br("BR-SP-090")
+def test_controller_chart_config_reaches_the_controller_settings() -> None:
+    values = {
+        "deadlineSeconds": ("600", "deadline_seconds", 600.0),
+        "backoffBaseSeconds": ("7", "backoff_base_seconds", 7.0),
+        "backoffCapSeconds": ("70", "backoff_cap_seconds", 70.0),
+        "auditBatchSize": ("250", "audit_batch_size", 250),
+        "auditFlushInterval": ("2", "audit_flush_interval", 2.0),
+        "maxConcurrentReconciles": ("8", "max_concurrent_reconciles", 8),
+    }
+    sets = [f"config.{key}={value}" for key, (value, _, _) in values.items()]
+    (deployment,) = by_kind(render(SIGNALPROCESSING_CHART, *SP_VALUES, *sets))["Deployment"]
+    environ = {
+        variable["name"]: variable["value"]
+        for variable in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        if "value" in variable
+    }
+
+    settings = load_controller_settings(None, {**environ, "POLICY_DIR": str(REPOSITORY / "policies")})
+
+    assert {key: getattr(settings, field) for key, (_, field, _) in values.items()} == {
+        key: expected for key, (_, _, expected) in values.items()
+    }
+
+
 def test_datastorage_chart_turns_rate_limiting_on_in_settings_the_service_accepts() -> None:
     (deployment,) = by_kind(
         render(DATASTORAGE_CHART, *DS_VALUES, "rateLimit.trustedProxies={10.42.0.0/16,fd00::/8}")
