@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final, Literal, TypeAlias, TypedDict
 
@@ -169,6 +169,9 @@ class AuditEvent:
     event_data: dict[str, JsonValue]
     duration_ms: int | None = None
     cluster_id: str = ""  # the fleet member the SP's signal came from; "" (sent as null) for the hub
+    # With sharding, the replica that did the work and the SP's shard, sent in event_data.
+    replica: str = ""
+    shard: int | None = None
 
     def __post_init__(self) -> None:
         if self.event_timestamp.utcoffset() is None:
@@ -178,7 +181,16 @@ class AuditEvent:
         if not 1 <= len(self.event_action) <= _MAX_EVENT_ACTION:
             raise ValueError(f"event_action must be 1..{_MAX_EVENT_ACTION} characters")
 
+    def done_by(self, replica: str, shard: int) -> AuditEvent:
+        """This event, saying which replica did the work, on which shard."""
+        return replace(self, replica=replica, shard=shard)
+
     def to_raw(self) -> RawAuditEventRequest:
+        data = (
+            self.event_data
+            if not self.replica
+            else {**self.event_data, "replica": self.replica, "shard": self.shard}
+        )
         return {
             "version": EVENT_VERSION,
             "event_id": str(self.event_id),
@@ -197,7 +209,7 @@ class AuditEvent:
             "cluster_id": self.cluster_id or None,
             "severity": None,
             "duration_ms": self.duration_ms,
-            "event_data": self.event_data,
+            "event_data": data,
         }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,26 @@ class Settings:
     data_storage_ready_url: str | None = None  # None: <data_storage_url>/readyz
     readiness_interval_seconds: float = 15.0  # between two probes of every readiness gate
     readiness_timeout_seconds: float = 5.0  # one probe's budget; longer is a failure
+    # Sharding (README, "Replicas: peering or shards"): every replica works, each on its shards.
+    sharding_enabled: bool = False
+    shard_count: int = 64  # an SP's shard: a stable hash of its shard key, modulo this
+    shard_key: str = "uid"  # "uid" (spreads evenly) or "namespace" (one namespace, one replica)
+    shard_lease_seconds: float = 15.0  # a replica silent this long is gone; its shards are taken over
+    shard_lease_namespace: str | None = None  # where the replicas' Leases live; required with sharding
+    shard_group: str = "signalprocessing"  # the replicas that share the shards (the Leases' label)
+    replica_name: str = ""  # this replica's name, unique in its group; "" is the host name
+
+    def __post_init__(self) -> None:
+        if self.sharding_enabled and self.peering:
+            raise ConfigError(
+                "settings shardingEnabled (SHARDING_ENABLED) and peering (PEERING) exclude each other:"
+                " with shards every replica works, with peering one does"
+            )
+        if self.sharding_enabled and not self.shard_lease_namespace:
+            raise ConfigError(
+                "setting shardLeaseNamespace (SHARD_LEASE_NAMESPACE) is required with sharding:"
+                " the namespace of the replicas' Leases"
+            )
 
     @property
     def kopf_namespaces(self) -> tuple[str, ...]:
@@ -64,6 +86,14 @@ class Settings:
     def datastorage_readiness_url(self) -> str:
         """What the datastorage readiness gate GETs: the configured URL, else DataStorage's `/readyz`."""
         return self.data_storage_ready_url or f"{self.data_storage_url.rstrip('/')}/readyz"
+
+    @property
+    def replica(self) -> str:
+        """This replica's name: the configured one, else the host name (a Pod's name) made valid."""
+        if self.replica_name:
+            return self.replica_name
+        name = re.sub(r"[^-a-z0-9.]+", "-", socket.gethostname().lower())[:63].strip("-.")
+        return name or "replica"
 
     def watches(self, namespace: str) -> bool:
         return not self.watch_namespaces or any(
@@ -96,11 +126,22 @@ _FIELDS = {
     "dataStorageReadyUrl": ("data_storage_ready_url", "DATA_STORAGE_READY_URL"),
     "readinessIntervalSeconds": ("readiness_interval_seconds", "READINESS_INTERVAL_SECONDS"),
     "readinessTimeoutSeconds": ("readiness_timeout_seconds", "READINESS_TIMEOUT_SECONDS"),
+    "shardingEnabled": ("sharding_enabled", "SHARDING_ENABLED"),
+    "shardCount": ("shard_count", "SHARD_COUNT"),
+    "shardKey": ("shard_key", "SHARD_KEY"),
+    "shardLeaseSeconds": ("shard_lease_seconds", "SHARD_LEASE_SECONDS"),
+    "shardLeaseNamespace": ("shard_lease_namespace", "SHARD_LEASE_NAMESPACE"),
+    "shardGroup": ("shard_group", "SHARD_GROUP"),
+    "replicaName": ("replica_name", "REPLICA_NAME"),
 }
 
 
 _HIGHEST_PORT: Final = 65535  # ports are 16-bit; 0 lets the OS pick a free one
 _MAX_CLUSTER_ID_LENGTH: Final = 253  # as spec.signal.clusterID
+_MAX_SHARDS: Final = 4096
+SHARD_KEYS: Final = ("uid", "namespace")
+# A label value (the group) and a name part (the replica): the Lease is named "<group>-<replica>".
+_NAME_PART: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
 
 
 def _convert(key: str, value: Any) -> Any:
@@ -111,6 +152,19 @@ def _convert(key: str, value: Any) -> Any:
             if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
                 raise ValueError("expected names or globs, as a list or separated by commas")
             return tuple(item.strip() for item in items if item.strip())
+        if name == "sharding_enabled":
+            text = str(value).lower()
+            if text not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return text == "true"
+        if name == "shard_key":
+            if value not in SHARD_KEYS:
+                raise ValueError(f"expected one of {', '.join(SHARD_KEYS)}")
+            return value
+        if name in ("shard_group", "replica_name"):
+            if not isinstance(value, str) or not _NAME_PART.fullmatch(value):
+                raise ValueError("expected up to 63 lowercase letters, digits, '-' or '.'")
+            return value
         if name == "cluster_id":
             if not isinstance(value, str) or len(value) > _MAX_CLUSTER_ID_LENGTH:
                 raise ValueError(f"expected text of at most {_MAX_CLUSTER_ID_LENGTH} characters")
@@ -125,9 +179,12 @@ def _convert(key: str, value: Any) -> Any:
             "metrics_port",
             "health_port",
             "readiness_port",
+            "shard_count",
         ):
             number = int(value)
             lowest, highest = (0, _HIGHEST_PORT) if name.endswith("_port") else (1, math.inf)
+            if name == "shard_count":
+                highest = _MAX_SHARDS
             if not lowest <= number <= highest:
                 raise ValueError(f"{number} is out of range")
             return number

@@ -4,10 +4,11 @@ Enrichment only ever GETs one object or LISTs one kind in one namespace. This mo
 that over one shared ``aiohttp`` session, with the kubeconfig's (or the service account's)
 credentials, and nothing else: no caching, no retries, and no watches (`check_watch`, for the
 readiness gate, opens one and closes it at once). The only writes are the SignalProcessing
-status patch and Event creation. Deciding what an
-answer means (degraded, permanent, transient) is the caller's business; this module only sorts
-failures into a small error hierarchy so that no aiohttp type leaks out. The original exception is
-chained as ``__cause__``.
+status patch, Event creation, and, with sharding, the replica's own Lease (`replace`, `delete`);
+the SPs of shards taken over are found by one cluster-wide LIST. Deciding what an answer means
+(degraded, permanent, transient) is the caller's business; this module only sorts failures into a
+small error hierarchy so that no aiohttp type leaks out. The original exception is chained as
+``__cause__``.
 
 The kubernetes client package is used only to *load credentials* (it knows every kubeconfig
 variant and the in-cluster token rotation); requests never go through it, because it is
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import contextlib
 import json
 import ssl
 from collections.abc import Callable
@@ -135,6 +137,7 @@ PODDISRUPTIONBUDGETS: Final = Resource("policy", "v1", "poddisruptionbudgets")
 HORIZONTALPODAUTOSCALERS: Final = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 NETWORKPOLICIES: Final = Resource("networking.k8s.io", "v1", "networkpolicies")
 REMEDIATIONREQUESTS: Final = Resource("kubernaut.ai", "v1alpha1", "remediationrequests")
+LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
 
 _RESOURCES_BY_KIND: Final[dict[str, Resource]] = {
     "Namespace": NAMESPACES,
@@ -273,11 +276,12 @@ def _error_for(status: int, body: str) -> ApiError:
 
 
 class ApiClient:
-    """A `Reader` over HTTP, plus the controller's only writes (`patch_status`, `create`).
+    """A `Reader` over HTTP, plus the controller's only writes (`patch_status`, `create`, and for the
+    sharding Leases `replace` and `delete`).
 
     Open it once per process and `close()` it (or use `async with`).
 
-    `calls` counts requests per verb ("get", "list", "patch", "create"; every page of a list
+    `calls` counts requests per verb ("get", "list", "patch", "create", ...; every page of a list
     counts), failed ones included, so a benchmark can report API calls per SignalProcessing.
     """
 
@@ -311,19 +315,28 @@ class ApiClient:
         except NotFound:
             return None
 
-    async def list(self, resource: Resource, *, namespace: str) -> builtins.list[RawObject]:
+    async def list(
+        self, resource: Resource, *, namespace: str, label_selector: str = ""
+    ) -> builtins.list[RawObject]:
         if not resource.namespaced or not namespace:
             raise ValueError(f"{resource.plural}: only namespaced lists in a named namespace are allowed")
-        path = resource.path(namespace=namespace)
+        return await self._list_pages(resource.path(namespace=namespace), label_selector)
+
+    async def list_everywhere(self, resource: Resource) -> builtins.list[RawObject]:
+        """Every object of `resource` in every namespace (the SPs of shards taken over)."""
+        return await self._list_pages(resource.path(namespace=None), "")
+
+    async def _list_pages(self, path: str, label_selector: str) -> builtins.list[RawObject]:
         items: builtins.list[RawObject] = []
-        params = {"limit": str(_PAGE_SIZE)}
+        selection = {"labelSelector": label_selector} if label_selector else {}
+        params = {"limit": str(_PAGE_SIZE), **selection}
         while True:
             page = await self._request("list", path, params)
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items
-            params = {"limit": str(_PAGE_SIZE), "continue": token}
+            params = {"limit": str(_PAGE_SIZE), "continue": token, **selection}
 
     async def patch_status(
         self, resource: Resource, name: str, *, namespace: str, patch: RawObject
@@ -347,6 +360,35 @@ class ApiClient:
             body=body,
             content_type="application/json",
         )
+
+    async def replace(self, resource: Resource, name: str, *, namespace: str, body: RawObject) -> RawObject:
+        """A PUT of the whole object; conditional on the `metadata.resourceVersion` it carries
+        (`Conflict` when the object changed since)."""
+        return await self._request(
+            "replace",
+            resource.path(namespace=namespace, name=name),
+            {},
+            method="PUT",
+            body=body,
+            content_type="application/json",
+        )
+
+    async def delete(self, resource: Resource, name: str, *, namespace: str, resource_version: str) -> None:
+        """Deletes the object if it is still at `resource_version` (`Conflict` otherwise); gone is fine."""
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "preconditions": {"resourceVersion": resource_version},
+        }
+        with contextlib.suppress(NotFound):
+            await self._request(
+                "delete",
+                resource.path(namespace=namespace, name=name),
+                {},
+                method="DELETE",
+                body=body,
+                content_type="application/json",
+            )
 
     async def check_watch(self, resource: Resource, *, namespace: str | None) -> None:
         """What an operator needs to follow `resource`, done once: a LIST of one item, then a WATCH from

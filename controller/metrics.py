@@ -25,6 +25,9 @@ class ControllerMetrics:
     policy_hash: Gauge
     cluster_classification_errors: Counter
     readiness_gate: Gauge
+    shards_owned: Gauge
+    shard_members: Gauge
+    shard_completed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ControllerMetrics:
@@ -84,6 +87,22 @@ class ControllerMetrics:
                 "signalprocessing_readiness_gate",
                 "1 while the readiness gate is open, 0 while it is closed (the controller is then not ready)",
                 ["gate"],
+                registry=registry,
+            ),
+            shards_owned=Gauge(
+                "signalprocessing_shards_owned",
+                "Shards this replica processes now (sharding only; all of them on the only replica)",
+                registry=registry,
+            ),
+            shard_members=Gauge(
+                "signalprocessing_shard_members",
+                "Live replicas of this replica's shard group, itself included (sharding only)",
+                registry=registry,
+            ),
+            shard_completed=Counter(
+                "signalprocessing_shard_completed_total",
+                "SPs this replica took to Completed or Failed, by shard (sharding only)",
+                ["shard"],
                 registry=registry,
             ),
         )

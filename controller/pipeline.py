@@ -35,6 +35,7 @@ from controller.metrics import ControllerMetrics
 from controller.policies import ActivePolicies
 from controller.policy_engine import PolicyEngineUnavailable, PolicyError
 from controller.recovery import read_recovery_context
+from controller.sharding import Shards
 from controller.signalprocessing import (
     ConditionReason,
     ConditionType,
@@ -145,6 +146,7 @@ class Pipeline:
     backoff: RetryBackoff
     clock: Callable[[], datetime]
     fleet: Fleet = field(default_factory=hub_only)  # which cluster a signal is from, and its labels
+    shards: Shards | None = None  # with sharding: audit events, Events and metrics name replica and shard
 
     async def advance(self, sp: SignalProcessing) -> SignalProcessing:
         """Runs every remaining step; returns the SP as last written. Raises `RetryLater`."""
@@ -262,8 +264,10 @@ class Pipeline:
         entered: datetime | None,
         accepted: datetime,
     ) -> None:
+        work = self.shards.work(after) if self.shards is not None else None
         for event in new_events(before, after):
-            self.audit.emit(event)
+            self.audit.emit(event if work is None else event.done_by(work.replica, work.shard))
+        by = f" (replica {work.replica}, shard {work.shard})" if work is not None else ""
         reached = after.phase
         if reached is not Phase.FAILED:  # a failed step was already counted as a failure by _fail
             self.metrics.processing_total.labels(phase=phase.value.lower() or "new", result="success").inc()
@@ -272,7 +276,7 @@ class Pipeline:
                 InvolvedObject.of(after),
                 kind="Warning" if reached is Phase.FAILED else "Normal",
                 reason="PhaseTransition",
-                message=f"{phase.value or 'New'} -> {reached.value}",
+                message=f"{phase.value or 'New'} -> {reached.value}{by}",
                 now=now,
             )
         spent = seconds_in_phase(before.status, phase, left=accepted, entered=entered)
@@ -284,13 +288,15 @@ class Pipeline:
             self.metrics.processing_duration.labels(phase="completed").observe(
                 (accepted - started).total_seconds()
             )
+        if reached.is_terminal and work is not None:
+            self.metrics.shard_completed.labels(shard=str(work.shard)).inc()
         processed = after.status.condition(ConditionType.PROCESSING)
         if reached is Phase.COMPLETED and processed is not None:
             self.events.record(
                 InvolvedObject.of(after),
                 kind="Normal",
                 reason="SignalProcessed",
-                message=processed.message,
+                message=processed.message + by,
                 now=now,
             )
 

@@ -8,6 +8,10 @@ this process meets an SP (after a start or a restart) it re-sends the audit
 trail the SP's status implies, so that an event lost in a crash between a
 status write and its delivery is not lost; the audit client sends only the
 events DataStorage does not have, and the event ids make any repeat harmless.
+
+With sharding, an SP of a shard this replica does not own is left alone, its
+retry included (the owner has its own); the SPs of shards it takes over are
+handed in by `adopt`, from a listing, since their events went to another replica.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from controller import kube
@@ -46,8 +51,16 @@ class Reconciler:
     """`max_concurrent` SPs take their steps at once; kopf hands over every SP of a burst at once, and
     thousands of pipelines at once would time out against the API server together."""
 
-    def __init__(self, pipeline: Advancer, audit: AuditSink, *, max_concurrent: int) -> None:
+    def __init__(
+        self,
+        pipeline: Advancer,
+        audit: AuditSink,
+        *,
+        max_concurrent: int,
+        owns: Callable[[SignalProcessing], bool] = lambda _: True,
+    ) -> None:
         self._pipeline = pipeline
+        self._owns = owns
         self._audit = audit
         self._slots = asyncio.Semaphore(max_concurrent)
         self._progress: OrderedDict[str, Phase] = OrderedDict()
@@ -57,11 +70,26 @@ class Reconciler:
 
     async def on_event(self, sp: SignalProcessing) -> None:
         uid = sp.metadata.uid
+        if not self._owns(sp):
+            return
         if uid in self._retries:
             return  # a retry is scheduled; this is the echo of recording the failure
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
             await self._process(sp)
+
+    def adopt(self, sps: Iterable[SignalProcessing]) -> int:
+        """Processes the unfinished SPs among `sps` that this replica owns, in the background, as if
+        their latest event had just come; returns how many. A shard taken over brings its SPs here."""
+        adopted = 0
+        for sp in sps:
+            if sp.phase.is_terminal or not self._owns(sp):
+                continue
+            task = asyncio.get_running_loop().create_task(self.on_event(sp))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            adopted += 1
+        return adopted
 
     def forget(self, uid: str) -> None:
         self._progress.pop(uid, None)

@@ -22,6 +22,7 @@ from controller.backoff import RetryBackoff
 from controller.caches import EnrichmentCaches
 from controller.config import Settings
 from controller.events import EventRecorder
+from controller.membership import Membership
 from controller.metrics import ControllerMetrics
 from controller.pipeline import SIGNALPROCESSINGS, Pipeline
 from controller.policies import POLICY_FILE_NAME, ActivePolicies
@@ -29,7 +30,9 @@ from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngi
 from controller.readyz import POLICIES, Readiness, policies_probe
 from controller.readyz import start_readiness as start_readiness_edge
 from controller.reconciler import Reconciler
+from controller.sharding import Shards
 from controller.signalmode import ActiveSignalModes
+from controller.signalprocessing import SignalProcessing
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,11 @@ class Runtime:
     reconciler: Reconciler
     metrics_server: Any
     policy_watcher: hotreload.PolicyWatcher
+    membership: Membership | None = None
 
     async def close(self) -> None:
+        if self.membership is not None:
+            await self.membership.close()  # first: the other replicas take this one's shards at once
         await self.policy_watcher.close()
         await self.reconciler.close()
         await self.events.close()
@@ -104,6 +110,11 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
     await audit.start()
     events = EventRecorder(api, metrics.registry)
     events.start()
+    shards = (
+        Shards(settings.replica, settings.shard_count, settings.shard_key)
+        if settings.sharding_enabled
+        else None
+    )
     pipeline = Pipeline(
         api=api,
         caches=EnrichmentCaches.create(),
@@ -116,6 +127,13 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
         deadline=timedelta(seconds=settings.deadline_seconds),
         backoff=RetryBackoff(base=settings.backoff_base_seconds, cap=settings.backoff_cap_seconds),
         clock=utc_now,
+        shards=shards,
+    )
+    reconciler = Reconciler(
+        pipeline,
+        audit,
+        max_concurrent=settings.max_concurrent_reconciles,
+        owns=shards.owns if shards is not None else lambda _: True,
     )
     pod = hotreload.controller_pod_from_env(os.environ)
     watcher = hotreload.PolicyWatcher(
@@ -129,6 +147,9 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
     )
     await watcher.start()
     server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
+    membership = None
+    if shards is not None:
+        membership = await _start_membership(settings, api, shards, reconciler, metrics)
     return Runtime(
         settings=settings,
         api=api,
@@ -137,7 +158,67 @@ async def start_runtime(settings: Settings, readiness: Readiness) -> Runtime:
         audit=audit,
         events=events,
         metrics=metrics,
-        reconciler=Reconciler(pipeline, audit, max_concurrent=settings.max_concurrent_reconciles),
+        reconciler=reconciler,
         metrics_server=server,
         policy_watcher=watcher,
+        membership=membership,
     )
+
+
+async def _start_membership(
+    settings: Settings,
+    api: kube.ApiClient,
+    shards: Shards,
+    reconciler: Reconciler,
+    metrics: ControllerMetrics,
+) -> Membership:
+    """Joins the shard group; from then on every change of the live replicas re-divides the shards,
+    and the unfinished SPs of the shards this replica gains are processed."""
+
+    async def members_changed(members: frozenset[str]) -> None:
+        gained = shards.update(members)
+        metrics.shards_owned.set(len(shards.owned))
+        metrics.shard_members.set(len(members))
+        logger.info(
+            "replica %s owns %d of %d shards (%d gained) among %d live replicas",
+            shards.replica,
+            len(shards.owned),
+            shards.count,
+            len(gained),
+            len(members),
+        )
+        if gained:
+            try:
+                adopted = reconciler.adopt(
+                    sp for sp in await _watched_signalprocessings(settings, api) if shards.shard(sp) in gained
+                )
+            except kube.ApiError as error:
+                # Their events will bring them, or the next change of members; nothing is lost.
+                logger.warning("could not list the SignalProcessings of the shards gained: %s", error)
+                return
+            logger.info("replica %s took over %d unfinished SignalProcessings", shards.replica, adopted)
+
+    assert settings.shard_lease_namespace is not None  # Settings refuses sharding without it
+    membership = Membership(
+        api,
+        namespace=settings.shard_lease_namespace,
+        group=settings.shard_group,
+        replica=shards.replica,
+        lease_seconds=settings.shard_lease_seconds,
+        on_change=members_changed,
+    )
+    await membership.start()
+    return membership
+
+
+async def _watched_signalprocessings(settings: Settings, api: kube.ApiClient) -> list[SignalProcessing]:
+    if settings.kopf_namespaces:
+        raws = [
+            sp
+            for namespace in settings.kopf_namespaces
+            for sp in await api.list(SIGNALPROCESSINGS, namespace=namespace)
+        ]
+    else:
+        raws = await api.list_everywhere(SIGNALPROCESSINGS)
+    sps = [SignalProcessing.from_raw(raw) for raw in raws]
+    return [sp for sp in sps if settings.watches(sp.metadata.namespace)]

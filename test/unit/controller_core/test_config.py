@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,13 @@ def test_every_setting_is_read_from_the_file(tmp_path: Path, policies: Path) -> 
             "readinessTimeoutSeconds": 1,
             "clusterRegistryPath": "/etc/fleet/clusters.yaml",
             "clusterID": "hub-eu-1",
+            "shardingEnabled": False,
+            "shardCount": 16,
+            "shardKey": "namespace",
+            "shardLeaseSeconds": 5,
+            "shardLeaseNamespace": "kubernaut-system",
+            "shardGroup": "sp-eu",
+            "replicaName": "sp-0",
         },
     )
 
@@ -80,6 +88,13 @@ def test_every_setting_is_read_from_the_file(tmp_path: Path, policies: Path) -> 
         readiness_timeout_seconds=1.0,
         cluster_registry_path=Path("/etc/fleet/clusters.yaml"),
         cluster_id="hub-eu-1",
+        sharding_enabled=False,
+        shard_count=16,
+        shard_key="namespace",
+        shard_lease_seconds=5.0,
+        shard_lease_namespace="kubernaut-system",
+        shard_group="sp-eu",
+        replica_name="sp-0",
     )
 
 
@@ -187,6 +202,14 @@ BAD_VALUES = [
     pytest.param("dataStorageReadyUrl", "environment", "datastorage:8080/readyz", id="readyUrl-no-scheme"),
     pytest.param("readinessIntervalSeconds", "environment", "0", id="readinessInterval-zero"),
     pytest.param("readinessTimeoutSeconds", "environment", "-1", id="readinessTimeout-negative"),
+    pytest.param("shardingEnabled", "environment", "yes", id="shardingEnabled-not-a-boolean"),
+    pytest.param("shardCount", "environment", "0", id="shardCount-zero"),
+    pytest.param("shardCount", "environment", "5000", id="shardCount-above-4096"),
+    pytest.param("shardKey", "environment", "name", id="shardKey-unknown"),
+    pytest.param("shardLeaseSeconds", "environment", "0", id="shardLeaseSeconds-zero"),
+    pytest.param("shardLeaseNamespace", "file", ["a"], id="shardLeaseNamespace-list"),
+    pytest.param("shardGroup", "environment", "Signal_Processing", id="shardGroup-not-a-name"),
+    pytest.param("replicaName", "environment", "-sp-0", id="replicaName-not-a-name"),
 ]
 
 
@@ -261,6 +284,18 @@ def test_a_bad_value_is_refused_naming_the_key_and_the_variable(
             id="policyDir-a-file",
         ),
         pytest.param(
+            "shardingEnabled: true\npeering: signalprocessing\nshardLeaseNamespace: ops\n",
+            {"DATA_STORAGE_URL": DATA_STORAGE, "POLICY_DIR": "{tmp}"},
+            "settings shardingEnabled (SHARDING_ENABLED) and peering (PEERING) exclude each other",
+            id="sharding-and-peering",
+        ),
+        pytest.param(
+            "shardingEnabled: true\n",
+            {"DATA_STORAGE_URL": DATA_STORAGE, "POLICY_DIR": "{tmp}"},
+            "setting shardLeaseNamespace (SHARD_LEASE_NAMESPACE) is required with sharding",
+            id="sharding-without-lease-namespace",
+        ),
+        pytest.param(
             "",
             {"DATA_STORAGE_URL": DATA_STORAGE, "POLICY_DIR": "{tmp}/absent"},
             "setting policyDir (POLICY_DIR): {tmp}/absent is not a directory",
@@ -305,3 +340,13 @@ def test_watched_namespaces(
 
     assert settings.kopf_namespaces == kopf_namespaces
     assert [namespace for namespace in watched + unwatched if settings.watches(namespace)] == list(watched)
+
+
+def test_the_replica_is_named_by_the_setting_or_else_by_the_host(
+    policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environ = {"DATA_STORAGE_URL": DATA_STORAGE, "POLICY_DIR": str(policies)}
+    monkeypatch.setattr(socket, "gethostname", lambda: "SP_Controller-7d9f.cluster.local")
+
+    assert load_settings(None, environ | {"REPLICA_NAME": "sp-0"}).replica == "sp-0"
+    assert load_settings(None, environ).replica == "sp-controller-7d9f.cluster.local"

@@ -27,6 +27,7 @@ from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
 from controller.policies import Decisions, Rule
 from controller.policy_engine import PolicyEngineUnavailable, PolicyError, PolicyEvaluationError
 from controller.reconciler import Reconciler
+from controller.sharding import Shards
 from controller.signalmode import SignalModeMappings
 from controller.signalprocessing import (
     ConditionReason,
@@ -139,6 +140,7 @@ class Audit:
 class Events:
     def __init__(self) -> None:
         self.recorded: list[tuple[str, str]] = []
+        self.messages: list[str] = []
 
     def record(
         self,
@@ -150,6 +152,7 @@ class Events:
         now: datetime,
     ) -> None:
         self.recorded.append((kind, reason))
+        self.messages.append(message)
 
 
 class Clock:
@@ -194,7 +197,7 @@ def signal_processing(
 
 
 class World:
-    def __init__(self, policies: Policies | None = None) -> None:
+    def __init__(self, policies: Policies | None = None, shards: Shards | None = None) -> None:
         self.cluster = Cluster()
         self.cluster.add(kube.NAMESPACES, obj("Namespace", "shop", labels={"env": "production"}))
         self.cluster.add(kube.PODS, obj("Pod", "web-1", "shop", status={"phase": "Running"}))
@@ -211,6 +214,7 @@ class World:
             deadline=DEADLINE,
             backoff=RetryBackoff(base=30.0, cap=300.0),
             clock=self.clock,
+            shards=shards,
         )
 
     def add(self, **fields: Any) -> SignalProcessing:
@@ -248,6 +252,34 @@ async def test_a_new_signal_is_completed_with_one_write_per_phase_and_its_whole_
         POLICY_HASH,
         "",
     )
+
+
+async def test_with_sharding_the_trail_events_and_metrics_name_the_replica_and_the_shard() -> None:
+    shards = Shards("r1", 16)
+    shards.update({"r1"})
+    world = World(shards=shards)
+
+    final = await world.pipeline.advance(world.add())
+
+    shard = shards.shard(final)
+    assert [event.event_id for event in world.audit.events] == [e.event_id for e in audit_trail(final)]
+    assert {
+        (e.to_raw()["event_data"]["replica"], e.to_raw()["event_data"]["shard"]) for e in world.audit.events
+    } == {("r1", shard)}
+    assert all(message.endswith(f" (replica r1, shard {shard})") for message in world.events.messages)
+    completed = world.metrics.registry.get_sample_value(
+        "signalprocessing_shard_completed_total", {"shard": str(shard)}
+    )
+    assert completed == 1
+
+
+async def test_without_sharding_the_trail_names_no_replica() -> None:
+    world = World()
+
+    await world.pipeline.advance(world.add())
+
+    assert not any("replica" in event.to_raw()["event_data"] for event in world.audit.events)
+    assert not any("replica" in message for message in world.events.messages)
 
 
 async def test_a_write_that_loses_a_race_within_its_phase_re_reads_and_writes_once() -> None:
@@ -838,4 +870,46 @@ async def test_an_unexpected_error_schedules_a_retry_instead_of_escaping_to_kopf
     await reconciler.on_event(sp)  # its echo finds the retry scheduled
 
     assert advancer.advanced == [Phase.NEW]
+    await reconciler.close()
+
+
+async def test_an_sp_of_a_shard_another_replica_owns_is_left_alone_retry_included() -> None:
+    cluster = Cluster()
+    sp = cluster.add_signal_processing(signal_processing(status={"phase": "Enriching"}))
+    owned = {"uid-1": True}
+    advancer = Advancer(cluster, retry_delay=0.01)
+    reconciler = Reconciler(advancer, Audit(), max_concurrent=4, owns=lambda s: owned[s.metadata.uid])
+
+    await reconciler.on_event(sp)  # a transient failure: a retry is scheduled
+    owned["uid-1"] = False  # the shard went to another replica meanwhile
+    await asyncio.wait_for(advancer.fetched.wait(), timeout=10)
+    for _ in range(100):  # the retry task runs on the loop; let it finish
+        await asyncio.sleep(0)
+    await reconciler.on_event(sp)
+
+    assert advancer.advanced == [Phase.ENRICHING]
+    await reconciler.close()
+
+
+async def test_adopting_a_shard_processes_its_unfinished_sps_once_each() -> None:
+    advancer = Advancer(Cluster())
+    reconciler = Reconciler(
+        advancer, Audit(), max_concurrent=4, owns=lambda s: s.metadata.namespace != "other"
+    )
+    listed = []
+    for n, (phase, namespace) in enumerate(
+        [("", "shop"), ("Classifying", "shop"), ("Completed", "shop"), ("Failed", "shop"), ("", "other")]
+    ):
+        raw = signal_processing(status={"phase": phase, "startTime": "2026-01-01T10:00:00Z"} if phase else {})
+        raw["metadata"] |= {"name": f"sp-{n}", "uid": f"uid-{n}", "namespace": namespace}
+        listed.append(SignalProcessing.from_raw(raw))
+
+    adopted = reconciler.adopt(listed)
+    for _ in range(100):  # the adopted SPs are processed in the background
+        if len(advancer.advanced) == adopted:
+            break
+        await asyncio.sleep(0)
+
+    assert adopted == 2
+    assert sorted(advancer.advanced, key=lambda phase: phase.order) == [Phase.NEW, Phase.CLASSIFYING]
     await reconciler.close()
