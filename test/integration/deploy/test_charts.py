@@ -32,6 +32,13 @@ from test.integration.polling import eventually
 
 SP_VALUES = ("dataStorageUrl=http://datastorage:8080",)
 DS_VALUES = ("database.url=postgresql://audit:secret@postgres:5432/audit", "redis.url=redis://redis:6379/0")
+SHARDED = (*SP_VALUES, "sharding.enabled=true", "replicaCount=3")
+RELEASE_NAMESPACE = "sp-system"  # where sharded renders go: the Leases' namespace
+LEASE_RULE = {
+    "apiGroups": ["coordination.k8s.io"],
+    "resources": ["leases"],
+    "verbs": ["get", "list", "create", "update", "delete"],
+}
 
 
 def by_kind(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -39,6 +46,21 @@ def by_kind(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for manifest in manifests:
         kinds.setdefault(manifest["kind"], []).append(manifest)
     return kinds
+
+
+def controller_env(kinds: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The controller container's `env` entries, in the order the chart renders them."""
+    (deployment,) = kinds["Deployment"]
+    env: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    return env
+
+
+def rules(roles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for role in roles for rule in role["rules"]]
+
+
+def lease_rules(roles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for rule in rules(roles) if "leases" in rule["resources"]]
 
 
 @pytest.mark.br("BR-SP-008")
@@ -100,6 +122,76 @@ def test_several_replicas_peer_and_one_replica_runs_standalone() -> None:
     assert env(double)["PEERING"] == peering["metadata"]["name"]
 
 
+@pytest.mark.br("BR-SP-008")
+def test_sharding_sets_the_shard_settings_and_no_peering_whatever_the_replicas() -> None:
+    kinds = by_kind(render(SIGNALPROCESSING_CHART, *SHARDED, namespace=RELEASE_NAMESPACE))
+    env = controller_env(kinds)
+
+    shard_env = [variable for variable in env if variable["name"].startswith(("SHARD", "REPLICA"))]
+    assert shard_env == [
+        {"name": "SHARDING_ENABLED", "value": "true"},
+        {"name": "SHARD_COUNT", "value": "64"},
+        {"name": "SHARD_KEY", "value": "uid"},
+        {"name": "SHARD_LEASE_SECONDS", "value": "15"},
+        {"name": "SHARD_GROUP", "value": "release-signalprocessing"},
+        {"name": "SHARD_LEASE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "REPLICA_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    assert not {"PEERING", "PEERING_LIFETIME", "POD_ID"} & {variable["name"] for variable in env}
+    assert kinds["Deployment"][0]["spec"]["replicas"] == 3
+    assert "ClusterKopfPeering" not in kinds
+    every_rule = rules(kinds["ClusterRole"]) + rules(kinds["Role"])
+    assert [rule for rule in every_rule if "kopf.dev" in rule["apiGroups"]] == []
+
+
+@pytest.mark.br("BR-SP-001")
+def test_sharding_grants_leases_in_the_release_namespace_only() -> None:
+    kinds = by_kind(render(SIGNALPROCESSING_CHART, *SHARDED, namespace=RELEASE_NAMESPACE))
+    # Role mode with the release namespace watched too: the lease Role stays apart from the watch Role.
+    role_mode = by_kind(
+        render(
+            SIGNALPROCESSING_CHART,
+            *SHARDED,
+            "rbac.namespaced=true",
+            f"watchNamespaces={{{RELEASE_NAMESPACE},team-a}}",
+            namespace=RELEASE_NAMESPACE,
+        )
+    )
+
+    (role,) = kinds["Role"]
+    (binding,) = kinds["RoleBinding"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert role["rules"] == [LEASE_RULE]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "release-signalprocessing", "namespace": RELEASE_NAMESPACE}
+    ]
+    assert lease_rules(kinds["ClusterRole"]) == []
+    lease_roles = [each for each in role_mode["Role"] if lease_rules([each])]
+    assert [(each["metadata"]["namespace"], each["rules"]) for each in lease_roles] == [
+        (RELEASE_NAMESPACE, [LEASE_RULE])
+    ]
+    names = [(each["metadata"]["namespace"], each["metadata"]["name"]) for each in role_mode["Role"]]
+    assert len(names) == len(set(names)) == 3
+    assert lease_rules(role_mode["ClusterRole"]) == []
+
+
+@pytest.mark.br("BR-SP-008")
+def test_without_sharding_the_chart_renders_no_shard_settings_and_no_lease_role() -> None:
+    for replicas, peered in ((1, False), (3, True)):
+        kinds = by_kind(render(SIGNALPROCESSING_CHART, *SP_VALUES, f"replicaCount={replicas}"))
+
+        names = [variable["name"] for variable in controller_env(kinds)]
+        assert [name for name in names if name.startswith(("SHARD", "REPLICA"))] == [], replicas
+        assert ("PEERING" in names) is peered, replicas
+        assert "Role" not in kinds, replicas
+        assert lease_rules(kinds["ClusterRole"]) == [], replicas
+
+
 @pytest.mark.br("BR-SP-001")
 def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace() -> None:
     kinds = by_kind(
@@ -156,6 +248,15 @@ def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace()
             (*SP_VALUES, "config.maxConcurrentReconciles=0"),
             "/config/maxConcurrentReconciles",
         ),
+        (SIGNALPROCESSING_CHART, (*SP_VALUES, "sharding.shardKey=name"), "/sharding/shardKey"),
+        (SIGNALPROCESSING_CHART, (*SP_VALUES, "sharding.shardCount=0"), "/sharding/shardCount"),
+        (SIGNALPROCESSING_CHART, (*SP_VALUES, "sharding.shardCount=4097"), "/sharding/shardCount"),
+        (
+            SIGNALPROCESSING_CHART,
+            (*SP_VALUES, "sharding.leaseDurationSeconds=0"),
+            "/sharding/leaseDurationSeconds",
+        ),
+        (SIGNALPROCESSING_CHART, (*SP_VALUES, "sharding.enable=true"), "'enable'"),
     ],
     ids=[
         "replicas-0",
@@ -172,6 +273,11 @@ def test_namespaced_rbac_puts_namespaced_rules_in_a_role_per_watched_namespace()
         "proxy-not-a-cidr",
         "retention-beyond-7-years",
         "no-reconciles-at-once",
+        "shard-key-unknown",
+        "shard-count-0",
+        "shard-count-beyond-4096",
+        "lease-0",
+        "sharding-typo",
     ],
 )
 def test_invalid_values_are_rejected_naming_the_value(
@@ -232,6 +338,29 @@ def test_controller_chart_config_reaches_the_controller_settings() -> None:
     assert {key: getattr(settings, field) for key, (_, field, _) in values.items()} == {
         key: expected for key, (_, _, expected) in values.items()
     }
+
+
+@pytest.mark.br("BR-SP-008")
+def test_controller_chart_sharding_reaches_the_controller_settings() -> None:
+    pod = {"metadata.namespace": RELEASE_NAMESPACE, "metadata.name": "release-signalprocessing-5f7d9c-x2x4p"}
+    sets = ("sharding.shardCount=128", "sharding.shardKey=namespace", "sharding.leaseDurationSeconds=10")
+    kinds = by_kind(render(SIGNALPROCESSING_CHART, *SHARDED, *sets, namespace=RELEASE_NAMESPACE))
+    # What the kubelet gives the container: a fieldRef resolves to that field of the pod.
+    environ = {
+        variable["name"]: variable["value"]
+        if "value" in variable
+        else pod[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+        for variable in controller_env(kinds)
+    }
+
+    settings = load_controller_settings(None, {**environ, "POLICY_DIR": str(REPOSITORY / "policies")})
+
+    assert settings.sharding_enabled is True
+    assert (settings.shard_count, settings.shard_key) == (128, "namespace")
+    assert settings.shard_lease_seconds == 10.0
+    assert settings.shard_group == "release-signalprocessing"
+    assert settings.shard_lease_namespace == RELEASE_NAMESPACE
+    assert settings.replica == settings.replica_name == "release-signalprocessing-5f7d9c-x2x4p"
 
 
 def test_datastorage_chart_turns_rate_limiting_on_in_settings_the_service_accepts() -> None:

@@ -84,6 +84,7 @@ DENIED = [
     ("get", "customresourcedefinitions.apiextensions.k8s.io", False),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", False),
     ("patch", "clusterkopfpeerings.kopf.dev", False),  # one replica: no peering rules at all
+    ("create", "leases.coordination.k8s.io", True),  # no sharding: no lease rules at all
     ("create", "serviceaccounts/token", True),
     ("impersonate", "users", False),
 ]
@@ -123,6 +124,34 @@ def test_service_account_may_do_exactly_what_the_chart_documents(
     ]
 
     assert wrong == []
+
+
+LEASE_VERBS = ("get", "list", "create", "update", "delete")
+
+
+@pytest.mark.br("BR-SP-001")
+def test_sharded_service_account_may_write_leases_in_the_release_namespace_only(
+    stack: StackState, api_client: client.ApiClient
+) -> None:
+    release = install(
+        SIGNALPROCESSING_CHART,
+        kubeconfig=stack.kubeconfig,
+        values=(f"dataStorageUrl={stack.datastorage_url}", "sharding.enabled=true", "replicaCount=3"),
+    )
+    user = service_account_user(release)
+    elsewhere = unique_name("rbac-probe")
+    try:
+        answers = {
+            (verb, namespace): can_i(stack.kubeconfig, user, verb, "leases.coordination.k8s.io", namespace)
+            for verb in (*LEASE_VERBS, "watch", "patch")
+            for namespace in (release.namespace, elsewhere)
+        }
+    finally:
+        release.uninstall()
+        client.CoreV1Api(api_client).delete_namespace(release.namespace)
+
+    allowed = {key for key, answer in answers.items() if answer}
+    assert allowed == {(verb, release.namespace) for verb in LEASE_VERBS}
 
 
 @pytest.mark.br("BR-SP-001")

@@ -32,6 +32,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (include "signalprocessing.clusterName" .) .Values.peering.name -}}
 {{- end -}}
 
+{{/* Sharding: every replica works, each on its shards; the replicas meet through Leases, not peering. */}}
+{{- define "signalprocessing.sharded" -}}
+{{- if (.Values.sharding).enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* kopf peering: one replica works, the others stand by. Only with several replicas and no sharding. */}}
 {{- define "signalprocessing.peered" -}}
-{{- if gt (int .Values.replicaCount) 1 }}true{{ end -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not (include "signalprocessing.sharded" .)) }}true{{ end -}}
 {{- end -}}
