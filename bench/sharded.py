@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=ENGINES, default="embedded", help="policy engine")
     parser.add_argument("--replicas", default="1,2,3", help="replica counts, one round each")
     parser.add_argument("--lease-seconds", type=float, default=5.0, help="shard lease duration")
-    parser.add_argument("--shards", type=int, default=64, help="shards of each group")
+    parser.add_argument("--shards", type=int, default=256, help="shards of each group")
     arguments = parser.parse_args(argv)
     counts = [int(part) for part in arguments.replicas.split(",") if part.strip()]
 

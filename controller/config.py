@@ -50,7 +50,7 @@ class Settings:
     readiness_timeout_seconds: float = 5.0  # one probe's budget; longer is a failure
     # Sharding (README, "Replicas: peering or shards"): every replica works, each on its shards.
     sharding_enabled: bool = False
-    shard_count: int = 64  # an SP's shard: a stable hash of its shard key, modulo this
+    shard_count: int = 256  # an SP's shard: a stable hash of its shard key, modulo this (more: evener shares)
     shard_key: str = "uid"  # "uid" (spreads evenly) or "namespace" (one namespace, one replica)
     shard_lease_seconds: float = 15.0  # a replica silent this long is gone; its shards are taken over
     shard_lease_namespace: str | None = None  # where the replicas' Leases live; required with sharding

@@ -130,7 +130,7 @@ def test_sharding_sets_the_shard_settings_and_no_peering_whatever_the_replicas()
     shard_env = [variable for variable in env if variable["name"].startswith(("SHARD", "REPLICA"))]
     assert shard_env == [
         {"name": "SHARDING_ENABLED", "value": "true"},
-        {"name": "SHARD_COUNT", "value": "64"},
+        {"name": "SHARD_COUNT", "value": "256"},
         {"name": "SHARD_KEY", "value": "uid"},
         {"name": "SHARD_LEASE_SECONDS", "value": "15"},
         {"name": "SHARD_GROUP", "value": "release-signalprocessing"},
