@@ -14,9 +14,10 @@ with an OPA server of its own (`--engine opa`), then measures:
   requests by a plain client at the same concurrency, in namespaces no
   controller watches: the create, the two reads (the target Pod, the parent
   RemediationRequest) and the 5 status writes, each carrying the last
-  resourceVersion, with the very statuses the controller wrote for a warm-up
-  SP (recorded by the watch), because the API server's cost of a write grows
-  with the object it stores; it is what the API server alone costs;
+  resourceVersion, each the merge patch the controller sent for a warm-up SP
+  (its statuses recorded by the watch, patched from one phase to the next),
+  because the API server's cost of a write grows with the object it stores;
+  it is what the API server alone costs;
 * the minimal floor, the baseline of earlier runs: the create and 5 writes of
   the phase alone, no reads; cheaper than anything a controller can do, so
   it is printed for comparison only;
@@ -242,10 +243,28 @@ class Floor:
     writes: tuple[dict[str, Any], ...]
 
 
+def merge_patch(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `before` into `after`: what changed, removals as null."""
+    patch: dict[str, Any] = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif old != value or key not in before:
+            patch[key] = value
+    return patch
+
+
 def controller_floor(watcher: CompletionWatch, key: str) -> Floor:
-    """The controller's requests for one SP, with the statuses it wrote for the SP `key`."""
-    recorded = watcher.statuses[key]
-    return Floor("floor (its requests)", reads=True, writes=tuple(recorded[phase] for phase in FLOOR_PHASES))
+    """The controller's requests for one SP: the patches that took the SP `key` from phase to phase,
+    as the controller sends them (only what changed)."""
+    recorded = [watcher.statuses[key][phase] for phase in FLOOR_PHASES]
+    writes = tuple(
+        merge_patch(before, after) for before, after in zip([{}, *recorded], recorded, strict=False)
+    )
+    return Floor("floor (its requests)", reads=True, writes=writes)
 
 
 MINIMAL_FLOOR: Final = Floor("minimal floor (5 phases)", reads=False, writes=MINIMAL_WRITES)
