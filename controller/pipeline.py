@@ -48,7 +48,7 @@ from controller.signalprocessing import (
     status_patch,
     timestamp,
 )
-from controller.trail import new_events
+from controller.trail import audit_trail, new_events
 from controller.transitions import failed, failed_transiently, seconds_in_phase, succeeded, with_condition
 
 SIGNALPROCESSINGS: Final = kube.Resource("kubernaut.ai", "v1alpha1", "signalprocessings")
@@ -187,6 +187,17 @@ class Pipeline:
             return await self._fail(sp, phase, failure, now, entered)
         return await self._write(sp, phase, status, now, entered)
 
+    def trail(self, sp: SignalProcessing) -> list[AuditEvent]:
+        """The audit trail `sp`'s status implies, as this replica would send it (with sharding: naming
+        itself and the SP's shard; a trail re-sent after a take-over names the replica that sent it)."""
+        return [self._signed(event, sp) for event in audit_trail(sp)]
+
+    def _signed(self, event: AuditEvent, sp: SignalProcessing) -> AuditEvent:
+        if self.shards is None:
+            return event
+        work = self.shards.work(sp)
+        return event.done_by(work.replica, work.shard)
+
     async def fetch(self, name: str, namespace: str) -> SignalProcessing | None:
         """The SP as the API server has it now; None when it is gone."""
         raw = await self.api.get(SIGNALPROCESSINGS, name, namespace=namespace)
@@ -264,9 +275,9 @@ class Pipeline:
         entered: datetime | None,
         accepted: datetime,
     ) -> None:
-        work = self.shards.work(after) if self.shards is not None else None
         for event in new_events(before, after):
-            self.audit.emit(event if work is None else event.done_by(work.replica, work.shard))
+            self.audit.emit(self._signed(event, after))
+        work = self.shards.work(after) if self.shards is not None else None
         by = f" (replica {work.replica}, shard {work.shard})" if work is not None else ""
         reached = after.phase
         if reached is not Phase.FAILED:  # a failed step was already counted as a failure by _fail

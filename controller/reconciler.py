@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from controller import kube
+from controller.audit_events import AuditEvent
 from controller.pipeline import AuditSink, RetryLater
 from controller.signalprocessing import Phase, SignalProcessing
-from controller.trail import audit_trail
 
 _REMEMBERED: Final = 50_000  # SPs whose progress is kept; older ones only cost a trail re-send
 # A bug is no reason to drop an SP (kopf would log the exception and never hand it over again); it is
@@ -44,6 +44,10 @@ class Advancer(Protocol):
 
     async def fetch(self, name: str, namespace: str) -> SignalProcessing | None:
         """The SP as the API server has it now; None when it is gone."""
+        ...
+
+    def trail(self, sp: SignalProcessing) -> list[AuditEvent]:
+        """The audit trail the SP's status implies, ready to send."""
         ...
 
 
@@ -79,17 +83,21 @@ class Reconciler:
             await self._process(sp)
 
     def adopt(self, sps: Iterable[SignalProcessing]) -> int:
-        """Processes the unfinished SPs among `sps` that this replica owns, in the background, as if
-        their latest event had just come; returns how many. A shard taken over brings its SPs here."""
-        adopted = 0
+        """Handles the SPs among `sps` that this replica owns, in the background, as if their latest
+        event had just come; returns how many are unfinished. A shard taken over brings its SPs here.
+
+        Finished ones too: a replica killed right after finishing an SP may not have delivered its
+        last audit events, and meeting the SP re-sends the trail (only what DataStorage lacks).
+        """
+        unfinished = 0
         for sp in sps:
-            if sp.phase.is_terminal or not self._owns(sp):
+            if not self._owns(sp):
                 continue
             task = asyncio.get_running_loop().create_task(self.on_event(sp))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            adopted += 1
-        return adopted
+            unfinished += not sp.phase.is_terminal
+        return unfinished
 
     def forget(self, uid: str) -> None:
         self._progress.pop(uid, None)
@@ -109,7 +117,7 @@ class Reconciler:
         phase = sp.phase
         known = self._progress.get(uid)
         if known is None:
-            self._audit.resend(audit_trail(sp))
+            self._audit.resend(self._pipeline.trail(sp))
         elif phase.order < known.order or known.is_terminal:
             return
         if phase.is_terminal:

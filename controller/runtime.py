@@ -189,14 +189,14 @@ async def _start_membership(
         )
         if gained:
             try:
-                adopted = reconciler.adopt(
+                unfinished = reconciler.adopt(
                     sp for sp in await _watched_signalprocessings(settings, api) if shards.shard(sp) in gained
                 )
             except kube.ApiError as error:
                 # Their events will bring them, or the next change of members; nothing is lost.
                 logger.warning("could not list the SignalProcessings of the shards gained: %s", error)
                 return
-            logger.info("replica %s took over %d unfinished SignalProcessings", shards.replica, adopted)
+            logger.info("replica %s took over %d unfinished SignalProcessings", shards.replica, unfinished)
 
     assert settings.shard_lease_namespace is not None  # Settings refuses sharding without it
     membership = Membership(

@@ -267,6 +267,8 @@ async def test_with_sharding_the_trail_events_and_metrics_name_the_replica_and_t
         (e.to_raw()["event_data"]["replica"], e.to_raw()["event_data"]["shard"]) for e in world.audit.events
     } == {("r1", shard)}
     assert all(message.endswith(f" (replica r1, shard {shard})") for message in world.events.messages)
+    resent = world.pipeline.trail(final)  # what meeting the SP after a take-over re-sends
+    assert [e.to_raw()["event_data"]["replica"] for e in resent] == ["r1"] * len(audit_trail(final))
     completed = world.metrics.registry.get_sample_value(
         "signalprocessing_shard_completed_total", {"shard": str(shard)}
     )
@@ -762,6 +764,9 @@ class Advancer:
         self.fetched.set()
         return SignalProcessing.from_raw(self.cluster.stored(name))
 
+    def trail(self, sp: SignalProcessing) -> list[AuditEvent]:
+        return audit_trail(sp)
+
 
 def at_phase(phase: str) -> SignalProcessing:
     status = {"phase": phase, "startTime": "2026-01-01T10:00:00Z"} if phase else {}
@@ -891,11 +896,9 @@ async def test_an_sp_of_a_shard_another_replica_owns_is_left_alone_retry_include
     await reconciler.close()
 
 
-async def test_adopting_a_shard_processes_its_unfinished_sps_once_each() -> None:
-    advancer = Advancer(Cluster())
-    reconciler = Reconciler(
-        advancer, Audit(), max_concurrent=4, owns=lambda s: s.metadata.namespace != "other"
-    )
+async def test_adopting_a_shard_processes_its_unfinished_sps_and_re_sends_every_trail() -> None:
+    advancer, audit = Advancer(Cluster()), Audit()
+    reconciler = Reconciler(advancer, audit, max_concurrent=4, owns=lambda s: s.metadata.namespace != "other")
     listed = []
     for n, (phase, namespace) in enumerate(
         [("", "shop"), ("Classifying", "shop"), ("Completed", "shop"), ("Failed", "shop"), ("", "other")]
@@ -904,12 +907,16 @@ async def test_adopting_a_shard_processes_its_unfinished_sps_once_each() -> None
         raw["metadata"] |= {"name": f"sp-{n}", "uid": f"uid-{n}", "namespace": namespace}
         listed.append(SignalProcessing.from_raw(raw))
 
-    adopted = reconciler.adopt(listed)
+    # A replica killed just after finishing an SP may not have delivered its last events: the finished
+    # ones' trails are re-sent too (DataStorage is asked first), those of another shard are not.
+    trails = [event for sp in listed[:4] for event in audit_trail(sp)]
+    unfinished = reconciler.adopt(listed)
     for _ in range(100):  # the adopted SPs are processed in the background
-        if len(advancer.advanced) == adopted:
+        if len(advancer.advanced) == unfinished and len(audit.resent) == len(trails):
             break
         await asyncio.sleep(0)
 
-    assert adopted == 2
+    assert unfinished == 2
     assert sorted(advancer.advanced, key=lambda phase: phase.order) == [Phase.NEW, Phase.CLASSIFYING]
+    assert {event.event_id for event in audit.resent} == {event.event_id for event in trails}
     await reconciler.close()
