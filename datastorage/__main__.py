@@ -19,7 +19,7 @@ import asyncpg
 from datastorage.config import ConfigError, add_arguments, load_database_url, load_settings, redact_url
 from datastorage.logs import configure_json_logging
 from datastorage.migrations import migrate
-from datastorage.runner import serve
+from datastorage.runner import run
 from datastorage.service import StartupError
 
 log = logging.getLogger("datastorage")
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_json_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        run(settings)
     except StartupError as error:
         log.error("DataStorage cannot start", extra={"error": str(error)})
         return 1

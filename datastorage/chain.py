@@ -17,9 +17,10 @@ the oldest surviving event to follow `purged_through_hash`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, NamedTuple
@@ -136,6 +137,29 @@ async def lock_chains(connection: asyncpg.Connection, correlation_ids: Iterable[
     await connection.execute(_LOCK_CHAINS, keys)
 
 
+@contextlib.asynccontextmanager
+async def locked_transaction(
+    connection: asyncpg.Connection, correlation_ids: Iterable[str]
+) -> AsyncIterator[None]:
+    """A transaction that holds the locks of these chains (as `lock_chains` takes them) from its start:
+    committed when the block ends, rolled back if it raises, as asyncpg's `transaction()`.
+
+    BEGIN and the locks go to PostgreSQL as one simple query, the keys (integers) written into its
+    text: `transaction()` would send BEGIN alone, and a write of single events, which waits for each
+    of its round trips, takes one fewer (four: this, the heads, the insert, COMMIT).
+    """
+    keys = sorted({chain_lock_key(correlation_id) for correlation_id in correlation_ids})
+    array = "'{" + ",".join(map(str, keys)) + "}'"  # integers only: safe in the query's text
+    try:
+        await connection.execute(f"BEGIN; {_LOCK_CHAINS.replace('$1', array)}")
+        yield
+    except BaseException:
+        if not connection.is_closed():  # also after a failed BEGIN: a ROLLBACK outside one does nothing
+            await connection.execute("ROLLBACK")
+        raise
+    await connection.execute("COMMIT")
+
+
 async def read_heads(
     connection: asyncpg.Connection, correlation_ids: Collection[str]
 ) -> dict[str, ChainHead]:
@@ -163,6 +187,37 @@ async def record_purge(
         raise LookupError(f"no chain head for correlation_id {correlation_id!r}")
 
 
+class ChainLinker:
+    """Links records, one after another in the order given, to the ends of their chains.
+
+    Starts from the chains' heads as read (a chain without one starts empty), and keeps the ends it
+    has moved them to, so a batch can be linked a chunk at a time.
+    """
+
+    def __init__(self, heads: Mapping[str, ChainHead], hasher: EventHasher) -> None:
+        self._ends = {
+            correlation_id: (head.event_count, head.last_event_hash) for correlation_id, head in heads.items()
+        }
+        self._newest: dict[str, AuditRecord] = {}
+        self._hasher = hasher
+        self._algorithm = hasher.algorithm
+
+    def link(self, record: AuditRecord, canonical: bytes) -> ChainLink:
+        """The record's place in its chain, which it now ends."""
+        count, previous_hash = self._ends.get(record.correlation_id, (0, ""))
+        event_hash = self._hasher.link(previous_hash, canonical)
+        self._ends[record.correlation_id] = (count + 1, event_hash)
+        self._newest[record.correlation_id] = record
+        return ChainLink(count + 1, previous_hash, event_hash, self._algorithm)
+
+    def moved_heads(self) -> list[ChainHead]:
+        """The new heads of the chains linked to (one per chain)."""
+        return [
+            ChainHead(correlation_id, *self._ends[correlation_id], record.event_id, record.event_timestamp)
+            for correlation_id, record in self._newest.items()
+        ]
+
+
 def link_records(
     prepared: Sequence[PreparedRecord], heads: Mapping[str, ChainHead], hasher: EventHasher
 ) -> tuple[list[ChainLink], list[ChainHead]]:
@@ -170,21 +225,6 @@ def link_records(
 
     Returns each record's link, and the chains' new heads (one per chain touched).
     """
-    ends = {
-        correlation_id: (head.event_count, head.last_event_hash) for correlation_id, head in heads.items()
-    }
-    newest: dict[str, AuditRecord] = {}
-    algorithm = hasher.algorithm
-    links = []
-    for item in prepared:
-        record = item.record
-        count, previous_hash = ends.get(record.correlation_id, (0, ""))
-        event_hash = hasher.link(previous_hash, item.canonical)
-        links.append(ChainLink(count + 1, previous_hash, event_hash, algorithm))
-        ends[record.correlation_id] = (count + 1, event_hash)
-        newest[record.correlation_id] = record
-    moved = [
-        ChainHead(correlation_id, *ends[correlation_id], record.event_id, record.event_timestamp)
-        for correlation_id, record in newest.items()
-    ]
-    return links, moved
+    linker = ChainLinker(heads, hasher)
+    links = [linker.link(item.record, item.canonical) for item in prepared]
+    return links, linker.moved_heads()

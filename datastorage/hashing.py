@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 import re
 import uuid
 from dataclasses import dataclass, fields
@@ -44,7 +45,14 @@ _LEFT_TO_ORJSON: Final = frozenset({str, type(None), bool, uuid.UUID, date})
 _JSON_TYPES: Final = frozenset({str, int, bool, float, list, dict, type(None)})
 # In compact JSON a number follows ':', '[' or ','. This finds every float and every integer of 16
 # digits or more (2**53 has 16), and such text inside strings too, which only costs the slower path.
-_FLOAT_OR_LONG_INTEGER: Final = re.compile(r"[:,\[]-?[0-9]+[.eE]|[:,\[]-?[0-9]{16}")
+# (One branch after the common prefix: Python's engine scans for it faster than for two.)
+_FLOAT_OR_LONG_INTEGER: Final = re.compile(r"[:,\[]-?[0-9](?:[0-9]*[.eE]|[0-9]{15})")
+# The record's fields in RFC 8785's key order (for these ASCII names, code-point order), read by one
+# call; and orjson's options for them: passing dict subclasses (event_data) to `default`, refusing
+# integers no double holds exactly, writing UTC as `Z` (as `format_timestamp` does).
+_SORTED_FIELD_NAMES: Final = tuple(sorted(_FIELD_NAMES))
+_SORTED_FIELD_VALUES: Final = operator.attrgetter(*_SORTED_FIELD_NAMES)
+_FAST_OPTIONS: Final = orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_STRICT_INTEGER
 
 
 class HashKeyError(ValueError):
@@ -129,6 +137,24 @@ def canonical_bytes(record: AuditRecord) -> bytes:
 
     Raises ValueError for a number no double can hold (the API refuses such events).
     """
+    data = record.event_data
+    if (
+        type(data) is SerializedObject
+        and record.event_timestamp.tzinfo is UTC
+        and _canonical_already(data.json_text)
+    ):
+        # A record as the API makes it: every field of a type orjson writes as RFC 8785 does (the
+        # timestamp in UTC, event_data's text canonical already), read in sorted order in one call.
+        # Anything else orjson refuses here (an integer beyond 2**53, a subclass such as asyncpg's
+        # UUID) takes the way below, which looks at each field.
+        try:
+            return orjson.dumps(
+                dict(zip(_SORTED_FIELD_NAMES, _SORTED_FIELD_VALUES(record), strict=True)),
+                default=_stored_text,
+                option=_FAST_OPTIONS,
+            )
+        except orjson.JSONEncodeError:
+            pass
     document, written_alike = _document(record)
     if written_alike:
         # orjson (Rust) writes a typical event some 30 times faster than the pure-Python rfc8785
@@ -156,6 +182,13 @@ def _document(record: AuditRecord) -> tuple[dict[str, Any], bool]:
                 value = _json_value(value)
         document[name] = value
     return document, written_alike
+
+
+def _stored_text(value: Any) -> orjson.Fragment:
+    """event_data's text, for orjson, which passes it here as a dict subclass."""
+    if type(value) is SerializedObject:
+        return orjson.Fragment(value.json_text)
+    raise TypeError(f"{type(value).__name__} is left to the general way")
 
 
 def _json_value(value: Any) -> Any:

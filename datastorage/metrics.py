@@ -91,6 +91,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Group commit (see `ingest`): how many single events each write took, and how many wait.
+        self.write_group_events = Histogram(
+            "datastorage_write_group_events",
+            "Single-event requests written together in one transaction (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.write_group_waiting = Gauge(
+            "datastorage_write_group_waiting_events",
+            "Single-event requests waiting for the write in flight to end, to be written together next",
+            registry=self.registry,
+        )
+
     def record_dlq_depth(self, depth: int, max_len: int) -> None:
         self.dlq_depth.set(depth)
         self.dlq_capacity_ratio.set(depth / max_len if max_len else 0.0)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, dataclass_transform, overload
 
 import orjson
 
@@ -53,7 +53,19 @@ def object_json(value: dict[str, Any]) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def _immutable(cls: type[_T]) -> type[_T]:
+    """A dataclass that the type checker holds frozen (no field may be assigned), and that is not frozen
+    at run time: there, a frozen dataclass sets each field through object.__setattr__ in __init__,
+    which made an AuditRecord cost as much to build as its event to validate (a batch builds a
+    thousand while PostgreSQL waits for them)."""
+    return dataclass(slots=True)(cls)
+
+
+@_immutable
 class AuditRecord:
     event_id: uuid.UUID
     version: str
@@ -177,3 +189,72 @@ def _object(payload: Mapping[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"payload {key!r} is not an object")
     return value
+
+
+class PendingRecords(Sequence[AuditRecord]):
+    """The records of a batch, made from its events (checked, converted) only as a write reads them.
+
+    A write reads a large batch a chunk at a time (`chunks`), so that PostgreSQL stores one chunk
+    while the next is made: on two cores, checking the events and storing them overlap. Making a
+    record may fail, for the whole batch (an invalid event): the error comes to whoever reads that
+    far, and again to anyone who reads on. `correlation_ids` are known before any record is made,
+    so the write can lock its chains first; they include every record's.
+
+    As a Sequence it makes every record first: code that takes the records whole just gets them.
+    """
+
+    def __init__(
+        self, count: int, correlation_ids: Iterable[str], chunks: Iterator[list[AuditRecord]]
+    ) -> None:
+        self.correlation_ids = frozenset(correlation_ids)
+        self._count = count
+        self._pending = chunks
+        self._made: list[AuditRecord] = []
+        self._failure: BaseException | None = None
+
+    @classmethod
+    def of(cls, records: Sequence[AuditRecord]) -> PendingRecords:
+        """The records as PendingRecords: themselves if they are, else made already, in one chunk."""
+        if isinstance(records, PendingRecords):
+            return records
+        return cls(len(records), {record.correlation_id for record in records}, iter([list(records)]))
+
+    def chunks(self) -> Iterator[list[AuditRecord]]:
+        """The records made so far, then the others, a chunk at a time as they are made."""
+        if self._made:
+            yield list(self._made)
+        while (chunk := self._next_chunk()) is not None:
+            yield chunk
+
+    def all(self) -> list[AuditRecord]:
+        """Every record, made now if it is not yet."""
+        while self._next_chunk() is not None:
+            pass
+        return self._made
+
+    def _next_chunk(self) -> list[AuditRecord] | None:
+        if self._failure is not None:
+            raise self._failure
+        try:
+            chunk = next(self._pending, None)
+        except BaseException as failure:
+            self._failure = failure
+            raise
+        if chunk is not None:
+            self._made.extend(chunk)
+        return chunk
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> AuditRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[AuditRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> AuditRecord | Sequence[AuditRecord]:
+        return self.all()[index]
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        return iter(self.all())

@@ -1,12 +1,14 @@
-"""Runs DataStorage under uvicorn: in the foreground (`serve`) or in a thread (`DataStorageServer`).
+"""Runs DataStorage under uvicorn: in the foreground (`run`) or in a thread (`DataStorageServer`).
 
-`serve` is what `python -m datastorage` runs. `DataStorageServer` is for
+`run` is what `python -m datastorage` runs. `DataStorageServer` is for
 tests, benchmarks and other suites that need a real instance in their own
 process: it binds the listening socket itself (on a port its caller
 reserved, or port 0 for any free one), starts uvicorn with its own event loop
 in a thread, waits until the app has started, and on failure raises the app's
 startup error rather than a timeout. Given a `log_path`, everything the
-instance logs goes to that file and nowhere else.
+instance logs goes to that file and nowhere else. Both run uvicorn's server
+in an event loop of the kind `settings.event_loop` names (uvloop by default):
+uvicorn picks its loop only under `uvicorn.run`, which neither uses.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
 import uvicorn
+import uvloop
 
 from datastorage.app import DataStorageApp, create_app
 from datastorage.config import Settings
@@ -31,6 +35,15 @@ from datastorage.service import StartupError, preflight
 from datastorage.timestamps import Clock, utc_now
 
 GRACEFUL_SHUTDOWN_SECONDS: Final = 10
+_EVENT_LOOPS: Final[dict[str, Callable[[], asyncio.AbstractEventLoop]]] = {
+    "uvloop": uvloop.new_event_loop,
+    "asyncio": asyncio.new_event_loop,
+}
+
+
+def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """A new event loop of the kind `settings.event_loop` names."""
+    return _EVENT_LOOPS[settings.event_loop]()
 
 
 def _uvicorn_server(app: DataStorageApp, settings: Settings, *, access_log: bool) -> uvicorn.Server:
@@ -41,6 +54,7 @@ def _uvicorn_server(app: DataStorageApp, settings: Settings, *, access_log: bool
         log_config=None,
         access_log=access_log,
         lifespan="on",
+        http=settings.http,
         # The client is the TCP peer; X-Forwarded-For is for the rate limit alone to weigh, from the
         # proxies it is told to trust (uvicorn's own rewrite would trust any local process).
         proxy_headers=False,
@@ -49,8 +63,16 @@ def _uvicorn_server(app: DataStorageApp, settings: Settings, *, access_log: bool
     return uvicorn.Server(config)
 
 
+def run(settings: Settings, *, clock: Clock = utc_now) -> None:
+    """Serves until SIGINT/SIGTERM, in an event loop of the configured kind; raises StartupError if the
+    app could not start."""
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(settings)) as runner:
+        runner.run(serve(settings, clock=clock))
+
+
 async def serve(settings: Settings, *, clock: Clock = utc_now) -> None:
-    """Serves until SIGINT/SIGTERM; raises StartupError if the app could not start."""
+    """Serves in the running event loop until SIGINT/SIGTERM; raises StartupError if the app could not
+    start."""
     await preflight(settings)
     app = create_app(settings, clock=clock)
     server = _uvicorn_server(app, settings, access_log=True)
@@ -156,8 +178,8 @@ class DataStorageServer:
         assert self._server is not None and self._socket is not None
         routed = logging_to(self._log_handler) if self._log_handler is not None else contextlib.nullcontext()
         try:
-            with routed:
-                asyncio.run(self._server.serve(sockets=[self._socket]))
+            with routed, asyncio.Runner(loop_factory=lambda: new_event_loop(self._settings)) as runner:
+                runner.run(self._server.serve(sockets=[self._socket]))
         except BaseException as crash:  # reported to the starting thread, which re-raises it
             self._crash = crash
 

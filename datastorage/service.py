@@ -93,7 +93,7 @@ async def open_service(settings: Settings, *, clock: Clock, metrics: Metrics) ->
             redis=redis,
             store=store,
             queue=queue,
-            ingest=AuditIngest(store, queue, metrics),
+            ingest=AuditIngest(store, queue, metrics, group_max_events=settings.group_commit_max_events),
             worker=worker,
         )
         service.background = [
@@ -104,7 +104,16 @@ async def open_service(settings: Settings, *, clock: Clock, metrics: Metrics) ->
             purger = RetentionPurger(pool, clock=clock, settings=settings.retention)
             service.background.append(asyncio.create_task(purger.run(), name="retention"))
         stack.push_async_callback(_stop_background, service)
-        log.info("DataStorage started", extra={"dlq_consumer": worker.consumer})
+        log.info(
+            "DataStorage started",
+            extra={
+                "dlq_consumer": worker.consumer,
+                # The loop it really runs on: uvicorn's own choice applies only under uvicorn.run.
+                "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
+                "http": settings.http,
+                "group_commit_max_events": settings.group_commit_max_events,
+            },
+        )
         yield service
 
 

@@ -24,9 +24,9 @@ from typing import Any, Final
 
 import asyncpg
 
-from datastorage.chain import PreparedRecord, read_heads
+from datastorage.chain import read_heads
 from datastorage.errors import DataStorageError, HashKeyUnavailable, StorageUnavailable
-from datastorage.hashing import EventHasher, HashKeyMissing, canonical_bytes
+from datastorage.hashing import EventHasher, HashKeyMissing
 from datastorage.legalhold import LegalHold, ReleasedHold, place_hold, release_hold
 from datastorage.metrics import Metrics
 from datastorage.partitions import PartitionKeeper
@@ -35,6 +35,7 @@ from datastorage.repository import (
     AlreadyStored,
     EventFilter,
     MissingPartition,
+    Unhashable,
     chain_events,
     count_unchained,
     event_exists,
@@ -120,16 +121,12 @@ class EventStore:
         """Stores the records atomically, linked into their chains; returns how many were new (known
         event ids are skipped). Raises RecordsRejected for a number in event_data no double holds."""
         started = time.perf_counter()
-        try:
-            prepared = [PreparedRecord(record, canonical_bytes(record)) for record in records]
-        except ValueError as error:
-            raise RecordsRejected(f"cannot hash the events: {error}") from error
         async with self._translated_errors():
             try:
-                inserted = await self._insert(prepared)
+                inserted = await self._insert(records)
             except MissingPartition as missing:
                 await self._partitions.ensure_for(missing.days)
-                inserted = await self._insert(prepared)
+                inserted = await self._insert(records)
         self._metrics.write_duration.labels(table=table_label).observe(time.perf_counter() - started)
         return inserted
 
@@ -198,7 +195,7 @@ class EventStore:
         async with self._translated_errors(), self._pool.acquire() as connection:
             await connection.fetchval("SELECT 1")
 
-    async def _insert(self, prepared: Sequence[PreparedRecord]) -> int:
+    async def _insert(self, records: Sequence[AuditRecord]) -> int:
         """One write, tried again with fresh hashes after a conflict over the chains, and leaving out
         events stored already once some turn out to be."""
         attempt, pause, leave_out_stored = 1, _CHAIN_RETRY_PAUSE, False
@@ -206,7 +203,7 @@ class EventStore:
             try:
                 async with self._pool.acquire() as connection:
                     return await insert_records(
-                        connection, prepared, hasher=self._hasher, leave_out_stored=leave_out_stored
+                        connection, records, hasher=self._hasher, leave_out_stored=leave_out_stored
                     )
             except AlreadyStored:
                 if attempt == _CHAIN_ATTEMPTS:
@@ -231,6 +228,8 @@ class EventStore:
             raise
         except TimeoutError as error:
             raise StorageUnavailable("PostgreSQL did not answer in time") from error
+        except Unhashable as error:
+            raise RecordsRejected(str(error)) from error
         except AlreadyStored as error:
             raise StorageUnavailable(
                 f"concurrent writers of the same events kept colliding: {error}"

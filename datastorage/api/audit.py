@@ -4,20 +4,26 @@ The handlers apply the rules that need a clock or a database (timestamp
 window, parent event exists), convert requests into `AuditRecord`s and hand
 them to `AuditIngest`, which stores or queues them. 201 means stored, 202
 queued in the DLQ. Errors are raised as domain errors; `problems.py` answers.
+A batch's events are checked a chunk at a time as they are written, with the
+answers a check of the whole batch before writing gives (`_checked_as_written`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter, ValidationError
 
-from datastorage.api.dependencies import ServiceDep
-from datastorage.api.jsonbody import FastJsonRoute
+from datastorage.api.dependencies import ServiceDep, service_of
+from datastorage.api.jsonbody import FastJsonRoute, OrjsonResponse
 from datastorage.errors import InvalidInput, StorageUnavailable
 from datastorage.ingest import Outcome
+from datastorage.records import AuditRecord, PendingRecords
 from datastorage.repository import EventFilter
 from datastorage.schemas import (
     NO_NUL_PATTERN,
@@ -39,6 +45,10 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 _MAX_OFFSET: Final = 2**63 - 1  # PostgreSQL's OFFSET is a bigint
 MAX_DETAIL_VALUE_LENGTH: Final = 1000
+# Batch events checked at a time, as the write needs them (`_checked_as_written`): few, so that the
+# first rows reach PostgreSQL soon.
+CHECK_CHUNK_EVENTS: Final = 50
+_EVENTS: Final = TypeAdapter(list[AuditEventRequest])
 
 
 @router.post(
@@ -50,8 +60,9 @@ MAX_DETAIL_VALUE_LENGTH: Final = 1000
         202: {"model": AuditEventAccepted, "description": "PostgreSQL unavailable; queued in the DLQ"}
     },
 )
-async def create_audit_event(event: AuditEventRequest, service: ServiceDep) -> JSONResponse:
+async def create_audit_event(event: AuditEventRequest, request: Request) -> JSONResponse:
     """Stores one event (201), or queues it when PostgreSQL is unavailable (202)."""
+    service = service_of(request)
     _check_time(event, service.clock(), index=None)
     record = event.to_record()
     if record.parent_event_id is not None:
@@ -61,21 +72,21 @@ async def create_audit_event(event: AuditEventRequest, service: ServiceDep) -> J
             parent_exists = True  # cannot tell now; the event will be queued anyway
         if not parent_exists:
             raise InvalidInput("parent event does not exist", field_errors={"parent_event_id": "not found"})
-    outcome = await service.ingest.accept([record], table_label="audit_events")
+    outcome = await service.ingest.accept_one(record)
     if outcome is Outcome.STORED:
         body = {
             "event_id": str(record.event_id),
             "event_timestamp": format_timestamp(record.event_timestamp),
             "message": "Audit event created successfully",
         }
-        return JSONResponse(body, status_code=201)
+        return OrjsonResponse(body, status_code=201)
     queued = {
         "status": "accepted",
         "message": "audit event queued for async processing",
         "event_id": str(record.event_id),
         "event_timestamp": format_timestamp(record.event_timestamp),
     }
-    return JSONResponse(queued, status_code=202)
+    return OrjsonResponse(queued, status_code=202)
 
 
 @router.post(
@@ -86,30 +97,96 @@ async def create_audit_event(event: AuditEventRequest, service: ServiceDep) -> J
     responses={
         202: {"model": BatchAuditEventAccepted, "description": "PostgreSQL unavailable; queued in the DLQ"}
     },
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": {"minItems": 1}}}}},
+    # The events are checked by `_checked_as_written`, not by FastAPI; the document says what they are.
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {"items": {"$ref": "#/components/schemas/AuditEventRequest"}, "minItems": 1}
+                }
+            }
+        }
+    },
 )
 async def create_audit_events_batch(
-    events: Annotated[list[AuditEventRequest], Body(description="a non-empty JSON array of audit events")],
-    service: ServiceDep,
+    events: Annotated[list[Any], Body(description="a non-empty JSON array of audit events")],
+    request: Request,
 ) -> JSONResponse:
     """Stores all events or none (201), or queues all when PostgreSQL is unavailable (202)."""
+    service = service_of(request)
     if not events:
         raise InvalidInput("batch cannot be empty")
-    now = service.clock()
-    for index, event in enumerate(events):
-        _check_time(event, now, index=index)
-    records = [event.to_record() for event in events]
+    records = _checked_as_written(events, service.clock())
     outcome = await service.ingest.accept(records, table_label="audit_events_batch")
-    event_ids = [str(record.event_id) for record in records]
+    event_ids = [record.event_id for record in records]
     if outcome is Outcome.STORED:
         body = {"event_ids": event_ids, "message": f"{len(records)} audit events created successfully"}
-        return JSONResponse(body, status_code=201)
+        return OrjsonResponse(body, status_code=201)
     queued = {
         "status": "accepted",
         "message": f"{len(records)} audit events queued for async processing",
         "event_ids": event_ids,
     }
-    return JSONResponse(queued, status_code=202)
+    return OrjsonResponse(queued, status_code=202)
+
+
+def _checked_as_written(events: list[Any], now: datetime) -> PendingRecords:
+    """The batch's records, each chunk of events checked (schema, then time window) and converted only
+    as the write reaches it, so that PostgreSQL stores one chunk while the next is checked.
+
+    At the first problem the whole batch is checked as it was before any write, and that check's
+    error is raised: every invalid event named (RequestValidationError, as FastAPI would raise it),
+    else the first event out of the time window (InvalidInput); the write then rolls back.
+    """
+
+    def chunks() -> Iterator[list[AuditRecord]]:
+        for start in range(0, len(events), CHECK_CHUNK_EVENTS):
+            try:
+                checked = _EVENTS.validate_python(
+                    events[start : start + CHECK_CHUNK_EVENTS], from_attributes=True
+                )
+                for event in checked:
+                    check_event_time(event.event_timestamp, now)
+            except ValueError:  # pydantic's ValidationError, or the time window's
+                _check_batch(events, now)
+                raise
+            yield [event.to_record() for event in checked]
+
+    return PendingRecords(len(events), _correlation_ids(events), chunks())
+
+
+def _check_batch(events: list[Any], now: datetime) -> None:
+    """Every event checked, as FastAPI and then the time window checked them before a write began."""
+    try:
+        checked = _EVENTS.validate_python(events, from_attributes=True)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**detail, "loc": ("body", *detail["loc"])} for detail in error.errors(include_url=False)],
+            body=events,
+        ) from None
+    for index, event in enumerate(checked):
+        _check_time(event, now, index=index)
+
+
+def _correlation_ids(events: list[Any]) -> set[str]:
+    """The correlation_ids the events name that PostgreSQL can take as text: a superset of those of
+    the records made from them (a record's is its event's), so their chains can be locked first."""
+    return {
+        value
+        for event in events
+        if isinstance(event, dict)
+        and type(value := event.get("correlation_id")) is str
+        and "\x00" not in value
+        and (value.isascii() or _is_utf8(value))
+    }
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 @router.post("/events/known", operation_id="knownAuditEvents", response_model=KnownEventsResponse)

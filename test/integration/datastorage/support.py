@@ -49,6 +49,34 @@ FAST_DLQ = DlqSettings(
     max_attempts=3, poll_interval=0.05, backoff_initial=0.05, backoff_max=0.2, claim_idle=0.5
 )
 
+# PostgreSQL failing at a chosen row, through a trigger on a test's own database: the server ends the
+# very connection that inserts the poison row, before any later row (as a crash or a failover would,
+# mid-transaction), or refuses that row.
+POISON: Final = "poison"
+CONNECTION_DIES_AT_POISON: Final = f"""
+CREATE FUNCTION die_at_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event_action = '{POISON}' THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+        PERFORM pg_sleep(60);  -- interruptible: the termination takes effect here
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER die_at_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION die_at_poison();
+"""
+POISON_REFUSED: Final = f"""
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.event_action = '{POISON}' THEN
+        RAISE EXCEPTION 'this row is refused, every time';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+# The retry worker polls so rarely that it never takes what a test queued.
+PARKED_DLQ: Final = dataclasses.replace(FAST_DLQ, poll_interval=3600.0)
+
 
 def make_event(correlation_id: str, *, at: datetime | None = None, **changes: Any) -> dict[str, Any]:
     """A valid event as the Go client sends it (explicit nulls), at `at` (default now)."""
@@ -310,6 +338,27 @@ def _flush(redis_url: str) -> None:
 def dlq_length(redis_url: str, stream: str = DLQ_STREAM) -> int:
     with redis_client(redis_url) as client:
         return int(client.xlen(stream))
+
+
+def entry_event_ids(redis_url: str, stream: str = DLQ_STREAM) -> list[str]:
+    """The event id of each entry of a stream, in stream order (each entry holds one event)."""
+    with redis_client(redis_url) as client:
+        entries = client.xrange(stream)
+    return [json.loads(fields["message"])["payload"]["event_id"] for _, fields in entries]
+
+
+def waits_for_advisory_lock(database_url: str, key: int) -> bool:
+    """Whether some session waits for the advisory lock `key` (a chain's, see `chain.chain_lock_key`)."""
+    # A bigint advisory lock shows as its high and low 32 bits (classid, objid), objsubid 1.
+    unsigned = key % 2**64
+    rows = sql(
+        database_url,
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 "
+        "AND classid::bigint = $1 AND objid::bigint = $2",
+        unsigned >> 32,
+        unsigned & 0xFFFFFFFF,
+    )
+    return bool(rows)
 
 
 def scrape(client: httpx.Client) -> Scrape:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -487,3 +488,16 @@ def test_a_refusal_is_counted_once_under_its_field_and_reason(ds_client: httpx.C
 
     assert_problem(response, 400, "validation-error", "event_category")
     assert metric(ds_client, VALIDATION_FAILURES, **labels) == before + 1
+
+
+@pytest.mark.parametrize("path", [EVENTS_PATH, BATCH_PATH])
+def test_a_body_over_the_limit_sent_without_its_length_is_refused_with_413(
+    ds_client: httpx.Client, path: str
+) -> None:
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the body is counted as it arrives
+        for _ in range(11):
+            yield b" " * 1024 * 1024
+
+    response = ds_client.post(path, content=chunked(), headers=JSON)
+
+    assert_problem(response, 413, "payload-too-large", "larger than")

@@ -12,53 +12,29 @@ are stable, so the client's retry stores each event once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
-from typing import Any, Final
+from typing import Any
 
 import pytest
 
-from datastorage.dlq import DEAD_LETTER_STREAM, DLQ_STREAM
+from datastorage.dlq import DEAD_LETTER_STREAM
 from datastorage.repository import COPY_FROM_ROWS
 from test.integration.datastorage.support import (
     BATCH_PATH,
-    FAST_DLQ,
+    CONNECTION_DIES_AT_POISON,
+    PARKED_DLQ,
+    POISON,
+    POISON_REFUSED,
     OpenStack,
     assert_problem,
     dlq_length,
+    entry_event_ids,
     execute,
     make_event,
     query,
-    redis_client,
     stored_count_by_id,
 )
 from test.integration.polling import eventually
-
-POISON: Final = "poison"
-# The server ends the very connection that inserts the poison row, before any later row.
-CONNECTION_DIES_AT_POISON: Final = f"""
-CREATE FUNCTION die_at_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.event_action = '{POISON}' THEN
-        PERFORM pg_terminate_backend(pg_backend_pid());
-        PERFORM pg_sleep(60);  -- interruptible: the termination takes effect here
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER die_at_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION die_at_poison();
-"""
-POISON_REFUSED: Final = f"""
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.event_action = '{POISON}' THEN
-        RAISE EXCEPTION 'this row is refused, every time';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
-# The retry worker polls so rarely that it never takes what a test queued.
-PARKED_DLQ: Final = dataclasses.replace(FAST_DLQ, poll_interval=3600.0)
 
 
 def batch_with_poison(correlation_id: str, size: int, **fields: Any) -> list[dict[str, Any]]:
@@ -69,13 +45,6 @@ def batch_with_poison(correlation_id: str, size: int, **fields: Any) -> list[dic
     ]
     events[size // 2]["event_action"] = POISON
     return events
-
-
-def entry_event_ids(redis_url: str, stream: str = DLQ_STREAM) -> list[str]:
-    """The event id of each entry of a stream, in stream order (each entry holds one event)."""
-    with redis_client(redis_url) as client:
-        entries = client.xrange(stream)
-    return [json.loads(fields["message"])["payload"]["event_id"] for _, fields in entries]
 
 
 @pytest.mark.parametrize("size", [5, COPY_FROM_ROWS], ids=["insert", "copy"])

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from datastorage.chain import READ_HEADS, chain_lock_key
+from datastorage.chain import READ_HEADS, chain_lock_key, locked_transaction
 from datastorage.migrations import migrate
 from datastorage.service import StartupError
 from test.integration.datastorage.support import (
@@ -36,6 +36,7 @@ from test.integration.datastorage.support import (
     make_event,
     seconds_ago,
     sql,
+    waits_for_advisory_lock,
 )
 from test.integration.polling import eventually
 
@@ -312,7 +313,8 @@ def test_a_deadlock_over_two_chains_is_retried_with_fresh_hashes(
         batch = [make_event(chain) for chain in chains]
         answer = pool.submit(ds_client.post, BATCH_PATH, json=batch)
         eventually(
-            lambda: _waits_for(ds_stack.database_url, second), message="DataStorage waits for the lock"
+            lambda: waits_for_advisory_lock(ds_stack.database_url, second),
+            message="DataStorage waits for the lock",
         )
         # ... and then wants the first: PostgreSQL ends DataStorage's transaction (40P01), which tries again.
         runner.run(other.execute("SELECT pg_advisory_xact_lock($1)", first))
@@ -324,6 +326,55 @@ def test_a_deadlock_over_two_chains_is_retried_with_fresh_hashes(
     for chain in chains:
         assert verify(ds_client, chain)["is_valid"]
         assert_linked(chain_rows(ds_stack.database_url, chain))
+
+
+def test_a_locked_transaction_holds_its_chains_from_its_start_and_ends_as_a_transaction_does(
+    fresh_database: str,
+) -> None:
+    """BEGIN and the locks go in one round trip (`chain.locked_transaction`); it commits at the end of
+    its block, and rolls back when the block raises or the locks cannot be taken, leaving no
+    transaction open on the connection."""
+    asyncio.run(migrate(fresh_database))
+    held = "SELECT NOT pg_try_advisory_xact_lock($1)"  # taken by another session?
+    insert = "INSERT INTO written (name) VALUES ($1)"
+
+    async def run() -> None:
+        connection, other = await asyncpg.connect(fresh_database), await asyncpg.connect(fresh_database)
+        try:
+            await connection.execute("CREATE TABLE written (name text)")
+            async with locked_transaction(connection, ["rr-1", "rr-2"]):
+                assert connection.is_in_transaction()
+                assert [await other.fetchval(held, chain_lock_key(c)) for c in ("rr-1", "rr-2", "rr-3")] == [
+                    True,
+                    True,
+                    False,
+                ]
+                await connection.execute(insert, "committed")
+            assert not connection.is_in_transaction()
+            assert not await other.fetchval(held, chain_lock_key("rr-1"))
+
+            with pytest.raises(RuntimeError, match="in the block"):
+                async with locked_transaction(connection, ["rr-1"]):
+                    await connection.execute(insert, "rolled-back")
+                    raise RuntimeError("in the block")
+            assert not connection.is_in_transaction()
+
+            # The locks cannot be taken: another session holds one, and this one waits 50 ms at most.
+            await connection.execute("SET lock_timeout = '50ms'")
+            async with other.transaction():
+                await other.execute("SELECT pg_advisory_xact_lock($1)", chain_lock_key("rr-2"))
+                with pytest.raises(asyncpg.LockNotAvailableError):
+                    async with locked_transaction(connection, ["rr-1", "rr-2"]):
+                        raise AssertionError("the block never runs")
+            assert not connection.is_in_transaction()
+            assert [row["name"] for row in await connection.fetch("SELECT name FROM written")] == [
+                "committed"
+            ]
+        finally:
+            await connection.close()
+            await other.close()
+
+    asyncio.run(run())
 
 
 def test_chain_heads_are_read_by_key_however_many_chains_were_added_since_the_statement_was_prepared(
@@ -354,19 +405,6 @@ def test_chain_heads_are_read_by_key_however_many_chains_were_added_since_the_st
     plan = asyncio.run(plan_when_grown())
     assert "audit_chain_heads_pkey" in plan
     assert "Seq Scan" not in plan
-
-
-def _waits_for(database_url: str, key: int) -> bool:
-    # A bigint advisory lock shows as its high and low 32 bits (classid, objid), objsubid 1.
-    unsigned = key % 2**64
-    rows = sql(
-        database_url,
-        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 "
-        "AND classid::bigint = $1 AND objid::bigint = $2",
-        unsigned >> 32,
-        unsigned & 0xFFFFFFFF,
-    )
-    return bool(rows)
 
 
 def test_events_stored_late_from_the_dlq_link_to_the_chain_as_it_then_is(

@@ -51,6 +51,11 @@ def test_writes_during_a_postgres_outage_are_queued_then_stored_exactly_once(
         assert answers[0].json()["status"] == "accepted"
         assert answers[0].json()["event_id"] == single["event_id"]
         assert dlq_length(stack.redis_url) == 1 + 1 + 4 + 1
+        # A batch is checked as it is written: one PostgreSQL cannot take is still checked whole, and
+        # an invalid one refused, never queued.
+        invalid = [make_event(correlation_id), make_event(correlation_id, event_outcome="maybe")]
+        assert_problem(client.post(BATCH_PATH, json=invalid), 400, "validation-error", "event at index 1")
+        assert dlq_length(stack.redis_url) == 1 + 1 + 4 + 1
         assert client.get("/health").status_code == 503
         assert client.get("/health/ready").json()["reason"] == "database_unreachable"
         assert client.get("/readyz").json()["reason"] == "database_unreachable"

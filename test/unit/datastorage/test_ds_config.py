@@ -69,6 +69,16 @@ def test_the_environment_fills_what_flags_leave_out() -> None:
             id="interval",
         ),
         pytest.param({"retention_batch_size": "0"}, URLS, "--retention-batch-size='0'", id="batch-zero"),
+        pytest.param({"http": "h2"}, URLS, "--http='h2' is invalid: must be httptools or h11", id="http"),
+        pytest.param(
+            {},
+            {**URLS, "DATASTORAGE_EVENT_LOOP": "trio"},
+            "DATASTORAGE_EVENT_LOOP='trio' is invalid: must be uvloop or asyncio",
+            id="event-loop",
+        ),
+        pytest.param(
+            {"group_commit_max_events": "0"}, URLS, "--group-commit-max-events='0'", id="group-of-none"
+        ),
         pytest.param(
             {"rate_limit_trusted_proxies": "10.0.0.1/8"},
             URLS,
@@ -103,6 +113,16 @@ def test_rate_limiting_is_off_unless_enabled_and_reads_its_settings() -> None:
         ipaddress.ip_network("10.0.0.0/8"),
         ipaddress.ip_network("127.0.0.1/32"),
     )
+
+
+def test_c_implementations_and_group_commit_by_default_and_each_can_be_changed() -> None:
+    default = load_settings({}, URLS)
+    assert (default.http, default.event_loop, default.group_commit_max_events) == ("httptools", "uvloop", 100)
+
+    changed = load_settings(
+        {"http": "H11", "group_commit_max_events": "1"}, {**URLS, "DATASTORAGE_EVENT_LOOP": "asyncio"}
+    )
+    assert (changed.http, changed.event_loop, changed.group_commit_max_events) == ("h11", "asyncio", 1)
 
 
 def test_retention_is_off_unless_enabled_and_keeps_7_years_by_default() -> None:

@@ -119,6 +119,13 @@ def test_event_data_is_written_as_rfc8785_writes_it(data: dict[str, Any], writte
     assert b'"event_data":' + written + b',"event_id"' in canonical
 
 
+def test_a_field_beyond_2_53_is_written_as_the_double_nearest_to_it() -> None:
+    """As RFC 8785 reads every number, for a field as for event_data (the API never makes such a record,
+    but a hash must not depend on who made it)."""
+    canonical = canonical_bytes(record(duration_ms=2**60))
+    assert b'"duration_ms":1152921504606847000,' in canonical
+
+
 def test_a_number_beyond_any_double_cannot_be_hashed() -> None:
     with pytest.raises(ValueError, match="too large"):
         canonical_bytes(record(event_data={"n": 10**400}))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
-from datastorage.records import AuditRecord
+from datastorage.records import AuditRecord, PendingRecords
 from datastorage.schemas import AuditEventRequest
 
 
@@ -122,3 +123,58 @@ def test_a_payload_queued_before_the_2026_fields_gets_cluster_id_and_the_default
         retention_days=2555,
         is_sensitive=False,
     )
+
+
+def pending(chunks: list[list[AuditRecord] | Exception], made: list[int]) -> PendingRecords:
+    """Records made a chunk at a time as read (`made` counts the chunks made); an Exception item is
+    raised when its chunk is reached."""
+
+    def make() -> Iterator[list[AuditRecord]]:
+        for chunk in chunks:
+            made.append(1)
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield chunk
+
+    count = sum(len(chunk) for chunk in chunks if isinstance(chunk, list))
+    return PendingRecords(count, {"rr-1"}, make())
+
+
+def test_pending_records_are_made_a_chunk_at_a_time_as_they_are_read() -> None:
+    first, second = [record(), record()], [record()]
+    made: list[int] = []
+    records = pending([first, second], made)
+
+    chunks = records.chunks()
+    assert (len(records), records.correlation_ids, made) == (3, frozenset({"rr-1"}), [])
+    assert next(chunks) == first
+    assert made == [1]
+    assert list(records) == [*first, *second]
+    # Read again: what was made, in one chunk.
+    assert list(records.chunks()) == [[*first, *second]]
+    assert made == [1, 1]
+
+
+def test_a_pending_record_that_cannot_be_made_fails_every_read_past_it() -> None:
+    made: list[int] = []
+    records = pending([[record()], ValueError("event at index 1 is invalid"), [record()]], made)
+
+    chunks = records.chunks()
+    next(chunks)
+    with pytest.raises(ValueError, match="index 1"):
+        next(chunks)
+    with pytest.raises(ValueError, match="index 1"):
+        records.all()
+    with pytest.raises(ValueError, match="index 1"):
+        list(records.chunks())
+    assert made == [1, 1]
+
+
+def test_records_already_made_are_pending_records_with_their_correlation_ids() -> None:
+    made = [record(), dataclasses.replace(record(), correlation_id="rr-2")]
+
+    records = PendingRecords.of(made)
+
+    assert PendingRecords.of(records) is records
+    assert (len(records), records.correlation_ids) == (2, frozenset({"rr-1", "rr-2"}))
+    assert list(records.chunks()) == [made]
