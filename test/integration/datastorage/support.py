@@ -263,7 +263,14 @@ def open_stack_with_servers(
 
 @contextlib.contextmanager
 def _datastorage(
-    database_url: str, redis_url: str, *, log_path: Path, clock: Clock, dlq: DlqSettings, **settings: Any
+    database_url: str,
+    redis_url: str,
+    *,
+    log_path: Path,
+    clock: Clock,
+    dlq: DlqSettings,
+    db_timeout: float = 5.0,
+    **settings: Any,
 ) -> Iterator[DataStorageServer]:
     """An in-process DataStorage on a reserved port, logging to `log_path` only."""
     with reserve_port() as port:
@@ -272,7 +279,7 @@ def _datastorage(
             redis_url=redis_url,
             host="127.0.0.1",
             port=port.port,
-            db_timeout=5.0,
+            db_timeout=db_timeout,
             dlq=dlq,
             **settings,
         )

@@ -51,6 +51,10 @@ SELECT event_id::text AS event_id, event_action, chain_sequence, previous_event_
 FROM audit_events WHERE correlation_id = $1 ORDER BY chain_sequence
 """
 
+# The write held in flight must outlast the slowest machine: timed out, it would go to the DLQ and
+# take the waiting events with it before the test has sent them all.
+HELD_WRITE_TIMEOUT: Final = 300.0
+
 Send = Callable[[dict[str, Any]], "concurrent.futures.Future[httpx.Response]"]
 
 
@@ -108,61 +112,68 @@ def event(correlation_id: str, action: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_events_sent_during_a_write_are_stored_next_in_one_transaction_in_arrival_order(
-    ds_stack: Stack, correlation_id: str
+    stack_on_shared_servers: OpenStack, correlation_id: str
 ) -> None:
-    # Arrival order is neither timestamp order nor id order: the chain must follow arrival.
-    first = event(correlation_id, "first")
-    later = [event(correlation_id, f"later-{n}", at=seconds_ago(10 + n)) for n in range(4)]
+    with stack_on_shared_servers(db_timeout=HELD_WRITE_TIMEOUT) as ds_stack:
+        # Arrival order is neither timestamp order nor id order: the chain must follow arrival.
+        first = event(correlation_id, "first")
+        later = [event(correlation_id, f"later-{n}", at=seconds_ago(10 + n)) for n in range(4)]
 
-    with write_in_flight(ds_stack, first) as send:
-        answers = [send(item) for item in later]
-        assert not any(answer.done() for answer in answers)
+        with write_in_flight(ds_stack, first) as send:
+            answers = [send(item) for item in later]
+            assert not any(answer.done() for answer in answers)
 
-    assert [answer.result().status_code for answer in answers] == [201] * 4
-    assert [answer.result().json()["event_id"] for answer in answers] == [item["event_id"] for item in later]
-    rows = stored_rows(ds_stack.database_url, correlation_id)
-    assert [row["event_action"] for row in rows] == ["first", "later-0", "later-1", "later-2", "later-3"]
-    assert_one_chain(rows)
-    assert len({row["transaction"] for row in rows[1:]}) == 1
-    assert rows[0]["transaction"] != rows[1]["transaction"]
+        assert [answer.result().status_code for answer in answers] == [201] * 4
+        assert [answer.result().json()["event_id"] for answer in answers] == [
+            item["event_id"] for item in later
+        ]
+        rows = stored_rows(ds_stack.database_url, correlation_id)
+        assert [row["event_action"] for row in rows] == ["first", "later-0", "later-1", "later-2", "later-3"]
+        assert_one_chain(rows)
+        assert len({row["transaction"] for row in rows[1:]}) == 1
+        assert rows[0]["transaction"] != rows[1]["transaction"]
 
 
 def test_an_invalid_event_is_refused_at_once_and_never_fails_the_group_it_would_join(
-    ds_stack: Stack, correlation_id: str
+    stack_on_shared_servers: OpenStack, correlation_id: str
 ) -> None:
-    with write_in_flight(ds_stack, event(correlation_id, "first")) as send, ds_stack.client() as client:
-        before = send(event(correlation_id, "before"))
-        invalid = client.post(EVENTS_PATH, json=event(correlation_id, "invalid", event_outcome="maybe"))
-        assert_problem(invalid, 400, "validation-error", "event_outcome")
-        after = send(event(correlation_id, "after"))
+    with stack_on_shared_servers(db_timeout=HELD_WRITE_TIMEOUT) as ds_stack:
+        with write_in_flight(ds_stack, event(correlation_id, "first")) as send, ds_stack.client() as client:
+            before = send(event(correlation_id, "before"))
+            invalid = client.post(EVENTS_PATH, json=event(correlation_id, "invalid", event_outcome="maybe"))
+            assert_problem(invalid, 400, "validation-error", "event_outcome")
+            after = send(event(correlation_id, "after"))
 
-    assert (before.result().status_code, after.result().status_code) == (201, 201)
-    rows = stored_rows(ds_stack.database_url, correlation_id)
-    assert [row["event_action"] for row in rows] == ["first", "before", "after"]
-    assert rows[1]["transaction"] == rows[2]["transaction"]
+        assert (before.result().status_code, after.result().status_code) == (201, 201)
+        rows = stored_rows(ds_stack.database_url, correlation_id)
+        assert [row["event_action"] for row in rows] == ["first", "before", "after"]
+        assert rows[1]["transaction"] == rows[2]["transaction"]
 
 
 def test_repeated_event_ids_in_a_group_are_stored_and_linked_once(
-    ds_stack: Stack, correlation_id: str
+    stack_on_shared_servers: OpenStack, correlation_id: str
 ) -> None:
-    stored_before = event(correlation_id, "stored-before")
-    assert post(ds_stack, stored_before).status_code == 201
-    repeated = event(correlation_id, "repeated")
+    with stack_on_shared_servers(db_timeout=HELD_WRITE_TIMEOUT) as ds_stack:
+        stored_before = event(correlation_id, "stored-before")
+        assert post(ds_stack, stored_before).status_code == 201
+        repeated = event(correlation_id, "repeated")
 
-    with write_in_flight(ds_stack, event(correlation_id, "first")) as send:
-        answers = [send(item) for item in (repeated, repeated, stored_before, event(correlation_id, "new"))]
+        with write_in_flight(ds_stack, event(correlation_id, "first")) as send:
+            answers = [
+                send(item) for item in (repeated, repeated, stored_before, event(correlation_id, "new"))
+            ]
 
-    assert [answer.result().status_code for answer in answers] == [201] * 4
-    rows = stored_rows(ds_stack.database_url, correlation_id)
-    assert [row["event_action"] for row in rows] == ["stored-before", "first", "repeated", "new"]
-    assert_one_chain(rows)
-    assert set(stored_count_by_id(ds_stack.database_url, correlation_id).values()) == {1}
+        assert [answer.result().status_code for answer in answers] == [201] * 4
+        rows = stored_rows(ds_stack.database_url, correlation_id)
+        assert [row["event_action"] for row in rows] == ["stored-before", "first", "repeated", "new"]
+        assert_one_chain(rows)
+        assert set(stored_count_by_id(ds_stack.database_url, correlation_id).values()) == {1}
 
 
 def test_a_row_postgres_refuses_in_a_group_is_queued_alone_and_the_others_are_stored(
     stack_on_shared_servers: OpenStack, correlation_id: str
 ) -> None:
-    with stack_on_shared_servers(dlq=PARKED_DLQ) as stack:
+    with stack_on_shared_servers(dlq=PARKED_DLQ, db_timeout=HELD_WRITE_TIMEOUT) as stack:
         execute(stack.database_url, POISON_REFUSED)
         group = [
             event(correlation_id, "before"),
@@ -185,7 +196,9 @@ def test_a_group_postgres_fails_is_queued_event_by_event_each_as_it_would_be_alo
     stack_on_shared_servers: OpenStack, correlation_id: str
 ) -> None:
     # Room for two entries: each event is queued, or refused, on its own.
-    with stack_on_shared_servers(dlq=dataclasses.replace(PARKED_DLQ, max_len=2)) as stack:
+    with stack_on_shared_servers(
+        dlq=dataclasses.replace(PARKED_DLQ, max_len=2), db_timeout=HELD_WRITE_TIMEOUT
+    ) as stack:
         execute(stack.database_url, CONNECTION_DIES_AT_POISON)
         group = [
             event(correlation_id, "before"),
