@@ -29,6 +29,7 @@ from controller.signalprocessing import (
     TargetResource,
 )
 from devstack.opa_server import OpaServer
+from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
 
 USER_POLICY = Path(__file__).resolve().parents[1] / "kubernaut2026" / POLICY_FILE_NAME
 TARGET = TargetResource("Pod", "checkout-1", "shop")
@@ -73,7 +74,10 @@ async def policies(
     shutil.copy(USER_POLICY, directory / POLICY_FILE_NAME)
     # An OPA of this module's own: the shared one holds the shipped `package signalprocessing`.
     with OpaServer(opa_binary, log_path=directory / "opa.log") as opa:
-        engines: dict[str, PolicyEngine] = {"opa": OpaServerEngine(opa.url), "embedded": EmbeddedEngine()}
+        engines: dict[str, PolicyEngine] = {
+            "opa": OpaServerEngine(opa.url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE),
+            "embedded": EmbeddedEngine(),
+        }
         try:
             active = {name: ActivePolicies(engine, classify.smoke_check) for name, engine in engines.items()}
             for each in active.values():

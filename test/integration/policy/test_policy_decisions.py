@@ -24,6 +24,7 @@ from controller.signalprocessing import (
     TargetResource,
 )
 from devstack.opa_server import OpaServer
+from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,10 @@ CASES = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engines(opa_server: OpaServer, shipped: PolicyText) -> AsyncIterator[dict[str, PolicyEngine]]:
-    loaded: dict[str, PolicyEngine] = {"opa": OpaServerEngine(opa_server.url), "embedded": EmbeddedEngine()}
+    loaded: dict[str, PolicyEngine] = {
+        "opa": OpaServerEngine(opa_server.url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE),
+        "embedded": EmbeddedEngine(),
+    }
     try:
         for engine in loaded.values():
             await engine.load(MODULE_ID, shipped.source)

@@ -29,12 +29,13 @@ from controller.policy_engine import (
     PolicyRejected,
 )
 from devstack.opa_server import OpaServer
+from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
 
 
 @pytest.fixture
 async def engines(opa_server: OpaServer) -> AsyncIterator[dict[str, PolicyEngine]]:
     # OPA is waited for long enough to answer on a loaded machine: these tests are about its answers.
-    opa = OpaServerEngine(opa_server.url, transport_allowance=60.0)
+    opa = OpaServerEngine(opa_server.url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE)
     created: dict[str, PolicyEngine] = {"opa": opa, "embedded": EmbeddedEngine()}
     yield created
     for engine in created.values():

@@ -31,6 +31,7 @@ from controller.signalprocessing import (
     Signal,
     TargetResource,
 )
+from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
 
 from .conftest import POLICY_DIR
 
@@ -58,7 +59,9 @@ def policy_dir(tmp_path: Path) -> Path:
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[PolicyEngine]:
     created: PolicyEngine
     if request.param == "opa":
-        created = OpaServerEngine(request.getfixturevalue("fresh_opa_server").url)
+        created = OpaServerEngine(
+            request.getfixturevalue("fresh_opa_server").url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE
+        )
     else:
         created = EmbeddedEngine()
     yield created
