@@ -1,12 +1,14 @@
 """Cleans up after a control-plane owner that died without stopping it.
 
 The owner starts this process first and keeps a pipe to its standard input
-open; it writes `pid N` and `dir PATH` lines (PATH may also be a file) as it creates servers and temp
-directories. When the pipe closes (normal stop, crash or SIGKILL of the owner),
-the reaper kills any listed process still alive and removes the listed
-directories. After a normal stop there is nothing left for it to do. It runs in
-its own session so that the Ctrl-C which interrupts the owner does not kill it
-before it has cleaned up.
+open; it writes `pid N` and `dir PATH` lines (PATH may also be a file) as it
+creates servers and temp directories, and for a node `cgroup PATH` (every
+process in it is killed: containers and shims) and `link NAME` (the host end of
+its veth pair). When the pipe closes (normal stop, crash or SIGKILL of the
+owner), the reaper kills any listed process still alive, detaches the mounts
+under the listed directories and removes them. After a normal stop there is
+nothing left for it to do. It runs in its own session so that the Ctrl-C which
+interrupts the owner does not kill it before it has cleaned up.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from envtest.node import kill_cgroup, unmount_under
 from processes.child import is_alive
 
 
@@ -38,6 +42,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pids: list[int] = []
     directories: list[str] = []
+    cgroups: list[Path] = []
+    links: list[str] = []
     for line in sys.stdin:
         kind, _, value = line.strip().partition(" ")
         if kind == "pid":
@@ -46,9 +52,17 @@ def main() -> None:
             directories.append(value)
         elif kind == "keep":
             directories = [d for d in directories if d != value]
+        elif kind == "cgroup":
+            cgroups.append(Path(value))
+        elif kind == "link":
+            links.append(value)
     _terminate([pid for pid in pids if is_alive(pid)])
+    kill_cgroup(cgroups)
+    for link in links:
+        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
     for path in map(Path, directories):
         if path.is_dir():
+            unmount_under(path)
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)

@@ -106,6 +106,14 @@ class Tool:
 
 
 KUBE_APISERVER = Tool("kube-apiserver", versions.KUBERNETES, control_plane_dir(), ("--version",))
+# The node's binaries: the rest of a one-node cluster, from the same module and cache directory.
+KUBE_CONTROLLER_MANAGER = Tool(
+    "kube-controller-manager", versions.KUBERNETES, control_plane_dir(), ("--version",)
+)
+KUBE_SCHEDULER = Tool("kube-scheduler", versions.KUBERNETES, control_plane_dir(), ("--version",))
+KUBELET = Tool("kubelet", versions.KUBERNETES, control_plane_dir(), ("--version",))
+KUBE_PROXY = Tool("kube-proxy", versions.KUBERNETES, control_plane_dir(), ("--version",))
+KUBERNETES_COMMANDS: Final = (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBELET, KUBE_PROXY)
 ETCD = Tool("etcd", versions.ETCD, control_plane_dir(), ("--version",))
 OPA = Tool("opa", versions.OPA, tool_dir("opa", versions.OPA), ("version",))
 HELM = Tool("helm", versions.HELM, tool_dir("helm", versions.HELM), ("version", "--short"))
@@ -138,11 +146,11 @@ def _install(tool: Tool, built: Path) -> None:
         raise AssetBuildError(f"{tool.name}: built binary does not report version {tool.version}")
 
 
-def _kubernetes_replaces(workdir: Path) -> tuple[str, str]:
+def _kubernetes_replaces(tool: Tool, workdir: Path) -> tuple[str, str]:
     """Returns (go line, replace block) derived from k8s.io/kubernetes's own go.mod."""
     info = json.loads(
         _run(
-            "kube-apiserver",
+            tool.name,
             "fetch k8s.io/kubernetes go.mod",
             ["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{versions.KUBERNETES}"],
             workdir,
@@ -152,15 +160,16 @@ def _kubernetes_replaces(workdir: Path) -> tuple[str, str]:
     go_line = re.search(r"^go (\S+)$", gomod, re.MULTILINE)
     staged = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/src/", gomod, re.MULTILINE)
     if not go_line or not staged:
-        raise AssetBuildError("kube-apiserver: could not read the staging replaces of k8s.io/kubernetes")
+        raise AssetBuildError(f"{tool.name}: could not read the staging replaces of k8s.io/kubernetes")
     staging_version = "v0." + versions.KUBERNETES.split(".", 1)[1]
     replaces = "".join(f"replace {name} => {name} {staging_version}\n" for name in staged)
     return go_line.group(1), replaces
 
 
-def _build_kube_apiserver(tool: Tool) -> None:
+def _build_kubernetes_command(tool: Tool) -> None:
+    """Any of k8s.io/kubernetes/cmd/*, stamped with its version like a release build."""
     scratch = _wrapper_module(tool, _go_line_of_toolchain())
-    go_line, replaces = _kubernetes_replaces(scratch)
+    go_line, replaces = _kubernetes_replaces(tool, scratch)
     workdir = _wrapper_module(tool, go_line, replaces)
     version = f"v{versions.KUBERNETES}"
     major, minor, _ = versions.KUBERNETES.split(".")
@@ -175,7 +184,7 @@ def _build_kube_apiserver(tool: Tool) -> None:
     _run(
         tool.name,
         "resolve modules (downloads ~2 min cold)",
-        ["go", "get", f"k8s.io/kubernetes/cmd/kube-apiserver@{version}"],
+        ["go", "get", f"k8s.io/kubernetes/cmd/{tool.name}@{version}"],
         workdir,
     )
     _run(
@@ -191,7 +200,7 @@ def _build_kube_apiserver(tool: Tool) -> None:
             "-s -w " + " ".join(stamp),
             "-o",
             "out",
-            "k8s.io/kubernetes/cmd/kube-apiserver",
+            f"k8s.io/kubernetes/cmd/{tool.name}",
         ],
         workdir,
     )
@@ -211,8 +220,8 @@ def _build_plain(tool: Tool, module: str, package: str, ldflags: str = "") -> No
 
 
 def _build(tool: Tool) -> None:
-    if tool is KUBE_APISERVER:
-        _build_kube_apiserver(tool)
+    if tool in KUBERNETES_COMMANDS:
+        _build_kubernetes_command(tool)
     elif tool is ETCD:
         _build_plain(tool, "go.etcd.io/etcd/server/v3", "go.etcd.io/etcd/server/v3")
     elif tool is OPA:
@@ -234,6 +243,7 @@ def _build(tool: Tool) -> None:
 
 
 ALL_TOOLS: Final = (ETCD, KUBE_APISERVER, OPA, HELM)
+NODE_TOOLS: Final = (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBELET, KUBE_PROXY)
 
 
 def ensure(tools: Sequence[Tool] = ALL_TOOLS) -> None:

@@ -3,13 +3,16 @@
 Three small authorities, as envtest uses: one signs the API server's serving
 certificate, one signs client certificates (the `admin` user in
 `system:masters`), and a key pair signs service-account tokens. ECDSA P-256
-keeps generation to milliseconds.
+keeps generation to milliseconds. A control plane with a node also gets the
+kubelet's serving certificate, the kubelet's identity (`system:node:<name>`,
+for the Node authorizer) and the API server's client certificate for kubelets.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,29 +107,46 @@ class ControlPlaneCerts:
     service_account_key: Path
     service_account_pub: Path
 
+    def file(self, name: str) -> Path:
+        """A node certificate or key by file name (`kubelet.crt`, `node.key`, ...)."""
+        return self.cert_dir / name
 
-def write_control_plane_certs(directory: Path) -> ControlPlaneCerts:
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    """The node whose certificates are made too: its name and the address the kubelet serves on."""
+
+    name: str
+    address: str
+
+
+def _subject(common_name: str, organization: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else []
+    return x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def write_control_plane_certs(
+    directory: Path, *, addresses: Sequence[str] = ("127.0.0.1",), node: NodeIdentity | None = None
+) -> ControlPlaneCerts:
+    """`addresses`: where the API server listens, for its certificate; 10.0.0.1 is the Service VIP."""
     directory.mkdir(parents=True, exist_ok=True)
     serving = _Authority.create("envtest-serving-ca")
     clients = _Authority.create("envtest-client-ca")
     serving_cert, serving_key = serving.issue(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+        _subject("kube-apiserver"),
         x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
         [
             x509.DNSName("localhost"),
+            x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default"),
             x509.DNSName("kubernetes.default.svc"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.DNSName("kubernetes.default.svc.cluster.local"),
+            *(x509.IPAddress(ipaddress.ip_address(address)) for address in addresses),
             x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
         ],
     )
     admin_cert, admin_key = clients.issue(
-        x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
-            ]
-        ),
-        x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,
+        _subject("admin", "system:masters"), x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
     )
     account_key = ec.generate_private_key(ec.SECP256R1())
     files = {
@@ -141,6 +161,19 @@ def write_control_plane_certs(directory: Path) -> ControlPlaneCerts:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     }
+    if node is not None:
+        files["kubelet.crt"], files["kubelet.key"] = serving.issue(
+            _subject(node.name),
+            x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+            [x509.DNSName(node.name), x509.IPAddress(ipaddress.ip_address(node.address))],
+        )
+        files["node.crt"], files["node.key"] = clients.issue(
+            _subject(f"system:node:{node.name}", "system:nodes"), x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        files["apiserver-kubelet-client.crt"], files["apiserver-kubelet-client.key"] = clients.issue(
+            _subject("kube-apiserver-kubelet-client", "system:masters"),
+            x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
     for name, content in files.items():
         path = directory / name
         path.write_bytes(content)

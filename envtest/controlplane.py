@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +34,14 @@ import yaml
 from envtest import assets
 from envtest.certs import ControlPlaneCerts, write_control_plane_certs
 from envtest.crds import install_crds, load_crds
+from envtest.node import SERVICE_SUBNET, Node, NodeImages, NodeSlot
 from processes.child import ChildProcess, ProcessStartError, http_ok, log_tail
 from processes.ports import PortReservation, reserve_port
 
 _LOG_TAIL_LINES = 25
+# With a node the API server has an address of its own (the node slot's), so one port number serves.
+_NODE_APISERVER_PORT = 6443
+NODE_NAME = "kubernaut-node"
 # The harness runs from the source tree (it is not part of the wheel): the reaper it starts with
 # `python -m` must find the tree's packages whatever the owner's working directory.
 _SOURCE_TREE = Path(__file__).resolve().parent.parent
@@ -111,15 +118,18 @@ class ControlPlane:
 
     Use as a context manager, or call `start()` and `stop()`. With
     `USE_EXISTING_CLUSTER=true`, nothing is started: `$KUBECONFIG` is used as is
-    (and CRDs are still installed).
+    (and CRDs are still installed). With `node`, a one-node cluster (envtest.node):
+    `start()` returns once the Node is Ready with `node.archives` loaded.
     """
 
     crd_dirs: Sequence[Path] = ()
     kubeconfig: Path | None = None
     apiserver_port: int | None = None
     start_timeout: float = 60.0
+    node: NodeImages | None = None
     started_in: float = field(default=0.0, init=False)
     server_url: str = field(default="", init=False)
+    _node: Node | None = field(default=None, init=False)
     _workdir: Path | None = field(default=None, init=False)
     _servers: list[ChildProcess] = field(default_factory=list, init=False)
     _ports: list[PortReservation] = field(default_factory=list, init=False)
@@ -190,12 +200,46 @@ class ControlPlane:
         else:
             self._tell_reaper(f"dir {self.kubeconfig}")
         try:
-            certs = write_control_plane_certs(self._workdir / "certs")
-            etcd_url = self._start_etcd(etcd_binary)
-            self._start_apiserver(apiserver_binary, etcd_url, certs)
+            if self.node is None:
+                certs = write_control_plane_certs(self._workdir / "certs")
+                etcd_url = self._start_etcd(etcd_binary)
+                self._start_apiserver(apiserver_binary, etcd_url, certs)
+            else:
+                self._start_with_node(etcd_binary, apiserver_binary, self.node)
         except BaseException:
             self._keep_logs_and_stop()
             raise
+
+    def _start_with_node(self, etcd_binary: Path, apiserver_binary: Path, images: NodeImages) -> None:
+        assert self._workdir is not None
+        node = self._node = Node(
+            workdir=self._workdir,
+            slot=NodeSlot.acquire(),
+            name=NODE_NAME,
+            start_child=self._start,
+            tell_reaper=self._tell_reaper,
+            start_timeout=self.start_timeout,
+        )
+        node.create_network()
+        certs = write_control_plane_certs(
+            self._workdir / "certs", addresses=[node.slot.host_address], node=node.identity
+        )
+        etcd_url = self._start_etcd(etcd_binary)
+        node.start_containerd(images.sandbox)
+        self._start_apiserver(apiserver_binary, etcd_url, certs)
+        node.import_images(images.archives)
+        node.start_kubernetes(certs, self.server_url, lambda: self._node_is_ready(certs))
+
+    def _node_is_ready(self, certs: ControlPlaneCerts) -> bool:
+        context = ssl.create_default_context(cafile=str(certs.serving_ca))
+        context.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
+        url = f"{self.server_url}/api/v1/nodes/{NODE_NAME}"
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as answer:
+                conditions = json.load(answer).get("status", {}).get("conditions", [])
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
     def _tell_reaper(self, line: str) -> None:
         assert self._reaper is not None and self._reaper.stdin is not None
@@ -253,8 +297,11 @@ class ControlPlane:
         return client_url
 
     def _start_apiserver(self, binary: Path, etcd_url: str, certs: ControlPlaneCerts) -> None:
-        port = self.apiserver_port or self._reserve_port()
-        self.server_url = f"https://127.0.0.1:{port}"
+        if self._node is not None:
+            address, port = self._node.slot.host_address, _NODE_APISERVER_PORT
+        else:
+            address, port = "127.0.0.1", self.apiserver_port or self._reserve_port()
+        self.server_url = f"https://{address}:{port}"
         context = ssl.create_default_context(cafile=str(certs.serving_ca))
         context.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
 
@@ -275,13 +322,11 @@ class ControlPlane:
             "--secure-port",
             str(port),
             "--bind-address",
-            "127.0.0.1",
+            address,
             "--advertise-address",
-            "127.0.0.1",
+            address,
             "--service-cluster-ip-range",
-            "10.0.0.0/24",
-            "--authorization-mode",
-            "RBAC",
+            SERVICE_SUBNET,
             "--client-ca-file",
             str(certs.client_ca),
             "--service-account-issuer",
@@ -290,10 +335,26 @@ class ControlPlane:
             str(certs.service_account_pub),
             "--service-account-signing-key-file",
             str(certs.service_account_key),
-            "--disable-admission-plugins",
-            "ServiceAccount",
             "--allow-privileged=true",
         ]
+        if self._node is None:
+            # No controller-manager makes the ServiceAccounts that admission would demand.
+            argv += ["--authorization-mode", "RBAC", "--disable-admission-plugins", "ServiceAccount"]
+        else:
+            argv += [
+                "--authorization-mode",
+                "Node,RBAC",
+                "--enable-admission-plugins",
+                "NodeRestriction",
+                "--kubelet-preferred-address-types",
+                "InternalIP",
+                "--kubelet-certificate-authority",
+                str(certs.serving_ca),
+                "--kubelet-client-certificate",
+                str(certs.file("apiserver-kubelet-client.crt")),
+                "--kubelet-client-key",
+                str(certs.file("apiserver-kubelet-client.key")),
+            ]
         self._start(
             ChildProcess(
                 "kube-apiserver",
@@ -328,10 +389,13 @@ class ControlPlane:
         self.stop()
 
     def stop(self) -> None:
-        """Stops the servers (SIGTERM, then SIGKILL) and removes the temp directory."""
+        """Stops the servers (SIGTERM, then SIGKILL) and the node's containers; removes the temp directory."""
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self._node is not None:
+            self._node.stop()
+            self._node = None
         for reservation in self._ports:
             reservation.release()
         self._ports.clear()
