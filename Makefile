@@ -26,9 +26,13 @@ assets: deps  ## kube-apiserver, etcd, OPA, helm built from the Go module proxy 
 	@echo "==> Go-built binaries (cached under $${KUBERNAUT_CACHE:-~/.cache/kubernaut-py})"
 	$(PY) -m envtest assets --all
 
-servers: deps  ## PostgreSQL and Redis from Debian packages, when missing
+# The test node's packages are listed once, in envtest.node.NODE_PACKAGES. An empty list (the listing
+# failed) is a usage error of `python -m debian_packages install`, so the target fails rather than skip them.
+servers: deps  ## PostgreSQL, Redis and the test node's daemons from Debian packages, when missing
 	@echo "==> PostgreSQL and Redis packages"
 	$(PY) -m localservers install
+	@echo "==> the test node's packages"
+	$(PY) -m debian_packages install $$($(PY) -c 'from envtest.node import NODE_PACKAGES; print(*NODE_PACKAGES)')
 
 # --- the two commands -----------------------------------------------------
 

@@ -47,15 +47,15 @@ import yaml
 from envtest.certs import ControlPlaneCerts, NodeIdentity
 from processes.child import ChildProcess
 
-# Node slots: slot N owns 10.213.N.0/30 (host end .1, node end .2) and the host link `kn-node-N`.
+# Node slots: slot N owns 10.213.N.0/24 (the veth pair's host end .1 and node end .2, the node's Pods
+# .128/25, which the host routes to the node end) and the host link `kn-node-N`.
 _SLOT_LOCKS: Final = Path("/tmp/kubernaut-node-slots")
 _SLOTS: Final = 64
 _SLOT_NETWORK: Final = ipaddress.ip_network("10.213.0.0/16")
-POD_SUBNET: Final = "10.244.0.0/24"
 SERVICE_SUBNET: Final = "10.0.0.0/24"
 _CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 _CNI_PLUGINS: Final = Path("/usr/lib/cni")
-# Debian's packages; `python -m envtest node-packages` installs them (`make assets` does).
+# Debian's packages; `make servers` installs them when missing (`python -m debian_packages install`).
 NODE_PACKAGES: Final = (
     "containerd",
     "runc",
@@ -63,32 +63,12 @@ NODE_PACKAGES: Final = (
     "iptables",
     "conntrack",
     "buildah",
+    "debootstrap",
 )
 
 
 class NodeError(RuntimeError):
     """The node could not be set up; the message says which step and why."""
-
-
-def missing_packages() -> list[str]:
-    """Debian packages the node needs that are not installed."""
-    binaries = {
-        "containerd": "containerd",
-        "runc": "runc",
-        "iptables": "iptables",
-        "conntrack": "conntrack",
-        "buildah": "buildah",
-    }
-    missing = [package for package, binary in binaries.items() if not _on_path(binary)]
-    if not (_CNI_PLUGINS / "bridge").exists():
-        missing.append("containernetworking-plugins")
-    return missing
-
-
-def _on_path(binary: str) -> bool:
-    return any(
-        os.access(Path(directory) / binary, os.X_OK) for directory in os.environ.get("PATH", "").split(":")
-    ) or any(os.access(Path(directory) / binary, os.X_OK) for directory in ("/usr/sbin", "/sbin"))
 
 
 def _run(step: str, argv: Sequence[str | os.PathLike[str]]) -> str:
@@ -116,6 +96,12 @@ class NodeSlot:
     def node_address(self) -> str:
         """The node end: the kubelet's address, its InternalIP."""
         return str(_SLOT_NETWORK.network_address + self.index * 256 + 2)
+
+    @property
+    def pod_subnet(self) -> str:
+        """The node's Pods: routed from the host, so the host (the API server's proxy, the specs)
+        reaches a Pod at its own address."""
+        return f"{_SLOT_NETWORK.network_address + self.index * 256 + 128}/25"
 
     @property
     def host_link(self) -> str:
@@ -298,6 +284,7 @@ class Node:
         )
         _run("address the host end", ["ip", "addr", "add", f"{host}/30", "dev", link])
         _run("bring the host end up", ["ip", "link", "set", link, "up"])
+        _run("route the Pods' subnet", ["ip", "route", "add", self.slot.pod_subnet, "via", node, "dev", link])
         for step, argv in (
             ("bring lo up", ["ip", "link", "set", "lo", "up"]),
             ("address the node end", ["ip", "addr", "add", f"{node}/30", "dev", "eth0"]),
@@ -349,7 +336,7 @@ class Node:
         config.write_text(_containerd_config(self.layout, sandbox_image))
         cni = self.layout.path("cni", "net.d")
         cni.mkdir(parents=True, exist_ok=True)
-        (cni / "10-kubernaut-node.conflist").write_text(json.dumps(_cni_config(self.layout), indent=2))
+        (cni / "10-kubernaut-node.conflist").write_text(json.dumps(_cni_config(self), indent=2))
         self._start_child(
             self._daemon(
                 "containerd",
@@ -551,7 +538,7 @@ disabled_plugins = [
 """
 
 
-def _cni_config(layout: NodeLayout) -> dict[str, object]:
+def _cni_config(node: Node) -> dict[str, object]:
     return {
         "cniVersion": "0.4.0",
         "name": "kubernaut-node",
@@ -564,9 +551,9 @@ def _cni_config(layout: NodeLayout) -> dict[str, object]:
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
-                    "ranges": [[{"subnet": POD_SUBNET}]],
+                    "ranges": [[{"subnet": node.slot.pod_subnet}]],
                     "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": str(layout.path("cni", "ipam")),
+                    "dataDir": str(node.layout.path("cni", "ipam")),
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
@@ -582,7 +569,7 @@ def _kube_proxy_config(node: Node, kubeconfig: Path) -> dict[str, object]:
         "clientConnection": {"kubeconfig": str(kubeconfig)},
         "hostnameOverride": node.name,
         "bindAddress": node.slot.node_address,
-        "clusterCIDR": POD_SUBNET,
+        "clusterCIDR": node.slot.pod_subnet,
         "oomScoreAdj": 0,
         # Zeros leave the machine-wide conntrack settings alone.
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},

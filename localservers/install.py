@@ -1,11 +1,11 @@
 """Installs the PostgreSQL and Redis server packages from Debian, without their system services.
 
 Only the binaries are wanted: the servers themselves are started privately by
-`PostgresServer` and `RedisServer`. Package scripts would start a system
-cluster and a system Redis, so a `policy-rc.d` that forbids starting services
-is put in place for the install (unless one already exists), and anything the
-packages still managed to start is stopped again. With both binaries present
-this does nothing and returns at once.
+`PostgresServer` and `RedisServer`. The packages are missing when the
+binaries are (a server installed some other way counts), and the `debian_packages`
+package installs them with service starts forbidden. Should a system cluster
+or a system Redis start all the same, it is stopped again. With both
+binaries present this does nothing and returns at once.
 """
 
 from __future__ import annotations
@@ -15,21 +15,15 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
-from localservers._process import LocalServerError, is_root
+import debian_packages
+from localservers._process import LocalServerError
 from localservers.postgres import postgres_bin_dir
 from localservers.redis_server import redis_binary
 
-_POLICY_RC_D: Final = Path("/usr/sbin/policy-rc.d")
-_FORBID_SERVICE_STARTS: Final = (
-    "#!/bin/sh\n# Written by localservers for the install; removed after it.\nexit 101\n"
-)
 _REDIS_SYSTEM_PIDFILE: Final = Path("/run/redis/redis-server.pid")
-
-Progress = Callable[[str], None]
 
 
 def missing_packages() -> list[str]:
@@ -42,65 +36,24 @@ def missing_packages() -> list[str]:
     return missing
 
 
-def install(progress: Progress = print) -> None:
+def install(progress: debian_packages.Progress = print) -> None:
     """Installs whatever is missing; leaves no system service running."""
     missing = missing_packages()
     if not missing:
         progress("PostgreSQL and Redis are installed; nothing to do")
         return
-    if not is_root():
-        raise LocalServerError(
-            f"installing {', '.join(missing)} needs root: run `sudo python -m localservers install`"
-        )
-    if shutil.which("apt-get") is None:
-        raise LocalServerError(f"apt-get not found; install {', '.join(missing)} with your package manager")
     clusters_before = _online_clusters()
     redis_was_running = _system_redis_pid() is not None
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with _service_starts_forbidden():
-        progress("==> apt-get update")
-        _apt(["apt-get", "update", "-q"], environment)
-        progress(f"==> apt-get install {' '.join(missing)}")
-        _apt(
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "-o",
-                "Dpkg::Options::=--force-confdef",
-                "-o",
-                "Dpkg::Options::=--force-confold",
-                *missing,
-            ],
-            environment,
-        )
-    _stop_started_services(clusters_before, redis_was_running, progress)
+    try:
+        debian_packages.install(missing, progress)
+    except debian_packages.DebianError as error:
+        raise LocalServerError(str(error)) from error
+    finally:
+        _stop_started_services(clusters_before, redis_was_running, progress)
     still_missing = missing_packages()
     if still_missing:
         raise LocalServerError(f"apt-get finished but {', '.join(still_missing)} is still missing")
     progress("==> PostgreSQL and Redis installed")
-
-
-def _apt(argv: list[str], environment: dict[str, str]) -> None:
-    # apt prints its own progress; it goes straight to our terminal.
-    result = subprocess.run(argv, env=environment, stdin=subprocess.DEVNULL, check=False)
-    if result.returncode != 0:
-        raise LocalServerError(f"{' '.join(argv)} failed with exit code {result.returncode}")
-
-
-@contextlib.contextmanager
-def _service_starts_forbidden() -> Iterator[None]:
-    if _POLICY_RC_D.exists():
-        yield
-        return
-    _POLICY_RC_D.write_text(_FORBID_SERVICE_STARTS)
-    _POLICY_RC_D.chmod(0o755)
-    try:
-        yield
-    finally:
-        _POLICY_RC_D.unlink(missing_ok=True)
 
 
 def _online_clusters() -> set[tuple[str, str]]:
@@ -126,7 +79,7 @@ def _system_redis_pid() -> int | None:
 
 
 def _stop_started_services(
-    clusters_before: set[tuple[str, str]], redis_was_running: bool, progress: Progress
+    clusters_before: set[tuple[str, str]], redis_was_running: bool, progress: debian_packages.Progress
 ) -> None:
     for version, name in sorted(_online_clusters() - clusters_before):
         progress(f"==> stopping the system PostgreSQL cluster {version}/{name} that the package started")

@@ -1,9 +1,13 @@
 """A private PostgreSQL server for tests, benchmarks and the local run.
 
 Each `PostgresServer` owns one cluster in its own directory, listens on a
-loopback port of its own and a unix socket in that directory, and is never a
-system service. The PostgreSQL binaries refuse to run as root, so under root
-the cluster belongs to the `postgres` account and the server runs as it.
+loopback port of its own (and on the caller's extra addresses, with the same
+port) and a unix socket in that directory, and is never a system service.
+Who may connect is written to the cluster's `pg_hba.conf` at every start:
+the superuser through the socket without a password, and the role with its
+password from loopback and from the extra addresses' client networks. The
+PostgreSQL binaries refuse to run as root, so under root the cluster belongs
+to the `postgres` account and the server runs as it.
 Settings favour speed over durability (fsync off): this is for throw-away
 data. Stopping keeps the cluster when asked to, so that a test can take the
 database away and bring it back on the same port with the same data. As
@@ -20,6 +24,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -77,6 +82,7 @@ class PostgresServer(PrivateServer):
         *,
         database: str = "datastorage",
         user: str = "datastorage",
+        extra_addresses: Sequence[str] = (),
         start_timeout: float = 60.0,
         stop_timeout: float = 15.0,
     ) -> None:
@@ -86,7 +92,9 @@ class PostgresServer(PrivateServer):
                 f"no PostgreSQL server under {POSTGRES_ROOT}; run `python -m localservers install`"
             )
         self._bin_dir = bin_dir
-        super().__init__(base_dir, start_timeout=start_timeout, stop_timeout=stop_timeout)
+        super().__init__(
+            base_dir, extra_addresses=extra_addresses, start_timeout=start_timeout, stop_timeout=stop_timeout
+        )
         self._database = database
         self._user = user
         self._run_as = _service_account() if is_root() else None
@@ -105,13 +113,14 @@ class PostgresServer(PrivateServer):
     def password(self) -> str:
         return self._password_path.read_text().strip()
 
-    @property
-    def url(self) -> str:
-        """`postgresql://user:password@127.0.0.1:port/database`, for asyncpg or psql."""
-        return self.url_for(self._database)
+    def url_at(self, address: str) -> str:
+        """`postgresql://user:password@address:port/database`, for asyncpg or psql; `url` is at 127.0.0.1."""
+        return self.url_for(self._database, address=address)
 
-    def url_for(self, database: str) -> str:
-        return f"postgresql://{self._user}:{self.password}@{LOOPBACK}:{self._port}/{database}"
+    def url_for(self, database: str, *, address: str = LOOPBACK) -> str:
+        """The URL of another database on this server, at `address` (loopback unless said)."""
+        host = self._url_host(address)
+        return f"postgresql://{self._user}:{self.password}@{host}:{self._port}/{database}"
 
     @property
     def data_dir(self) -> Path:
@@ -129,6 +138,10 @@ class PostgresServer(PrivateServer):
     def _password_path(self) -> Path:
         return self.base_dir / "password"
 
+    @property
+    def _hba_path(self) -> Path:
+        return self.data_dir / "pg_hba.conf"
+
     # --- life cycle -----------------------------------------------------------
 
     def _start_server(self) -> None:
@@ -136,6 +149,7 @@ class PostgresServer(PrivateServer):
         first_start = not (self.data_dir / "PG_VERSION").exists()
         if first_start:
             self._init_cluster()
+        self._write_client_authentication()
         self._launch()
         if first_start:
             self._provision_database()
@@ -192,10 +206,23 @@ class PostgresServer(PrivateServer):
                 f"searchable by others; use a base_dir under {tempfile.gettempdir()} or grant o+x"
             )
 
+    def _write_client_authentication(self) -> None:
+        """Rewrites pg_hba.conf, so that a restart with other extra addresses admits their networks only."""
+        rules = [
+            "# Written by localservers at every start of the server.",
+            "local all all trust",
+            "host all all 127.0.0.1/32 scram-sha-256",
+            *(f"host all all {network} scram-sha-256" for network in self.client_networks),
+        ]
+        self._hba_path.write_text("\n".join(rules) + "\n")
+        self._hba_path.chmod(0o600)
+        if self._run_as is not None:
+            os.chown(self._hba_path, *self._run_as)
+
     def _launch(self) -> None:
         settings = {
             **_FAST_SETTINGS,
-            "listen_addresses": LOOPBACK,
+            "listen_addresses": ",".join(self.listen_addresses),
             "port": str(self._port),
             "unix_socket_directories": str(self.socket_dir),
         }

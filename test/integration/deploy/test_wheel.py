@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 CONTAINERFILE = REPOSITORY / "deploy" / "Containerfile"
-DEV_TOOLING = {"envtest", "localservers", "processes", "devstack", "demo", "bench", "test"}
+DEV_TOOLING = {"envtest", "localservers", "debian_packages", "processes", "devstack", "demo", "bench", "test"}
 
 
 def build_stage_sources() -> list[str]:
