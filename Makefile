@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WORKERS ?= 6
 PYTEST_ARGS ?=
 
-.PHONY: run test deps assets servers lint test-unit test-integration \
+.PHONY: run test deps assets servers images lint test-unit test-integration \
         test-integration-signalprocessing test-stress policy-test bench clean
 
 # --- set-up ---------------------------------------------------------------
@@ -34,12 +34,16 @@ servers: deps  ## PostgreSQL, Redis and the test node's daemons from Debian pack
 	@echo "==> the test node's packages"
 	$(PY) -m debian_packages install $$($(PY) -c 'from envtest.node import NODE_PACKAGES; print(*NODE_PACKAGES)')
 
+images: assets servers  ## the test node's images, built with buildah from deploy/Containerfile (cached by content)
+	@echo "==> container images for the test node (cached under $${KUBERNAUT_CACHE:-~/.cache/kubernaut-py}/images)"
+	$(PY) -m envtest images
+
 # --- the two commands -----------------------------------------------------
 
 run: assets servers
 	$(PY) -m demo
 
-test: assets servers lint policy-test
+test: assets servers images lint policy-test
 	@echo "==> All tests: unit and integration, in parallel ($(WORKERS) workers)"
 	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
 

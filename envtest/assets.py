@@ -1,4 +1,4 @@
-"""Builds the control-plane binaries (and OPA, helm) from the Go module proxy.
+"""Builds the control-plane binaries (and OPA, helm, the test node's) from the Go module proxy.
 
 No registry ships kube-apiserver or etcd, and prebuilt downloads are not
 reachable, so each tool is compiled in its own throwaway wrapper module with
@@ -207,15 +207,20 @@ def _build_kubernetes_command(tool: Tool) -> None:
     _install(tool, workdir / "out")
 
 
+def go_build(name: str, module: Path, package: str, output: Path, ldflags: str = "") -> None:
+    """A static, stripped binary of `package` in the Go module at `module`, with the cache's Go caches."""
+    _run(
+        name,
+        "compile",
+        ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), "-o", str(output), package],
+        module,
+    )
+
+
 def _build_plain(tool: Tool, module: str, package: str, ldflags: str = "") -> None:
     workdir = _wrapper_module(tool, _go_line_of_toolchain())
     _run(tool.name, "resolve modules", ["go", "get", f"{module}@v{tool.version}"], workdir)
-    _run(
-        tool.name,
-        "compile",
-        ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), "-o", "out", package],
-        workdir,
-    )
+    go_build(tool.name, workdir, package, workdir / "out", ldflags)
     _install(tool, workdir / "out")
 
 
@@ -242,8 +247,8 @@ def _build(tool: Tool) -> None:
         raise AssetBuildError(f"no recipe for {tool.name}")
 
 
-ALL_TOOLS: Final = (ETCD, KUBE_APISERVER, OPA, HELM)
 NODE_TOOLS: Final = (KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, KUBELET, KUBE_PROXY)
+ALL_TOOLS: Final = (ETCD, KUBE_APISERVER, OPA, HELM, *NODE_TOOLS)
 
 
 def ensure(tools: Sequence[Tool] = ALL_TOOLS) -> None:

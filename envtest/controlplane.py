@@ -146,6 +146,13 @@ class ControlPlane:
         return list(self._servers)
 
     @property
+    def node_host_address(self) -> str:
+        """With a node: the host's address as the node and its Pods reach it (the API server's too)."""
+        if self._node is None:
+            raise ControlPlaneError("this control plane has no node")
+        return self._node.slot.host_address
+
+    @property
     def workdir(self) -> Path | None:
         return self._workdir
 
@@ -212,6 +219,8 @@ class ControlPlane:
 
     def _start_with_node(self, etcd_binary: Path, apiserver_binary: Path, images: NodeImages) -> None:
         assert self._workdir is not None
+        if self.apiserver_port is not None:
+            raise ControlPlaneError("a control plane with a node listens on its slot's address, port 6443")
         node = self._node = Node(
             workdir=self._workdir,
             slot=NodeSlot.acquire(),
