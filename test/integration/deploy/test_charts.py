@@ -137,7 +137,7 @@ def test_sharding_sets_the_shard_settings_and_no_peering_whatever_the_replicas()
         {"name": "SHARD_LEASE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "REPLICA_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
-    assert not {"PEERING", "PEERING_LIFETIME", "POD_ID"} & {variable["name"] for variable in env}
+    assert not {"PEERING", "PEERING_LIFETIME"} & {variable["name"] for variable in env}
     assert kinds["Deployment"][0]["spec"]["replicas"] == 3
     assert "ClusterKopfPeering" not in kinds
     every_rule = rules(kinds["ClusterRole"]) + rules(kinds["Role"])
