@@ -17,6 +17,13 @@ class StackState:
     database_url: str = ""
     redis_url: str = ""
     datastorage_url: str = ""
+    # The "node" component: a one-node cluster of its own (envtest.node), whose Pods reach the host at
+    # node_host_address, where its own PostgreSQL and Redis also listen (URLs as the Pods use them).
+    node_kubeconfig: str = ""
+    node_host_address: str = ""
+    node_database_url: str = ""
+    node_redis_url: str = ""
+    node_images: dict[str, str] = field(default_factory=dict)  # "application", "opa": image references
     logs: str = ""
     start_seconds: dict[str, float] = field(default_factory=dict)
     # Every server of the stack, by name: its pid and its log, so a user can tell when one died.

@@ -22,12 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from devstack.state import StackState
 from envtest import ControlPlane
 from processes.child import ChildProcess
 
-COMPONENTS = ("controlplane", "datastorage")
+COMPONENTS = ("controlplane", "datastorage", "node")
+# What a stack starts unless told otherwise; the node is asked for by name (it needs built images).
+DEFAULT_COMPONENTS = ("controlplane", "datastorage")
 _WATCH_INTERVAL_SECONDS = 0.5
 
 
@@ -55,6 +58,36 @@ def _start_control_plane(
         plane = stack.enter_context(ControlPlane(crd_dirs=[crds], kubeconfig=workdir / "kubeconfig"))
     servers.extend(plane.servers)
     return str(plane.kubeconfig)
+
+
+def _start_node(
+    stack: ExitStack, workdir: Path, crds: Path, times: dict[str, float], servers: list[ChildProcess]
+) -> dict[str, Any]:
+    """A one-node cluster of its own (Pods run for real), with a PostgreSQL and a Redis its Pods reach."""
+    from envtest import images
+    from localservers import PostgresServer, RedisServer
+
+    with _timed(times, "node images"):
+        built = images.project_images()
+    with _timed(times, "node"):
+        plane = stack.enter_context(
+            ControlPlane(crd_dirs=[crds], kubeconfig=workdir / "node-kubeconfig", node=built.node_images())
+        )
+    host = plane.node_host_address
+    with _timed(times, "node postgres+redis"):
+        redis = stack.enter_context(RedisServer(base_dir=workdir / "node-redis", extra_addresses=[host]))
+        postgres = stack.enter_context(
+            PostgresServer(base_dir=workdir / "node-postgres", extra_addresses=[host])
+        )
+    servers.extend(plane.servers)
+    servers.extend([redis.child, postgres.child])
+    return {
+        "node_kubeconfig": str(plane.kubeconfig),
+        "node_host_address": host,
+        "node_database_url": postgres.url_at(host),
+        "node_redis_url": redis.url_at(host),
+        "node_images": {"application": built.application.reference, "opa": built.opa.reference},
+    }
 
 
 def _start_datastorage(
@@ -92,7 +125,7 @@ def run_stack(
         # PR_SET_PDEATHSIG fires when the *thread* that forked a server exits, so
         # the threads that start servers must outlive them: the pool is entered
         # first and therefore shut down last.
-        pool = stack.enter_context(ThreadPoolExecutor(2))
+        pool = stack.enter_context(ThreadPoolExecutor(3))
         plane = (
             pool.submit(_start_control_plane, stack, workdir, crds, times, servers)
             if "controlplane" in components
@@ -103,15 +136,25 @@ def run_stack(
             if "datastorage" in components
             else None
         )
+        node_servers: list[ChildProcess] = []
+        node = (
+            pool.submit(_start_node, stack, workdir, crds, times, node_servers)
+            if "node" in components
+            else None
+        )
         kubeconfig = plane.result() if plane else ""
-        addresses = storage.result() if storage else {}
+        addresses: dict[str, Any] = storage.result() if storage else {}
+        addresses.update(node.result() if node else {})
+        # The node's cluster has servers of the same names as the stack's: its names say "node".
+        named = {server.name: server for server in servers}
+        named.update({f"node {server.name}": server for server in node_servers})
         StackState(
             supervisor_pid=os.getpid(),
             kubeconfig=kubeconfig,
             logs=str(workdir),
             start_seconds=times,
-            pids={server.name: server.pid for server in servers if server.pid is not None},
-            log_files={server.name: str(server.log_path) for server in servers},
+            pids={name: server.pid for name, server in named.items() if server.pid is not None},
+            log_files={name: str(server.log_path) for name, server in named.items()},
             **addresses,
         ).write(state_path)
         while not should_stop():
@@ -121,7 +164,7 @@ def run_stack(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.supervisor", description=__doc__)
     parser.add_argument("--state", type=Path, required=True, help="where to write the state JSON")
-    parser.add_argument("--components", default=",".join(COMPONENTS))
+    parser.add_argument("--components", default=",".join(DEFAULT_COMPONENTS))
     parser.add_argument("--crds", type=Path, default=Path(__file__).resolve().parent.parent / "crds")
     parser.add_argument("--watch-pid", type=int, help="stop when this process is gone")
     arguments = parser.parse_args(argv)

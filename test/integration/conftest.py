@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from devstack.shared import SharedStack
 from devstack.state import StackState
-from devstack.supervisor import COMPONENTS
+from devstack.supervisor import DEFAULT_COMPONENTS
 from test.integration.polling import depending_on
 
 _INTEGRATION_SPECS = Path(__file__).resolve().parent
@@ -29,12 +29,14 @@ _DATASTORAGE_SPECS = _INTEGRATION_SPECS / "datastorage"
 
 
 def _components(items: list[pytest.Item]) -> tuple[str, ...]:
-    """The whole stack, unless every integration spec of the run is a DataStorage one. Every worker
-    collects the same items, so whichever starts the stack starts the same components."""
+    """The whole stack, unless every integration spec of the run is a DataStorage one; the node only
+    for a run with `node` specs. Every worker collects the same items, so whichever starts the stack
+    starts the same components."""
     integration = [item for item in items if item.path.is_relative_to(_INTEGRATION_SPECS)]
+    node = ("node",) if any(item.get_closest_marker("node") for item in integration) else ()
     if integration and all(item.path.is_relative_to(_DATASTORAGE_SPECS) for item in integration):
-        return ("datastorage",)
-    return COMPONENTS
+        return ("datastorage", *node)
+    return (*DEFAULT_COMPONENTS, *node)
 
 
 def _run_directory(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
