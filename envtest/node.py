@@ -337,10 +337,24 @@ class Node:
         cni = self.layout.path("cni", "net.d")
         cni.mkdir(parents=True, exist_ok=True)
         (cni / "10-kubernaut-node.conflist").write_text(json.dumps(_cni_config(self), indent=2))
+        # containerd keeps some files where no setting moves them: shim sockets and FIFOs in
+        # /run/containerd, the CNI plugins' results in /var/lib/cni. It runs in a mount namespace of its
+        # own with private directories mounted there, so they go when it goes, however it goes. The
+        # node's directory is a shared mount, so the kubelet's volume mounts reach runc in that namespace
+        # and the containers' mounts reach the host (which detaches them at the end).
+        _run("share the node's mounts", ["mount", "--bind", self.layout.root, self.layout.root])
+        _run("share the node's mounts", ["mount", "--make-shared", self.layout.root])
+        private = {Path("/run/containerd"): state / "run", Path("/var/lib/cni"): state / "cni-cache"}
+        mounts = []
+        for target, source in private.items():
+            source.mkdir()
+            mounts.append(f"mkdir -p {target} && mount --bind {source} {target}")
+        in_private_mounts = ["unshare", "--mount", "--propagation", "unchanged", "--", "sh", "-c"]
+        in_private_mounts += [" && ".join([*mounts, 'exec "$@"']), "containerd"]
         self._start_child(
             self._daemon(
                 "containerd",
-                ["containerd", "--config", config, "--log-level", "warn"],
+                [*in_private_mounts, "containerd", "--config", config, "--log-level", "warn"],
                 self._containerd_answers,
                 stop_timeout=15,
             )
