@@ -50,8 +50,8 @@ from controller.policy_engine import (
     PolicyEngine,
     PolicyEngineUnavailable,
     PolicyError,
-    PolicyEvaluationError,
     PolicyRejected,
+    PolicyTimeLimitExceeded,
 )
 
 logger = logging.getLogger(__name__)
@@ -166,17 +166,18 @@ class Decisions:
 
     A rule whose evaluation failed (a conflict, a builtin error, over its time
     limit) has its error here instead of a value; `value` raises it, so the
-    caller decides which failures matter (an optional rule's may not).
+    caller decides which failures matter (an optional rule's may not, and an
+    overrun of a required rule is retried: `PolicyTimeLimitExceeded`).
     """
 
     values: Mapping[Rule, object]  # None when the rule is undefined
     policy_hash: str
-    errors: Mapping[Rule, str] = field(default_factory=dict)
+    errors: Mapping[Rule, PolicyError] = field(default_factory=dict)
 
     def value(self, rule: Rule) -> object:
-        """The rule's answer (None when undefined); raises `PolicyEvaluationError` if it failed."""
+        """The rule's answer (None when undefined); raises the rule's `PolicyError` if it failed."""
         if rule in self.errors:
-            raise PolicyEvaluationError(self.errors[rule])
+            raise self.errors[rule]
         return self.values.get(rule)
 
 
@@ -199,10 +200,11 @@ async def _evaluate_rules(
         return_exceptions=True,
     )
     values: dict[Rule, object] = {}
-    errors: dict[Rule, str] = {}
+    errors: dict[Rule, PolicyError] = {}
     for rule, answer in zip(rules, answers, strict=True):
-        if isinstance(answer, PolicyError) and not isinstance(answer, PolicyEngineUnavailable):
-            errors[rule] = str(answer)
+        overran = isinstance(answer, PolicyTimeLimitExceeded)
+        if isinstance(answer, PolicyError) and (overran or not isinstance(answer, PolicyEngineUnavailable)):
+            errors[rule] = answer
         elif isinstance(answer, BaseException):
             raise answer
         else:

@@ -32,6 +32,7 @@ from controller.policy_engine.protocol import (
     PolicyError,
     PolicyEvaluationError,
     PolicyRejected,
+    PolicyTimeLimitExceeded,
 )
 from controller.policy_engine.rego_check import BUILTIN_ARITY
 
@@ -44,4 +45,5 @@ __all__ = [
     "PolicyError",
     "PolicyEvaluationError",
     "PolicyRejected",
+    "PolicyTimeLimitExceeded",
 ]

@@ -32,6 +32,7 @@ from controller.policy_engine.protocol import (
     PolicyError,
     PolicyEvaluationError,
     PolicyRejected,
+    PolicyTimeLimitExceeded,
     encode_input,
     rule_segments,
 )
@@ -152,7 +153,7 @@ def _evaluate(rule_path: str, input_json: str, time_limit: float) -> object:
     elapsed = time.monotonic() - started
     if elapsed > time_limit:
         return _Failure(
-            PolicyEvaluationError, f"{rule_path} took {elapsed:.3f} s, over its {time_limit} s time limit"
+            PolicyTimeLimitExceeded, f"{rule_path} took {elapsed:.3f} s, over its {time_limit} s time limit"
         )
     return _normalise(value)
 

@@ -27,6 +27,7 @@ from controller.policy_engine.protocol import (
     PolicyEngineUnavailable,
     PolicyEvaluationError,
     PolicyRejected,
+    PolicyTimeLimitExceeded,
     encode_input,
     rule_segments,
 )
@@ -178,7 +179,7 @@ class OpaServerEngine:
             return None
         elapsed = _evaluation_seconds(body)
         if elapsed > time_limit:
-            raise PolicyEvaluationError(
+            raise PolicyTimeLimitExceeded(
                 f"{rule_path} took {elapsed:.3f} s, over its {time_limit} s time limit"
             )
         # OPA leaves `result` out entirely when the rule is undefined.

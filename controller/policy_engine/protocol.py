@@ -32,11 +32,20 @@ class PolicyRejected(PolicyError):
 
 
 class PolicyEvaluationError(PolicyError):
-    """An evaluation failed: conflicting values, a builtin error, or it ran past the time bound."""
+    """An evaluation failed: conflicting values or a builtin error."""
 
 
 class PolicyEngineUnavailable(PolicyError):
     """The engine could not be reached (OPA down or not answering); retrying may help."""
+
+
+class PolicyTimeLimitExceeded(PolicyEngineUnavailable):
+    """An answer came later than its rule's time limit, and is discarded.
+
+    A slow rule and an engine starved of CPU (a busy node, a throttled sidecar) look alike, so it is
+    retried like an unreachable engine: a load spike does not fail an SP for good, and a rule that
+    is always too slow fails its SPs at their deadline, the overrun in their failure.
+    """
 
 
 class PolicyEngine(Protocol):

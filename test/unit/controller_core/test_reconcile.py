@@ -25,7 +25,12 @@ from controller.events import InvolvedObject
 from controller.metrics import ControllerMetrics
 from controller.pipeline import SIGNALPROCESSINGS, Pipeline, RetryLater
 from controller.policies import Decisions, Rule
-from controller.policy_engine import PolicyEngineUnavailable, PolicyError, PolicyEvaluationError
+from controller.policy_engine import (
+    PolicyEngineUnavailable,
+    PolicyError,
+    PolicyEvaluationError,
+    PolicyTimeLimitExceeded,
+)
 from controller.reconciler import Reconciler
 from controller.sharding import Shards
 from controller.signalmode import SignalModeMappings
@@ -112,13 +117,15 @@ class Policies:
     async def evaluate(self, rules: Sequence[Rule], input: Mapping[str, object]) -> Decisions:
         self.inputs.append(input)
         values: dict[Rule, object] = {}
-        errors: dict[Rule, str] = {}
+        errors: dict[Rule, PolicyError] = {}
         for rule in rules:
             answer = self.answers[rule]
-            if isinstance(answer, PolicyEngineUnavailable):
+            if isinstance(answer, PolicyEngineUnavailable) and not isinstance(
+                answer, PolicyTimeLimitExceeded
+            ):
                 raise answer
             if isinstance(answer, PolicyError):
-                errors[rule] = str(answer)
+                errors[rule] = answer
             else:
                 values[rule] = answer
         return Decisions(values, POLICY_HASH, errors)
@@ -920,3 +927,20 @@ async def test_adopting_a_shard_processes_its_unfinished_sps_and_re_sends_every_
     assert sorted(advancer.advanced, key=lambda phase: phase.order) == [Phase.NEW, Phase.CLASSIFYING]
     assert {event.event_id for event in audit.resent} == {event.event_id for event in trails}
     await reconciler.close()
+
+
+async def test_a_required_rule_answering_past_its_time_limit_is_retried_not_failed() -> None:
+    # A busy node or a throttled OPA sidecar looks just like a slow rule: no SP fails for good on it.
+    world = World()
+    sp = world.add()
+    overrun = "data.signalprocessing.priority took 0.183 s, over its 0.1 s time limit"
+    world.pipeline.policies.answers.update({Rule.PRIORITY: PolicyTimeLimitExceeded(overrun)})
+
+    with pytest.raises(RetryLater):
+        await world.pipeline.advance(sp)
+
+    stored = world.stored()
+    assert stored.phase is Phase.CLASSIFYING
+    assert stored.status.failure_info == FailureInfo(
+        error=overrun, consecutive_failures=1, last_failure_time=NOW
+    )
