@@ -40,8 +40,10 @@ images: assets servers  ## the test node's images, built with buildah from deplo
 
 # --- the two commands -----------------------------------------------------
 
-run: assets servers
-	$(PY) -m demo
+# NODE=1: the controller and DataStorage as Pods, the charts installed onto a one-node cluster.
+NODE ?=
+run: assets servers $(if $(NODE),images)
+	$(PY) -m demo$(if $(NODE), --node)
 
 test: assets servers images lint policy-test
 	@echo "==> All tests: unit and integration, in parallel ($(WORKERS) workers)"

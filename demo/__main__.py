@@ -1,7 +1,9 @@
 """Starts the stack, OPA and the controller, creates demo signals, prints their classification.
 
 Everything runs on loopback with its own temp directories; Ctrl-C (or
-SIGTERM) stops it all. The servers die with this process even if it is
+SIGTERM) stops it all. With `--node` the controller and DataStorage run as
+Pods instead: the two charts installed onto a one-node cluster (envtest.node)
+with the images built from deploy/Containerfile. The servers die with this process even if it is
 killed (PR_SET_PDEATHSIG and the stack supervisor's watch on this pid). The
 terminal shows the run's steps and the table; what libraries in this process
 log (the Kubernetes client, urllib3), and the warnings they raise, go to
@@ -25,6 +27,7 @@ from typing import Any
 
 from kubernetes import client, config
 
+from devstack import charts
 from devstack.controller_process import ControllerProcess
 from devstack.launch import supervised_stack
 from devstack.opa_server import OpaServer
@@ -38,16 +41,26 @@ DEMO_SIGNALS = [
     ("demo-staging", "search-crashloop", "critical", "Pod", "search-5c4b-fghij"),
     ("demo-staging", "search-disk", "info", "Deployment", "search"),
 ]
+# Where `--node` installs the two charts.
+_SYSTEM = "kubernaut-system"
 _COLUMNS = ("NAMESPACE", "NAME", "PHASE", "ENVIRONMENT", "PRIORITY", "CRITICALITY", "SLA")
 
 
-def _workloads(namespace: str, app: str, pod_name: str) -> list[tuple[str, dict[str, Any]]]:
-    """A Deployment -> ReplicaSet -> Pod chain, as a cluster with controllers would have made it."""
+def _workloads(
+    namespace: str, app: str, pod_name: str, image: str | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """A Deployment -> ReplicaSet -> Pod chain, as a cluster with controllers would have made it. On a
+    node (`image` given) its Pods run that image, idle, so that nothing is pulled."""
     labels = {"app": app, "kubernaut.ai/team": "payments" if "checkout" in app else "discovery"}
-    template = {
-        "metadata": {"labels": labels},
-        "spec": {"containers": [{"name": app, "image": f"registry.local/{app}:1"}]},
-    }
+    container: dict[str, Any] = {"name": app, "image": f"registry.local/{app}:1"}
+    if image is not None:
+        container = {
+            "name": app,
+            "image": image,
+            "imagePullPolicy": "Never",
+            "command": ["sleep", "infinity"],
+        }
+    template = {"metadata": {"labels": labels}, "spec": {"containers": [container]}}
     return [
         (
             "deployment",
@@ -73,7 +86,7 @@ def _workloads(namespace: str, app: str, pod_name: str) -> list[tuple[str, dict[
     ]
 
 
-def _create_demo(api: client.ApiClient) -> None:
+def _create_demo(api: client.ApiClient, image: str | None = None) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     for namespace, environment in (("demo-production", "production"), ("demo-staging", "staging")):
         core.create_namespace(
@@ -89,7 +102,7 @@ def _create_demo(api: client.ApiClient) -> None:
         ("demo-production", "checkout", "checkout-7d9f-abcde"),
         ("demo-staging", "search", "search-5c4b-fghij"),
     ):
-        for kind, body in _workloads(namespace, app, pod_name):
+        for kind, body in _workloads(namespace, app, pod_name, image):
             owner = owners.get((namespace, {"replicaset": "deployment", "pod": "replicaset"}.get(kind, "")))
             if owner is not None:
                 body["metadata"]["ownerReferences"] = [owner]
@@ -176,7 +189,11 @@ def _log_to_file(path: Path) -> None:
 
 
 def main() -> int:
-    argparse.ArgumentParser(prog="python -m demo", description=__doc__).parse_args()
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument(
+        "--node", action="store_true", help="the controller and DataStorage as Pods on a node"
+    )
+    arguments = parser.parse_args()
     stopping = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -186,6 +203,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     workdir = Path(tempfile.mkdtemp(prefix="kubernaut-run-"))
     _log_to_file(workdir / "demo.log")
+    if arguments.node:
+        return _run_on_node(workdir, stopping)
     print(f"==> starting control plane, PostgreSQL, Redis and DataStorage (logs in {workdir})", flush=True)
     with ExitStack() as running:
         state = running.enter_context(supervised_stack(workdir))
@@ -220,6 +239,47 @@ def main() -> int:
             f"Audit events:         curl '{state.datastorage_url}/api/v1/audit/events?limit=20'\n"
             f"Logs:                 {workdir} (demo.log, controller.log, stack.log, and the servers' logs "
             f"under {state.logs})\nCtrl-C stops everything.",
+            flush=True,
+        )
+        stopping.wait()
+        print("==> stopping", flush=True)
+    print("==> stopped", flush=True)
+    return 0
+
+
+def _run_on_node(workdir: Path, stopping: threading.Event) -> int:
+    print(f"==> starting a one-node cluster, PostgreSQL and Redis (logs in {workdir})", flush=True)
+    with supervised_stack(workdir, components=("node",)) as state:
+        print(f"    started in {state.start_seconds} seconds", flush=True)
+        kubeconfig = state.node_kubeconfig
+        print("==> helm install datastorage (namespace kubernaut-system)", flush=True)
+        charts.install(
+            state, "datastorage", charts.DATASTORAGE_CHART, _SYSTEM, charts.datastorage_values(state), workdir
+        )
+        charts.rollout(state, _SYSTEM, "datastorage")
+        datastorage_url = charts.service_url(state, _SYSTEM, "datastorage")
+        print(f"==> helm install signalprocessing, DataStorage at {datastorage_url}", flush=True)
+        values = charts.controller_values(state, datastorage_url, watchNamespaces=["demo-*"])
+        charts.install(state, "signalprocessing", charts.SIGNALPROCESSING_CHART, _SYSTEM, values, workdir)
+        charts.rollout(state, _SYSTEM, "signalprocessing")
+        api = config.new_client_from_config(config_file=kubeconfig)
+        try:
+            print("==> creating demo namespaces, workloads and SignalProcessings", flush=True)
+            _create_demo(api, image=state.node_images["application"])
+            completed = _print_table(api)
+        finally:
+            api.close()
+        print(
+            "==> all demo SignalProcessings completed"
+            if completed
+            else "==> some demo signals did not complete"
+        )
+        print(
+            f"\nPoint kubectl at it:  export KUBECONFIG={kubeconfig}\n"
+            f"                      kubectl get pods -n {_SYSTEM}; kubectl get sp -A\n"
+            f"Controller logs:      kubectl logs -n {_SYSTEM} deploy/signalprocessing -c controller\n"
+            f"Logs:                 {workdir} (demo.log, stack.log; the servers' under {state.logs})\n"
+            "Ctrl-C stops everything.",
             flush=True,
         )
         stopping.wait()

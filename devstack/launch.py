@@ -50,8 +50,9 @@ def supervisor_process(
 
 
 @contextmanager
-def supervised_stack(workdir: Path) -> Iterator[StackState]:
-    """The whole stack for as long as the `with` block runs; it also stops if this process dies."""
+def supervised_stack(workdir: Path, components: Sequence[str] | None = None) -> Iterator[StackState]:
+    """The stack (by default, all but the node) for as long as the `with` block runs; it also stops
+    if this process dies."""
     state_path = workdir / "stack.json"
-    with supervisor_process(state_path, workdir / "stack.log", watch_pid=os.getpid()):
+    with supervisor_process(state_path, workdir / "stack.log", watch_pid=os.getpid(), components=components):
         yield StackState.read(state_path)

@@ -15,28 +15,44 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from processes.child import descendants, is_alive
 from test.integration.polling import eventually
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
-def test_make_run_is_the_set_up_then_the_demo() -> None:
+@pytest.mark.parametrize(
+    ("variables", "demo", "images"),
+    [([], ".venv/bin/python -m demo", False), (["NODE=1"], ".venv/bin/python -m demo --node", True)],
+    ids=["plain", "node"],
+)
+def test_make_run_is_the_set_up_then_the_demo(variables: list[str], demo: str, images: bool) -> None:
     planned = subprocess.run(
-        ["make", "--no-print-directory", "--dry-run", "run"],
+        ["make", "--no-print-directory", "--dry-run", "run", *variables],
         cwd=REPOSITORY,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert planned[-1] == ".venv/bin/python -m demo", planned
+    assert planned[-1] == demo, planned
     assert any("-m envtest assets" in line for line in planned), planned
     assert any("-m localservers install" in line for line in planned), planned
+    assert any("-m envtest images" in line for line in planned) is images, planned
 
 
-def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c() -> None:
+@pytest.mark.parametrize(
+    ("arguments", "server"),
+    [
+        pytest.param([], "kube-apiserver", id="plain"),
+        # The controller and DataStorage run as Pods: the demo's descendants include the kubelet.
+        pytest.param(["--node"], "kubelet", id="node", marks=pytest.mark.node),
+    ],
+)
+def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c(arguments: list[str], server: str) -> None:
     run = subprocess.Popen(
-        [sys.executable, "-m", "demo"],
+        [sys.executable, "-m", "demo", *arguments],
         cwd=REPOSITORY,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -57,9 +73,7 @@ def test_make_run_completes_the_demo_and_stops_cleanly_on_ctrl_c() -> None:
         assert "demo-production  checkout-oom      Completed  Production   P0" in table
         assert "export KUBECONFIG=" in table
         started = set(descendants(run.pid))
-        assert any(
-            "kube-apiserver" in Path(f"/proc/{pid}/cmdline").read_text() for pid in started if is_alive(pid)
-        )
+        assert any(server in Path(f"/proc/{pid}/cmdline").read_text() for pid in started if is_alive(pid))
     finally:
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     run.wait(timeout=90)

@@ -1,14 +1,9 @@
-"""Running helm and kubectl against the suite's control plane, and logging in as a chart's ServiceAccount.
-
-Both binaries run as child processes with an explicit `--kubeconfig`, so
-nothing here depends on the caller's environment. Failures raise with the
-command's output, which is what a reader of a failed spec needs.
-"""
+"""Rendering and installing the charts on the suite's control plane, and logging in as a chart's
+ServiceAccount (helm and kubectl run as devstack.charts runs them)."""
 
 from __future__ import annotations
 
 import secrets
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,39 +11,9 @@ from typing import Any
 
 import yaml
 
+from devstack.charts import helm, kubectl
 from devstack.policies import copy_shipped_policies
 from devstack.state import StackState
-from envtest import assets
-
-REPOSITORY = Path(__file__).resolve().parents[3]
-CHARTS = REPOSITORY / "deploy" / "helm"
-SIGNALPROCESSING_CHART = CHARTS / "signalprocessing"
-DATASTORAGE_CHART = CHARTS / "datastorage"
-KUBECTL = "/usr/bin/kubectl"
-# Enough for helm's own API round trips on a loaded 2-core machine; no spec waits for pods.
-_COMMAND_TIMEOUT_SECONDS = 120
-
-
-def run(command: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        list(command), capture_output=True, text=True, timeout=_COMMAND_TIMEOUT_SECONDS, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def helm(
-    *arguments: str, kubeconfig: str | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    config = ["--kubeconfig", kubeconfig] if kubeconfig else []
-    return run([str(assets.HELM.path), *arguments, *config], check=check)
-
-
-def kubectl(*arguments: str, kubeconfig: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run([KUBECTL, "--kubeconfig", kubeconfig, *arguments], check=check)
 
 
 def render(chart: Path, *values: str, namespace: str = "rendered") -> list[dict[str, Any]]:

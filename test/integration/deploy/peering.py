@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test.integration.deploy.charts import SIGNALPROCESSING_CHART, kubectl
+from devstack.charts import SIGNALPROCESSING_CHART, kubectl
 
 PEERING_CRD = SIGNALPROCESSING_CHART / "crds" / "kopf-peering.yaml"
 

@@ -17,16 +17,10 @@ from kubernetes.client.rest import ApiException
 from controller.clusters import REGISTRY_FILE_NAME, parse_registry
 from controller.config import load_settings as load_controller_settings
 from datastorage.config import RetentionSettings, load_settings
+from devstack.charts import DATASTORAGE_CHART, REPOSITORY, SIGNALPROCESSING_CHART, helm
 from devstack.policies import shipped_policy_texts
 from devstack.state import StackState
-from test.integration.deploy.charts import (
-    DATASTORAGE_CHART,
-    REPOSITORY,
-    SIGNALPROCESSING_CHART,
-    helm,
-    install,
-    render,
-)
+from test.integration.deploy.charts import install, render
 from test.integration.deploy.peering import ensure_peering_crd
 from test.integration.polling import eventually
 

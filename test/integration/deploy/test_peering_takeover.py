@@ -18,16 +18,11 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.charts import SIGNALPROCESSING_CHART
 from devstack.controller_process import ControllerProcess
 from devstack.manifests import signal_processing, unique_rr_name
 from devstack.state import StackState
-from test.integration.deploy.charts import (
-    SIGNALPROCESSING_CHART,
-    Release,
-    install,
-    service_account_controller_settings,
-    unique_name,
-)
+from test.integration.deploy.charts import Release, install, service_account_controller_settings, unique_name
 from test.integration.deploy.peering import ensure_peering_crd
 from test.integration.polling import eventually
 from test.integration.signalprocessing.conftest import pod

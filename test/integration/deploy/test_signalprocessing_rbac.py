@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from devstack.charts import SIGNALPROCESSING_CHART
 from devstack.controller_process import ControllerProcess
 from devstack.manifests import unique_rr_name
 from devstack.state import StackState
 from test.integration.deploy.charts import (
-    SIGNALPROCESSING_CHART,
     Release,
     can_i,
     controller_service_account,

@@ -3,28 +3,22 @@
 Every release gets a namespace of its own. The DataStorage releases share the
 node's PostgreSQL database and Redis, as replicas of one service would: every
 spec reads back only its own SignalProcessings' events. Services are reached
-from here at their Pods' addresses, which the host routes to the node; there is
-no DNS on the node, so the controller is given DataStorage's ClusterIP.
+from here at their Pods' addresses, which the host routes to the node.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
+from devstack import charts
+from devstack.charts import kubectl
 from devstack.state import StackState
-from test.integration.deploy.charts import (
-    Release,
-    helm,
-    kubectl,
-    unique_name,
-)
+from test.integration.deploy.charts import Release, unique_name
 from test.integration.polling import ConditionNotMet, eventually
 
 # A Pod's start on a loaded 2-core machine: image already loaded, Python imports, the probes' periods.
@@ -32,18 +26,9 @@ POD_START_SECONDS = 180.0
 T = TypeVar("T")
 
 
-def _split(reference: str) -> tuple[str, str]:
-    repository, _, tag = reference.rpartition(":")
-    return repository, tag
-
-
 @dataclass(frozen=True)
 class NodeCluster:
-    kubeconfig: str
-    database_url: str
-    redis_url: str
-    application_image: str
-    opa_image: str
+    state: StackState
 
     @classmethod
     def of(cls, stack: StackState) -> NodeCluster:
@@ -51,38 +36,17 @@ class NodeCluster:
             raise AssertionError(
                 "the stack has no node: a `node` spec must be collected when the stack starts"
             )
-        return cls(
-            kubeconfig=stack.node_kubeconfig,
-            database_url=stack.node_database_url,
-            redis_url=stack.node_redis_url,
-            application_image=stack.node_images["application"],
-            opa_image=stack.node_images["opa"],
-        )
+        return cls(stack)
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.state.node_kubeconfig
 
     def kubectl(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return kubectl(*arguments, kubeconfig=self.kubeconfig, check=check)
 
     def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout))
-
-    def image_values(self) -> dict[str, Any]:
-        """The project's images, as loaded into the node's runtime: never pulled."""
-        repository, tag = _split(self.application_image)
-        return {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}}
-
-    def opa_values(self) -> dict[str, Any]:
-        repository, tag = _split(self.opa_image)
-        return {"opa": {"image": {"repository": repository, "tag": tag, "pullPolicy": "Never"}}}
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def install(
@@ -93,62 +57,14 @@ def install(
     *,
     namespace: str | None = None,
 ) -> Release:
-    """`helm install` with a values file (URLs with passwords do not survive `--set`); no waiting."""
+    """A release in a namespace of its own (`namespace`, or a fresh one); no waiting for its Pods."""
     release = Release(unique_name("rel"), namespace or unique_name("node"), chart, cluster.kubeconfig)
-    values_file = directory / f"{release.name}-values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    helm(
-        "install",
-        release.name,
-        str(chart),
-        "--namespace",
-        release.namespace,
-        "--create-namespace",
-        "--values",
-        str(values_file),
-        kubeconfig=cluster.kubeconfig,
-    )
+    charts.install(cluster.state, release.name, chart, release.namespace, values, directory)
     return release
 
 
 def upgrade(cluster: NodeCluster, release: Release, values: dict[str, Any], directory: Path) -> None:
-    values_file = directory / f"{release.name}-upgrade-values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    helm(
-        "upgrade",
-        release.name,
-        str(release.chart),
-        "--namespace",
-        release.namespace,
-        "--values",
-        str(values_file),
-        kubeconfig=cluster.kubeconfig,
-    )
-
-
-def datastorage_values(cluster: NodeCluster, **extra: Any) -> dict[str, Any]:
-    return _merge(
-        {
-            **cluster.image_values(),
-            "database": {"url": cluster.database_url},
-            "redis": {"url": cluster.redis_url},
-            "rateLimit": {"enabled": False},
-        },
-        extra,
-    )
-
-
-def controller_values(cluster: NodeCluster, datastorage_url: str, **extra: Any) -> dict[str, Any]:
-    return _merge(
-        {
-            **cluster.image_values(),
-            **cluster.opa_values(),
-            "dataStorageUrl": datastorage_url,
-            # The SPs of the spec's own namespace only: releases of parallel specs never share an SP.
-            "config": {"auditFlushInterval": 0.2},
-        },
-        extra,
-    )
+    charts.upgrade(cluster.state, release.name, release.chart, release.namespace, values, directory)
 
 
 def deployment_name(release: Release) -> str:
@@ -258,11 +174,4 @@ def pod_url(cluster: NodeCluster, release: Release, port: int) -> str:
 
 def cluster_ip_url(cluster: NodeCluster, release: Release) -> str:
     """The release Service's in-cluster URL by its ClusterIP (there is no DNS on the node)."""
-    declared = service_of(release)
-    service = cluster.get("service", declared["metadata"]["name"], release.namespace)
-    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-
-
-def uninstall_all(releases: Sequence[Release]) -> None:
-    for release in reversed(releases):
-        release.uninstall()
+    return charts.service_url(cluster.state, release.namespace, service_of(release)["metadata"]["name"])

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from devstack import charts
+from devstack.charts import DATASTORAGE_CHART
 from devstack.state import StackState
-from test.integration.deploy.charts import DATASTORAGE_CHART, Release
+from test.integration.deploy.charts import Release
 from test.integration.node.cluster import (
     NodeCluster,
     cluster_ip_url,
-    datastorage_values,
     install,
     pod_url,
     wait_available,
@@ -43,7 +44,9 @@ class DataStorageOnNode:
 @pytest.fixture
 def datastorage_on_node(node_cluster: NodeCluster, tmp_path: Path) -> Iterator[DataStorageOnNode]:
     """A DataStorage release in a namespace of its own, Available; uninstalled afterwards."""
-    release = install(node_cluster, DATASTORAGE_CHART, datastorage_values(node_cluster), tmp_path)
+    release = install(
+        node_cluster, DATASTORAGE_CHART, charts.datastorage_values(node_cluster.state), tmp_path
+    )
     wait_available(node_cluster, release)
     yield DataStorageOnNode(
         release, cluster_ip_url(node_cluster, release), pod_url(node_cluster, release, 8080)

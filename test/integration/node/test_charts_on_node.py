@@ -23,16 +23,12 @@ import pytest
 from kubernetes import client
 
 from controller.policies import POLICY_FILE_NAME
-from test.integration.deploy.charts import (
-    SIGNALPROCESSING_CHART,
-    Release,
-    controller_service_account,
-    unique_name,
-)
+from devstack import charts
+from devstack.charts import SIGNALPROCESSING_CHART
+from test.integration.deploy.charts import Release, controller_service_account, unique_name
 from test.integration.node.cluster import (
     POD_START_SECONDS,
     NodeCluster,
-    controller_values,
     describe,
     eventually_on_node,
     install,
@@ -70,7 +66,7 @@ def _install_controller(
     """The controller chart in a namespace of its own, which is also the only one it watches."""
     namespace = unique_name("sp")
     url = datastorage_url or datastorage.in_cluster_url
-    values = controller_values(cluster, url, watchNamespaces=[namespace], **extra)
+    values = charts.controller_values(cluster.state, url, watchNamespaces=[namespace], **extra)
     return install(cluster, SIGNALPROCESSING_CHART, values, directory, namespace=namespace)
 
 
@@ -316,8 +312,8 @@ def test_helm_upgrade_rolls_the_controller_to_the_new_settings(
     wait_available(node_cluster, controller)
     before = _controller_pod(node_cluster, controller)["metadata"]["name"]
 
-    values = controller_values(
-        node_cluster,
+    values = charts.controller_values(
+        node_cluster.state,
         datastorage_on_node.in_cluster_url,
         watchNamespaces=[controller.namespace],
         config={"deadlineSeconds": 123},
