@@ -58,7 +58,7 @@ def _up(arguments: argparse.Namespace) -> int:
             flush=True,
         )
         stopping.wait()
-    print("control plane stopped", flush=True)
+    print("one-node cluster stopped" if node else "control plane stopped", flush=True)
     return 0
 
 

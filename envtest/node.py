@@ -263,9 +263,8 @@ class Node:
         """The private network namespace and the veth pair; run before the API server binds its address."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self._cgroups = create_cgroup(self._cgroup_name)
-        # runc also makes the cgroup in the unified hierarchy of a hybrid machine: clean that one too.
-        self._cgroups += [path for path in cgroup_mounts(self._cgroup_name) if path not in self._cgroups]
-        for path in self._cgroups:
+        # runc also makes the cgroup in the unified hierarchy of a hybrid machine: cleaned up too.
+        for path in cgroup_mounts(self._cgroup_name):
             self._tell_reaper(f"cgroup {path}")
         self._tell_reaper(f"link {self.slot.host_link}")
         holder = ChildProcess(
@@ -484,7 +483,7 @@ class Node:
 
     def stop(self) -> None:
         """Kills what is left in the node's cgroups (containers, shims) and frees every mount and the slot."""
-        kill_cgroup(self._cgroups)
+        kill_cgroup(cgroup_mounts(self._cgroup_name))
         unmount_under(self.layout.root)
         with contextlib.suppress(subprocess.SubprocessError):
             subprocess.run(["ip", "link", "del", self.slot.host_link], capture_output=True, check=False)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from processes.child import descendants as _descendant_pids
+
 _PROC = Path("/proc")
 # Fields of /proc/PID/stat after the parenthesised command name, counted from 0.
 _STATE, _PPID, _START_TIME = 0, 1, 19
@@ -65,6 +67,42 @@ def children(parent: int) -> set[Proc]:
         if stat is None or int(stat[_PPID]) != parent or stat[_STATE] in "ZX":
             continue
         found.add(Proc(int(entry.name), int(stat[_START_TIME])))
+    return found
+
+
+def _if_running(pid: int) -> Proc | None:
+    stat = _stat(pid)
+    if stat is None or stat[_STATE] in "ZX":
+        return None
+    return Proc(pid, int(stat[_START_TIME]))
+
+
+def descendants(ancestor: int) -> set[Proc]:
+    """The running processes `ancestor` started, and theirs, and so on (a daemon that double-forked
+    away, such as a containerd shim, is not among them: look for it in its cgroup)."""
+    return {proc for pid in _descendant_pids(ancestor) if (proc := _if_running(pid)) is not None}
+
+
+def in_cgroups(cgroups: Iterable[Path]) -> set[Proc]:
+    """The running processes in `cgroups` and in every cgroup below them."""
+    found: set[Proc] = set()
+    for cgroup in cgroups:
+        for members in cgroup.rglob("cgroup.procs"):
+            try:
+                pids = members.read_text().split()
+            except OSError:
+                continue
+            found.update(proc for pid in pids if (proc := _if_running(int(pid))) is not None)
+    return found
+
+
+def mentioning(text: str) -> set[Proc]:
+    """The running processes whose command line contains `text` (a path, say)."""
+    found: set[Proc] = set()
+    for entry in _PROC.iterdir():
+        proc = _if_running(int(entry.name)) if entry.name.isdigit() else None
+        if proc is not None and text in " ".join(proc.cmdline()):
+            found.add(proc)
     return found
 
 

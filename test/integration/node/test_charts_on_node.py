@@ -49,7 +49,8 @@ from test.integration.signalprocessing.support import (
     wait_for_phase,
 )
 
-pytestmark = pytest.mark.node
+# A Pod's life on a loaded machine: pulls nothing, but installs, probes and restarts take minutes.
+pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
 
 # Liveness: three failed probes 20 s apart, then a grace period the stopped process cannot use.
 _WEDGED_RESTART_SECONDS = 240.0
@@ -183,7 +184,20 @@ def test_the_controller_is_not_ready_until_datastorage_answers(
         running_but_not_ready,
         message="the controller running with /readyz naming DataStorage",
     )
-    assert not _is_ready(pod), body
+
+    def probed_not_ready() -> bool:
+        # The kubelet's own verdict on /readyz, not just what /readyz says when asked.
+        events = node_cluster.kubectl(
+            "get", "events", "-n", controller.namespace, "-o", "json",
+            "--field-selector", f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy",
+        ).stdout  # fmt: skip
+        messages = [event["message"] for event in json.loads(events)["items"]]
+        return any("Readiness probe failed" in m and "statuscode: 503" in m for m in messages)
+
+    eventually_on_node(
+        node_cluster, controller.namespace, probed_not_ready, message="the kubelet's readiness probe got 503"
+    )
+    assert not _is_ready(_controller_pod(node_cluster, controller)), body
 
     node_cluster.kubectl(
         "label", "pod", serving["metadata"]["name"], "-n", datastorage.namespace, "node-spec/serving=yes"
@@ -248,9 +262,10 @@ def test_editing_the_policy_configmap_reaches_the_controller_through_the_kubelet
 
     # The kubelet swaps the mounted files on its next sync of the Pod: SPs classified before it keep
     # the shipped policy's hash, so new ones are made until one carries the edit's.
-    sp = eventually(
+    sp = eventually_on_node(
+        node_cluster,
+        controller.namespace,
         classified_with_the_edit,
-        timeout=POD_START_SECONDS,
         interval=2.0,
         message=f"an SP classified by the edited policy (sha256 {digest})",
     )
@@ -358,10 +373,11 @@ def test_helm_uninstall_leaves_nothing_but_the_crds(
         cluster_wide = node_cluster.kubectl(
             "get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name"
         ).stdout
-        return not (left or labelled or cluster_wide)
+        assert not (left or labelled or cluster_wide), f"left: {left} {labelled} {cluster_wide}"
+        return True
 
-    eventually(
-        everything_gone, timeout=POD_START_SECONDS, interval=1.0, message="nothing of the release left"
+    eventually_on_node(
+        node_cluster, controller.namespace, everything_gone, message="nothing of the release left"
     )
     crds = node_cluster.kubectl("get", "crd", "-o", "name").stdout
     assert "customresourcedefinition.apiextensions.k8s.io/signalprocessings.kubernaut.ai" in crds
