@@ -65,13 +65,12 @@ def _phase(api: client.CustomObjectsApi, namespace: str, name: str) -> str:
     return str((sp.get("status") or {}).get("phase", ""))
 
 
-def _install(state: StackState, workdir: Path, release: str, chart: Path, values: dict[str, Any]) -> str:
-    """Installs the chart as `release` and prints how long until it rolled out; returns its Service's URL."""
+def _install(state: StackState, workdir: Path, release: str, chart: Path, values: dict[str, Any]) -> None:
+    """Installs the chart as `release` and prints how long until it rolled out."""
     began = time.monotonic()
     charts.install(state, release, chart, _SYSTEM, values, workdir)
     charts.rollout(state, _SYSTEM, release)
     print(f"{release} chart: helm install to rolled out in {time.monotonic() - began:.1f} s", flush=True)
-    return charts.service_url(state, _SYSTEM, release)
 
 
 def main() -> None:
@@ -93,9 +92,8 @@ def main() -> None:
             f" ({state.start_seconds})",
             flush=True,
         )
-        url = _install(
-            state, workdir, "datastorage", charts.DATASTORAGE_CHART, charts.datastorage_values(state)
-        )
+        _install(state, workdir, "datastorage", charts.DATASTORAGE_CHART, charts.datastorage_values(state))
+        url = charts.service_url(state, _SYSTEM, "datastorage")
         namespace = "bench-node-signals"
         values = charts.controller_values(state, url, watchNamespaces=[namespace])
         _install(state, workdir, "signalprocessing", charts.SIGNALPROCESSING_CHART, values)
