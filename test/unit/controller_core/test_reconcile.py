@@ -931,10 +931,9 @@ async def test_adopting_a_shard_processes_its_unfinished_sps_and_re_sends_every_
 
 async def test_a_required_rule_answering_past_its_time_limit_is_retried_not_failed() -> None:
     # A busy node or a throttled OPA sidecar looks just like a slow rule: no SP fails for good on it.
-    world = World()
-    sp = world.add()
     overrun = "data.signalprocessing.priority took 0.183 s, over its 0.1 s time limit"
-    world.pipeline.policies.answers.update({Rule.PRIORITY: PolicyTimeLimitExceeded(overrun)})
+    world = World(Policies(priority=PolicyTimeLimitExceeded(overrun)))
+    sp = world.add()
 
     with pytest.raises(RetryLater):
         await world.pipeline.advance(sp)
