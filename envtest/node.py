@@ -397,17 +397,22 @@ class Node:
         write_kubeconfig(
             kubelet_kubeconfig, server_url, certs.serving_ca, certs.file("node.crt"), certs.file("node.key")
         )
+        # Both as admin, alone (no leader election), their own ports on the node's loopback.
+        common: list[str | os.PathLike[str]] = [
+            "--kubeconfig",
+            admin,
+            "--authentication-kubeconfig",
+            admin,
+            "--authorization-kubeconfig",
+            admin,
+        ]
+        common += ["--leader-elect=false", "--bind-address", "127.0.0.1", "--v", "1"]
         self._start_child(
             self._daemon(
                 "kube-controller-manager",
                 [
                     resolve_binary("kube-controller-manager"),
-                    "--kubeconfig",
-                    admin,
-                    "--authentication-kubeconfig",
-                    admin,
-                    "--authorization-kubeconfig",
-                    admin,
+                    *common,
                     "--service-account-private-key-file",
                     certs.service_account_key,
                     "--root-ca-file",
@@ -415,34 +420,12 @@ class Node:
                     "--use-service-account-credentials=true",
                     "--service-cluster-ip-range",
                     SERVICE_SUBNET,
-                    "--leader-elect=false",
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--v",
-                    "1",
                 ],
                 _always,
             )
         )
         self._start_child(
-            self._daemon(
-                "kube-scheduler",
-                [
-                    resolve_binary("kube-scheduler"),
-                    "--kubeconfig",
-                    admin,
-                    "--authentication-kubeconfig",
-                    admin,
-                    "--authorization-kubeconfig",
-                    admin,
-                    "--leader-elect=false",
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--v",
-                    "1",
-                ],
-                _always,
-            )
+            self._daemon("kube-scheduler", [resolve_binary("kube-scheduler"), *common], _always)
         )
         proxy_config = self.layout.path("kube-proxy.yaml")
         proxy_config.write_text(yaml.safe_dump(_kube_proxy_config(self, admin)))

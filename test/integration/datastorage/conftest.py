@@ -27,6 +27,7 @@ from datastorage.config import DlqSettings
 from devstack.state import StackState
 from processes.child import log_tail
 from test.integration.datastorage.support import (
+    PATIENT_DB_TIMEOUT,
     OpenStack,
     OpenStackWithServers,
     Stack,
@@ -69,8 +70,11 @@ def ds_stack(
     log_path = tmp_path_factory.mktemp("ds-stack") / "datastorage.log"
     request.config.stash[_WORKER_LOG] = log_path
     # No test of this stack waits for the DLQ: it is polled at the service's pace (once a second),
-    # not the outage tests' (20 times), because it idles in every worker until the session ends.
-    with open_stack_on(worker_databases, log_path=log_path, dlq=DlqSettings()) as stack:
+    # not the outage tests' (20 times), because it idles in every worker until the session ends; and
+    # none expects a write to go there.
+    with open_stack_on(
+        worker_databases, log_path=log_path, dlq=DlqSettings(), db_timeout=PATIENT_DB_TIMEOUT
+    ) as stack:
         yield stack
 
 

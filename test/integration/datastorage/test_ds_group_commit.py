@@ -27,6 +27,7 @@ from test.integration.datastorage.support import (
     CONNECTION_DIES_AT_POISON,
     EVENTS_PATH,
     PARKED_DLQ,
+    PATIENT_DB_TIMEOUT,
     POISON,
     POISON_REFUSED,
     OpenStack,
@@ -53,7 +54,7 @@ FROM audit_events WHERE correlation_id = $1 ORDER BY chain_sequence
 
 # The write held in flight must outlast the slowest machine: timed out, it would go to the DLQ and
 # take the waiting events with it before the test has sent them all.
-HELD_WRITE_TIMEOUT: Final = 300.0
+HELD_WRITE_TIMEOUT: Final = PATIENT_DB_TIMEOUT
 
 Send = Callable[[dict[str, Any]], "concurrent.futures.Future[httpx.Response]"]
 

@@ -71,6 +71,13 @@ def _install_controller(
     return install(cluster, SIGNALPROCESSING_CHART, values, directory, namespace=namespace)
 
 
+def _available_controller(cluster: NodeCluster, datastorage: DataStorageOnNode, directory: Path) -> Release:
+    """`_install_controller`, once its Deployment is Available."""
+    controller = _install_controller(cluster, datastorage, directory)
+    wait_available(cluster, controller)
+    return controller
+
+
 def _metrics_url(cluster: NodeCluster, controller: Release) -> str:
     return f"{pod_url(cluster, controller, 9090)}/metrics"
 
@@ -125,8 +132,7 @@ def test_the_charts_become_available_and_the_in_pod_controller_completes_an_sp_w
     datastorage_on_node: DataStorageOnNode,
     tmp_path: Path,
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     pod = _controller_pod(node_cluster, controller)
     assert pod["spec"]["serviceAccountName"] == controller_service_account(controller)
     assert [c["name"] for c in pod["spec"]["containers"]] == ["controller", "opa"]
@@ -212,8 +218,7 @@ def test_liveness_restarts_a_wedged_controller(
     datastorage_on_node: DataStorageOnNode,
     tmp_path: Path,
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     wedged = _container_status(_controller_pod(node_cluster, controller), "controller")
     # Stopped, not killed: the process is there and holds its port, but answers nothing.
     os.kill(_host_pid(wedged["containerID"]), signal.SIGSTOP)
@@ -245,8 +250,7 @@ def test_editing_the_policy_configmap_reaches_the_controller_through_the_kubelet
     datastorage_on_node: DataStorageOnNode,
     tmp_path: Path,
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     configmap = next(m for m in controller.manifests() if m["kind"] == "ConfigMap")["metadata"]["name"]
     edited = labels_policy({"team": ["node-reload"]})
     digest = hashlib.sha256(edited.encode()).hexdigest()
@@ -280,8 +284,7 @@ def test_deleting_the_controller_pod_mid_burst_loses_and_duplicates_nothing(
     datastorage_on_node: DataStorageOnNode,
     tmp_path: Path,
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     first = _controller_pod(node_cluster, controller)["metadata"]["name"]
     names = create_signals(node_custom_objects, controller.namespace, 40)
 
@@ -303,6 +306,7 @@ def test_deleting_the_controller_pod_mid_burst_loses_and_duplicates_nothing(
         for name in names
     ]
     assert [sp["status"]["phase"] for sp in completed] == ["Completed"] * len(names)
+    wait_available(node_cluster, controller)  # the replacement may still be starting
     replacement = _controller_pod(node_cluster, controller)
     assert replacement["metadata"]["name"] != first
     assert done_before < len(names), "the burst was over before the Pod was deleted"
@@ -323,8 +327,7 @@ def test_helm_upgrade_rolls_the_controller_to_the_new_settings(
     datastorage_on_node: DataStorageOnNode,
     tmp_path: Path,
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     before = _controller_pod(node_cluster, controller)["metadata"]["name"]
 
     values = charts.controller_values(
@@ -355,8 +358,7 @@ def test_helm_upgrade_rolls_the_controller_to_the_new_settings(
 def test_helm_uninstall_leaves_nothing_but_the_crds(
     node_cluster: NodeCluster, datastorage_on_node: DataStorageOnNode, tmp_path: Path
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     selector = f"app.kubernetes.io/instance={controller.name}"
     namespaced = "all,configmaps,secrets,serviceaccounts,roles,rolebindings,leases,events"
     assert node_cluster.kubectl(
@@ -386,8 +388,7 @@ def test_helm_uninstall_leaves_nothing_but_the_crds(
 def test_the_runtime_enforces_the_security_context(
     node_cluster: NodeCluster, datastorage_on_node: DataStorageOnNode, tmp_path: Path
 ) -> None:
-    controller = _install_controller(node_cluster, datastorage_on_node, tmp_path)
-    wait_available(node_cluster, controller)
+    controller = _available_controller(node_cluster, datastorage_on_node, tmp_path)
     pod = _controller_pod(node_cluster, controller)
 
     for name in ("controller", "opa"):
