@@ -266,7 +266,8 @@ def _run_on_node(workdir: Path, stopping: threading.Event) -> int:
         try:
             print("==> creating demo namespaces, workloads and SignalProcessings", flush=True)
             _create_demo(api, image=state.node_images["application"])
-            completed = _print_table(api)
+            # A step retried on a busy machine waits its backoff (30 s at first) in a Pod as anywhere.
+            completed = _print_table(api, timeout=240)
         finally:
             api.close()
         print(

@@ -23,7 +23,7 @@ from controller.policies import (
     PolicyLoadError,
     hash_text,
 )
-from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyTimeLimitExceeded
 from controller.signalprocessing import (
     DeploymentDetails,
     KubernetesContext,
@@ -76,7 +76,19 @@ async def active(engine: PolicyEngine, policy_dir: Path) -> ActivePolicies:
 
 
 async def classified(active: ActivePolicies) -> classify.SignalVerdict:
+    """The verdict, asked again when an answer came past its time limit, as the controller does: two
+    suites on 2 cores have kept the embedded engine's severity rule over its 100 ms."""
+    for _ in range(_OVERRUN_RETRIES):
+        try:
+            return await classify.classify_signal(
+                active, KubernetesContext(namespace=PRODUCTION), TARGET, CRITICAL
+            )
+        except PolicyTimeLimitExceeded:
+            continue
     return await classify.classify_signal(active, KubernetesContext(namespace=PRODUCTION), TARGET, CRITICAL)
+
+
+_OVERRUN_RETRIES = 5
 
 
 def write(directory: Path, text: str) -> str:
