@@ -3,9 +3,8 @@
 The owner starts this process first and keeps a pipe to its standard input
 open; it writes `pid N` and `dir PATH` lines (PATH may also be a file) as it
 creates servers and temp directories, and for a node `cgroup PATH` (every
-process in it is killed: containers and shims) and `link NAME` (the host end of
-its veth pair). When the pipe closes (normal stop, crash or SIGKILL of the
-owner), the reaper kills any listed process still alive, detaches the mounts
+process in it is killed: containers and shims). When the pipe closes (normal
+stop, crash or SIGKILL of the owner), the reaper kills any listed process still alive, detaches the mounts
 under the listed directories and removes them. After a normal stop there is
 nothing left for it to do. It runs in its own session so that the Ctrl-C which
 interrupts the owner does not kill it before it has cleaned up.
@@ -17,7 +16,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +41,6 @@ def main() -> None:
     pids: list[int] = []
     directories: list[str] = []
     cgroups: list[Path] = []
-    links: list[str] = []
     for line in sys.stdin:
         kind, _, value = line.strip().partition(" ")
         if kind == "pid":
@@ -54,12 +51,10 @@ def main() -> None:
             directories = [d for d in directories if d != value]
         elif kind == "cgroup":
             cgroups.append(Path(value))
-        elif kind == "link":
-            links.append(value)
     _terminate([pid for pid in pids if is_alive(pid)])
+    # A node's veth pair goes with its network namespace once its last process is gone: never
+    # deleted by name here, as its slot (and so its name) may already be another node's.
     kill_cgroup(cgroups)
-    for link in links:
-        subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
     for path in map(Path, directories):
         if path.is_dir():
             unmount_under(path)

@@ -266,7 +266,6 @@ class Node:
         # runc also makes the cgroup in the unified hierarchy of a hybrid machine: cleaned up too.
         for path in cgroup_mounts(self._cgroup_name):
             self._tell_reaper(f"cgroup {path}")
-        self._tell_reaper(f"link {self.slot.host_link}")
         holder = ChildProcess(
             "node-netns",
             self._in_cgroup(["unshare", "--net", "--", "sleep", "infinity"]),
