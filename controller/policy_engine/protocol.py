@@ -67,7 +67,7 @@ class PolicyEngine(Protocol):
         A rule whose value is JSON `null` is also reported as `None`: neither is
         a decision. Sets come back as sorted lists, as OPA serialises them.
         An evaluation that took longer than `time_limit` seconds raises
-        `PolicyEvaluationError`; the engine stays usable for the next call.
+        `PolicyTimeLimitExceeded`; the engine stays usable for the next call.
         """
 
     async def lost_modules(self, module_ids: Iterable[str]) -> list[str]:

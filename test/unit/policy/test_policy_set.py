@@ -15,6 +15,7 @@ from controller.policies import (
     LEGACY_FILE_NAMES,
     MODULE_ID,
     POLICY_FILE_NAME,
+    SMOKE_ATTEMPTS,
     ActivePolicies,
     CandidateVerdict,
     PolicyEvaluator,
@@ -29,6 +30,7 @@ from controller.policy_engine import (
     PolicyEngineUnavailable,
     PolicyEvaluationError,
     PolicyRejected,
+    PolicyTimeLimitExceeded,
 )
 
 
@@ -121,6 +123,7 @@ class FakeEngine:
         self.fail_rules: set[str] = set()
         self.unreachable_rules: set[str] = set()
         self.undefined_rules: set[str] = set()
+        self.overruns: dict[str, int] = {}  # rule -> how many of its next answers come past its limit
         self.module_lists = 0
         self.gate: asyncio.Event | None = None
         self.evaluating = asyncio.Event()
@@ -151,6 +154,11 @@ class FakeEngine:
             raise PolicyEngineUnavailable("engine down")
         if rule in self.fail_rules:
             raise PolicyEvaluationError(f"data.signalprocessing.{rule}: conflict")
+        if self.overruns.get(rule, 0) > 0:
+            self.overruns[rule] -= 1
+            raise PolicyTimeLimitExceeded(
+                f"data.signalprocessing.{rule} took 0.2 s, over its 0.1 s time limit"
+            )
         text = self.modules.get(MODULE_ID)
         return None if text is None or rule in self.undefined_rules else f"{rule}:{text}"
 
@@ -268,8 +276,35 @@ async def test_a_smoke_failure_reloads_the_previous_text(
 async def test_a_slow_smoke_evaluation_is_refused(engine: FakeEngine, tmp_path: Path) -> None:
     write(tmp_path)
     policies = ActivePolicies(engine, smoke, smoke_budget=0.0)
-    with pytest.raises(PolicyLoadError, match=r"over the 0\.0 s budget"):
+    with pytest.raises(PolicyLoadError, match=r"over the 0\.0 s budget \(in each of 3 smoke evaluations\)"):
         await policies.start(tmp_path)
+
+
+async def test_a_smoke_answer_past_its_time_limit_is_asked_again(
+    active: ActivePolicies, engine: FakeEngine, tmp_path: Path
+) -> None:
+    """A starved engine overruns like a slow policy; refusing the text would keep it refused until
+    its file changes again."""
+    engine.overruns = {"priority": SMOKE_ATTEMPTS - 1}
+    write(tmp_path, "v2")
+    outcome = await active.reload(tmp_path)
+    assert (outcome.status, outcome.error) == (CandidateVerdict.ACTIVATED, None)
+    assert engine.overruns == {"priority": 0}
+
+
+async def test_a_rule_past_its_time_limit_in_every_smoke_evaluation_is_refused(
+    active: ActivePolicies, engine: FakeEngine, tmp_path: Path
+) -> None:
+    before = dict(engine.modules)
+    engine.overruns = {"priority": SMOKE_ATTEMPTS}
+    write(tmp_path, "v2")
+    outcome = await active.reload(tmp_path)
+    assert (outcome.status, outcome.error) == (
+        CandidateVerdict.REJECTED,
+        "PolicyRejected: data.signalprocessing.priority took 0.2 s, over its 0.1 s time limit"
+        f" (in each of {SMOKE_ATTEMPTS} smoke evaluations)",
+    )
+    assert engine.modules == before
 
 
 async def test_a_failed_rollback_is_repaired_before_the_next_evaluation(
