@@ -27,6 +27,7 @@ packages exist and what their results mean is in `policies` and `classify`.
 from controller.policy_engine.embedded import EmbeddedEngine
 from controller.policy_engine.opa_server import OpaServerEngine
 from controller.policy_engine.protocol import (
+    EVALUATION_TIME_LIMIT,
     PolicyEngine,
     PolicyEngineUnavailable,
     PolicyError,
@@ -38,6 +39,7 @@ from controller.policy_engine.rego_check import BUILTIN_ARITY
 
 __all__ = [
     "BUILTIN_ARITY",
+    "EVALUATION_TIME_LIMIT",
     "EmbeddedEngine",
     "OpaServerEngine",
     "PolicyEngine",

@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from controller import classify
 from controller.policies import POLICY_FILE_NAME, ActivePolicies
-from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.policy_engine import PolicyEngine
 from controller.signalprocessing import (
     BusinessClassification,
     KubernetesContext,
@@ -29,7 +29,7 @@ from controller.signalprocessing import (
     TargetResource,
 )
 from devstack.opa_server import OpaServer
-from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
+from test.integration.patient_engines import patient_embedded, patient_opa
 
 USER_POLICY = Path(__file__).resolve().parents[1] / "kubernaut2026" / POLICY_FILE_NAME
 TARGET = TargetResource("Pod", "checkout-1", "shop")
@@ -75,8 +75,8 @@ async def policies(
     # An OPA of this module's own: the shared one holds the shipped `package signalprocessing`.
     with OpaServer(opa_binary, log_path=directory / "opa.log") as opa:
         engines: dict[str, PolicyEngine] = {
-            "opa": OpaServerEngine(opa.url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE),
-            "embedded": EmbeddedEngine(),
+            "opa": patient_opa(opa.url),
+            "embedded": patient_embedded(),
         }
         try:
             active = {name: ActivePolicies(engine, classify.smoke_check) for name, engine in engines.items()}

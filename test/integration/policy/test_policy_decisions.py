@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from controller.classify import policy_input
 from controller.policies import MODULE_ID, PACKAGE, PolicyText, Rule
-from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine
+from controller.policy_engine import PolicyEngine
 from controller.signalprocessing import (
     DeploymentDetails,
     KubernetesContext,
@@ -24,7 +24,7 @@ from controller.signalprocessing import (
     TargetResource,
 )
 from devstack.opa_server import OpaServer
-from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
+from test.integration.patient_engines import patient_embedded, patient_opa
 
 
 @dataclass(frozen=True)
@@ -226,8 +226,8 @@ CASES = {
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engines(opa_server: OpaServer, shipped: PolicyText) -> AsyncIterator[dict[str, PolicyEngine]]:
     loaded: dict[str, PolicyEngine] = {
-        "opa": OpaServerEngine(opa_server.url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE),
-        "embedded": EmbeddedEngine(),
+        "opa": patient_opa(opa_server.url),
+        "embedded": patient_embedded(),
     }
     try:
         for engine in loaded.values():

@@ -30,7 +30,7 @@ from controller.policy_engine import (
     PolicyTimeLimitExceeded,
 )
 from devstack.opa_server import OpaServer
-from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
+from test.integration.patient_engines import PATIENT_TRANSPORT_ALLOWANCE
 
 
 @pytest.fixture

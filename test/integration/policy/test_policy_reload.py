@@ -23,7 +23,7 @@ from controller.policies import (
     PolicyLoadError,
     hash_text,
 )
-from controller.policy_engine import EmbeddedEngine, OpaServerEngine, PolicyEngine, PolicyTimeLimitExceeded
+from controller.policy_engine import PolicyEngine
 from controller.signalprocessing import (
     DeploymentDetails,
     KubernetesContext,
@@ -31,7 +31,7 @@ from controller.signalprocessing import (
     Signal,
     TargetResource,
 )
-from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
+from test.integration.patient_engines import patient_embedded, patient_opa
 
 from .conftest import POLICY_DIR
 
@@ -59,11 +59,9 @@ def policy_dir(tmp_path: Path) -> Path:
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[PolicyEngine]:
     created: PolicyEngine
     if request.param == "opa":
-        created = OpaServerEngine(
-            request.getfixturevalue("fresh_opa_server").url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE
-        )
+        created = patient_opa(request.getfixturevalue("fresh_opa_server").url)
     else:
-        created = EmbeddedEngine()
+        created = patient_embedded()
     yield created
     await created.close()
 
@@ -76,19 +74,7 @@ async def active(engine: PolicyEngine, policy_dir: Path) -> ActivePolicies:
 
 
 async def classified(active: ActivePolicies) -> classify.SignalVerdict:
-    """The verdict, asked again when an answer came past its time limit, as the controller does: two
-    suites on 2 cores have kept the embedded engine's severity rule over its 100 ms."""
-    for _ in range(_OVERRUN_RETRIES):
-        try:
-            return await classify.classify_signal(
-                active, KubernetesContext(namespace=PRODUCTION), TARGET, CRITICAL
-            )
-        except PolicyTimeLimitExceeded:
-            continue
     return await classify.classify_signal(active, KubernetesContext(namespace=PRODUCTION), TARGET, CRITICAL)
-
-
-_OVERRUN_RETRIES = 5
 
 
 def write(directory: Path, text: str) -> str:

@@ -27,7 +27,6 @@ from controller.detect import read_detected_labels
 from controller.enrich import NamespaceMissing, read_kubernetes_context
 from controller.ownerchain import MAX_OWNERS, read_owner_chain
 from controller.policies import POLICY_FILE_NAME, ActivePolicies, read_policy
-from controller.policy_engine import EmbeddedEngine
 from controller.recovery import read_recovery_context
 from controller.signalprocessing import (
     BusinessClassification,
@@ -41,6 +40,7 @@ from controller.signalprocessing import (
 )
 from devstack.manifests import GROUP, RR_PLURAL, VERSION
 from devstack.state import StackState
+from test.integration.patient_engines import patient_embedded
 from test.integration.signalprocessing.conftest import (
     REPOSITORY,
     NamespaceFactory,
@@ -66,7 +66,7 @@ async def reader(stack: StackState) -> AsyncIterator[kube.ApiClient]:
 @pytest.fixture
 async def shipped_policies() -> AsyncIterator[ActivePolicies]:
     """The shipped policies in an engine of this test's own, never the worker controller's OPA."""
-    engine = EmbeddedEngine()
+    engine = patient_embedded()
     policies = ActivePolicies(engine, classify.smoke_check)
     await policies.start(SHIPPED_POLICIES)
     yield policies
@@ -426,7 +426,7 @@ async def test_priority_policy_is_loaded_from_its_mounted_file(
     mounted_text = shipped_text[: rows.start] + shipped_text[rows.stop :]
     default = 'default priority := {"priority": "P2", "policy_name": "default-catch-all"}'
     (mounted / POLICY_FILE_NAME).write_text(mounted_text.replace(default, everything_p1))
-    engine = EmbeddedEngine()
+    engine = patient_embedded()
     mounted_policies = ActivePolicies(engine, classify.smoke_check)
     signal = Signal("warning", "prometheus")
     try:

@@ -25,7 +25,6 @@ from kubernetes import client
 from controller import classify
 from controller.policies import MODULE_ID, PACKAGE, ActivePolicies, CandidateVerdict, Rule
 from controller.policy_engine import (
-    EmbeddedEngine,
     OpaServerEngine,
     PolicyEngine,
     PolicyEngineUnavailable,
@@ -41,7 +40,7 @@ from devstack.controller_process import ControllerProcess
 from devstack.opa_server import OpaServer
 from devstack.state import StackState
 from envtest import assets
-from test.integration.opa import PATIENT_TRANSPORT_ALLOWANCE
+from test.integration.patient_engines import patient_embedded, patient_opa
 from test.integration.signalprocessing.conftest import NamespaceFactory, pod
 from test.integration.signalprocessing.own_controller import own_controller
 from test.integration.signalprocessing.support import (
@@ -284,11 +283,7 @@ def private_opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]
 
 @pytest.fixture(params=["opa", "embedded"])
 async def engine(request: pytest.FixtureRequest, private_opa: OpaServer) -> AsyncIterator[PolicyEngine]:
-    opened: PolicyEngine = (
-        OpaServerEngine(private_opa.url, transport_allowance=PATIENT_TRANSPORT_ALLOWANCE)
-        if request.param == "opa"
-        else EmbeddedEngine()
-    )
+    opened: PolicyEngine = patient_opa(private_opa.url) if request.param == "opa" else patient_embedded()
     yield opened
     await opened.close()
 
