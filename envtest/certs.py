@@ -5,17 +5,21 @@ certificate, one signs client certificates (the `admin` user in
 `system:masters`), and a key pair signs service-account tokens. ECDSA P-256
 keeps generation to milliseconds. A control plane with a node also gets the
 kubelet's serving certificate, the kubelet's identity (`system:node:<name>`,
-for the Node authorizer) and the API server's client certificate for kubelets.
+for the Node authorizer) and the API server's client certificate for kubelets. `write_kubeconfig`
+hands a pair of them to a client.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -187,3 +191,26 @@ def write_control_plane_certs(
         service_account_key=directory / "sa.key",
         service_account_pub=directory / "sa.pub",
     )
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path) -> None:
+    """A kubeconfig for `server` with the certificates inlined, replaced atomically (mode 0600)."""
+
+    def inline(file: Path) -> str:
+        return base64.b64encode(file.read_bytes()).decode()
+
+    cluster = {"server": server, "certificate-authority-data": inline(ca)}
+    user = {"client-certificate-data": inline(cert), "client-key-data": inline(key)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "envtest", "cluster": cluster}],
+        "users": [{"name": "envtest", "user": user}],
+        "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest"}}],
+        "current-context": "envtest",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".partial")
+    staged.write_text(yaml.safe_dump(config))
+    staged.chmod(0o600)
+    os.replace(staged, path)

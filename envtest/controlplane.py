@@ -11,7 +11,6 @@ the error names them and shows their last lines.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -29,10 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-import yaml
-
 from envtest import assets
-from envtest.certs import ControlPlaneCerts, write_control_plane_certs
+from envtest.certs import ControlPlaneCerts, write_control_plane_certs, write_kubeconfig
 from envtest.crds import install_crds, load_crds
 from envtest.node import SERVICE_SUBNET, Node, NodeImages, NodeSlot
 from processes.child import ChildProcess, ProcessStartError, http_ok, log_tail
@@ -78,38 +75,6 @@ def resolve_binary(name: str) -> Path:
             "`python -m envtest assets` (or `make assets`)"
         )
     return candidate
-
-
-def _write_kubeconfig(path: Path, server: str, certs: ControlPlaneCerts) -> None:
-    def inline(file: Path) -> str:
-        return base64.b64encode(file.read_bytes()).decode()
-
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "envtest",
-                "cluster": {"server": server, "certificate-authority-data": inline(certs.serving_ca)},
-            }
-        ],
-        "users": [
-            {
-                "name": "envtest",
-                "user": {
-                    "client-certificate-data": inline(certs.admin_cert),
-                    "client-key-data": inline(certs.admin_key),
-                },
-            }
-        ],
-        "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest"}}],
-        "current-context": "envtest",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(path.name + ".partial")
-    staged.write_text(yaml.safe_dump(config))
-    staged.chmod(0o600)
-    os.replace(staged, path)
 
 
 @dataclass
@@ -377,7 +342,9 @@ class ControlPlane:
             )
         )
         assert self.kubeconfig is not None
-        _write_kubeconfig(self.kubeconfig, self.server_url, certs)
+        write_kubeconfig(
+            self.kubeconfig, self.server_url, certs.serving_ca, certs.admin_cert, certs.admin_key
+        )
 
     def _keep_logs(self) -> None:
         """Copies the server logs that are still in the temp dir out of it, before it is removed."""

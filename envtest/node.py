@@ -44,7 +44,7 @@ from typing import Final
 
 import yaml
 
-from envtest.certs import ControlPlaneCerts, NodeIdentity
+from envtest.certs import ControlPlaneCerts, NodeIdentity, write_kubeconfig
 from processes.child import ChildProcess
 
 # Node slots: slot N owns 10.213.N.0/24 (the veth pair's host end .1 and node end .2, the node's Pods
@@ -474,20 +474,6 @@ class Node:
 
 def _always() -> bool:
     return True
-
-
-def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "envtest", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-        "users": [{"name": "user", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "user"}}],
-        "current-context": "envtest",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
 
 
 def _containerd_config(layout: NodeLayout, sandbox_image: str) -> str:
