@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,10 +24,14 @@ from pathlib import Path
 from typing import Final
 
 from envtest import versions
+from envtest.build_steps import BuildSteps
 
 
 class AssetBuildError(RuntimeError):
     """A build step failed; the message names the tool and the step."""
+
+
+_STEPS: Final = BuildSteps("assets", AssetBuildError)
 
 
 def cache_root() -> Path:
@@ -45,10 +48,6 @@ def tool_dir(name: str, version: str) -> Path:
     return cache_root() / "assets" / f"{name}-{version}"
 
 
-def _progress(message: str) -> None:
-    print(f"[assets] {message}", file=sys.stderr, flush=True)
-
-
 def _go_env() -> dict[str, str]:
     root = cache_root()
     env = dict(os.environ)
@@ -61,19 +60,6 @@ def _go_env() -> dict[str, str]:
         CGO_ENABLED="0",
     )
     return env
-
-
-def _run(tool: str, step: str, argv: Sequence[str], cwd: Path) -> str:
-    _progress(f"{tool}: {step} ...")
-    started = time.monotonic()
-    result = subprocess.run(argv, cwd=cwd, env=_go_env(), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
-        raise AssetBuildError(
-            f"building {tool} failed at step '{step}' ({' '.join(argv)}), exit {result.returncode}:\n{tail}"
-        )
-    _progress(f"{tool}: {step} done in {time.monotonic() - started:.0f}s")
-    return result.stdout
 
 
 @dataclass(frozen=True)
@@ -149,11 +135,12 @@ def _install(tool: Tool, built: Path) -> None:
 def _kubernetes_replaces(tool: Tool, workdir: Path) -> tuple[str, str]:
     """Returns (go line, replace block) derived from k8s.io/kubernetes's own go.mod."""
     info = json.loads(
-        _run(
+        _STEPS.run(
             tool.name,
             "fetch k8s.io/kubernetes go.mod",
             ["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{versions.KUBERNETES}"],
-            workdir,
+            cwd=workdir,
+            env=_go_env(),
         )
     )
     gomod = Path(info["GoMod"]).read_text()
@@ -181,13 +168,14 @@ def _build_kubernetes_command(tool: Tool) -> None:
             f"-X {package}.gitMinor={minor}",
             f"-X {package}.gitTreeState=clean",
         ]
-    _run(
+    _STEPS.run(
         tool.name,
         "resolve modules (downloads ~2 min cold)",
         ["go", "get", f"k8s.io/kubernetes/cmd/{tool.name}@{version}"],
-        workdir,
+        cwd=workdir,
+        env=_go_env(),
     )
-    _run(
+    _STEPS.run(
         tool.name,
         "compile (~3.5 min cold on 2 cores)",
         [
@@ -202,24 +190,28 @@ def _build_kubernetes_command(tool: Tool) -> None:
             "out",
             f"k8s.io/kubernetes/cmd/{tool.name}",
         ],
-        workdir,
+        cwd=workdir,
+        env=_go_env(),
     )
     _install(tool, workdir / "out")
 
 
 def go_build(name: str, module: Path, package: str, output: Path, ldflags: str = "") -> None:
     """A static, stripped binary of `package` in the Go module at `module`, with the cache's Go caches."""
-    _run(
+    _STEPS.run(
         name,
         "compile",
         ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(), "-o", str(output), package],
-        module,
+        cwd=module,
+        env=_go_env(),
     )
 
 
 def _build_plain(tool: Tool, module: str, package: str, ldflags: str = "") -> None:
     workdir = _wrapper_module(tool, _go_line_of_toolchain())
-    _run(tool.name, "resolve modules", ["go", "get", f"{module}@v{tool.version}"], workdir)
+    _STEPS.run(
+        tool.name, "resolve modules", ["go", "get", f"{module}@v{tool.version}"], cwd=workdir, env=_go_env()
+    )
     go_build(tool.name, workdir, package, workdir / "out", ldflags)
     _install(tool, workdir / "out")
 
@@ -259,10 +251,12 @@ def ensure(tools: Sequence[Tool] = ALL_TOOLS) -> None:
         )
     for tool in tools:
         if tool.is_cached():
-            _progress(f"{tool.name} {tool.version}: cached at {tool.path}")
+            _STEPS.progress(f"{tool.name} {tool.version}: cached at {tool.path}")
             continue
         started = time.monotonic()
-        _progress(f"{tool.name} {tool.version}: not cached, building")
+        _STEPS.progress(f"{tool.name} {tool.version}: not cached, building")
         _build(tool)
-        _progress(f"{tool.name} {tool.version}: ready in {time.monotonic() - started:.0f}s at {tool.path}")
+        _STEPS.progress(
+            f"{tool.name} {tool.version}: ready in {time.monotonic() - started:.0f}s at {tool.path}"
+        )
         shutil.rmtree(cache_root() / "build" / f"{tool.name}-{tool.version}", ignore_errors=True)

@@ -19,18 +19,15 @@ which no buildah option moves).
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -39,6 +36,7 @@ from typing import Final
 from filelock import FileLock
 
 from envtest import assets
+from envtest.build_steps import BuildSteps
 from envtest.node import NodeImages
 
 # `localhost/` keeps the name exactly as it is: the CRI resolves a name without a registry to docker.io.
@@ -91,10 +89,6 @@ _BUILD_FLAGS: Final = ("--pull=never", "--layers=false", "--network=host", "--is
 _STORAGE_DRIVERS: Final = ("overlay", "vfs")
 # Debian's system bundle, which Debian's pip (the base's) reads.
 _IMAGE_CA_BUNDLE: Final = "/etc/ssl/certs/ca-certificates.crt"
-# prctl(2)'s option that has the kernel kill a child when the thread that started it ends; resolved
-# here, as loading a library between fork and exec could deadlock.
-_PR_SET_PDEATHSIG: Final = 1
-_libc: Final = ctypes.CDLL(None, use_errno=True)
 # The annotation of an OCI archive's index that names an image; `ctr images import` takes it as it is.
 _REF_NAME: Final = "org.opencontainers.image.ref.name"
 
@@ -125,30 +119,7 @@ def images_dir() -> Path:
     return assets.cache_root() / "images"
 
 
-def _progress(message: str) -> None:
-    print(f"[images] {message}", file=sys.stderr, flush=True)
-
-
-def _die_with_parent() -> None:
-    """Run in a child before exec: a killed build does not leave debootstrap or buildah working on."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _run(image: str, step: str, argv: Sequence[str | Path], env: dict[str, str] | None = None) -> str:
-    _progress(f"{image}: {step} ...")
-    started = time.monotonic()
-    command = [str(part) for part in argv]
-    result = subprocess.run(
-        command, env=env, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
-    )
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
-        raise ImageBuildError(
-            f"building image {image} failed at step '{step}' ({' '.join(command)}), "
-            f"exit {result.returncode}:\n{tail}"
-        )
-    _progress(f"{image}: {step} done in {time.monotonic() - started:.0f}s")
-    return result.stdout
+_STEPS: Final = BuildSteps("images", ImageBuildError, noun="image ")
 
 
 def _require(image: str, command: str, package: str) -> None:
@@ -247,7 +218,7 @@ def _workspace(image: str) -> Iterator[Path]:
     """
     workspace = images_dir() / "build" / image
     if workspace.exists():
-        _progress(f"{image}: removing the stale build directory {workspace}")
+        _STEPS.progress(f"{image}: removing the stale build directory {workspace}")
         _remove_tree(workspace)
     (workspace / "tmp").mkdir(parents=True)
     try:
@@ -274,7 +245,7 @@ class _Store:
                 store.argv("info"), env=store.env(), capture_output=True, text=True, check=False
             )
             if probe.returncode == 0:
-                _progress(f"{image}: buildah store with the {driver} driver in {store.root.parent}")
+                _STEPS.progress(f"{image}: buildah store with the {driver} driver in {store.root.parent}")
                 return store
             answers.append(f"{driver}: {probe.stderr.strip()}")
         raise ImageBuildError(f"building image {image}: buildah can use no storage driver: {answers}")
@@ -306,7 +277,7 @@ class _Store:
         return {**os.environ, "TMPDIR": str(self.workspace / "tmp"), "CONTAINERS_CONF": str(settings)}
 
     def run(self, step: str, *arguments: str | Path) -> str:
-        return _run(self.image, step, self.argv(*arguments), self.env())
+        return _STEPS.run(self.image, step, self.argv(*arguments), env=self.env())
 
     def build(self, step: str, *arguments: str | Path) -> str:
         # runc keeps its containers' state in the workspace too, not in /run/runc.
@@ -397,7 +368,7 @@ def _base_recipe() -> _Recipe:
         _require(name, "debootstrap", "debootstrap")
         rootfs, context = workspace / "rootfs", workspace / "context"
         mirror = _debian_mirror()
-        _run(
+        _STEPS.run(
             name,
             f"debootstrap {_SUITE} from {mirror} (~40 s)",
             [
@@ -411,7 +382,7 @@ def _base_recipe() -> _Recipe:
         )
         _slim_rootfs(rootfs)
         context.mkdir()
-        _run(
+        _STEPS.run(
             name,
             "pack the root filesystem",
             ["tar", "--numeric-owner", "-C", rootfs, "-cf", context / "rootfs.tar", "."],
@@ -566,7 +537,7 @@ def _prune(name: str, built: Path) -> None:
 def _ensure(recipe: _Recipe) -> ImageArchive:
     archive = recipe.archive
     if archive.path.is_file():
-        _progress(f"{recipe.name}: cached at {archive.path}")
+        _STEPS.progress(f"{recipe.name}: cached at {archive.path}")
         return archive
     directory = images_dir()
     if ":" in str(directory):
@@ -574,14 +545,14 @@ def _ensure(recipe: _Recipe) -> ImageArchive:
     directory.mkdir(parents=True, exist_ok=True)
     with FileLock(str(directory / f".{recipe.name}.lock")):
         if archive.path.is_file():
-            _progress(f"{recipe.name}: built meanwhile by another run, at {archive.path}")
+            _STEPS.progress(f"{recipe.name}: built meanwhile by another run, at {archive.path}")
             return archive
-        _progress(f"{recipe.name}: not cached, building {archive.reference}")
+        _STEPS.progress(f"{recipe.name}: not cached, building {archive.reference}")
         started = time.monotonic()
         _build(recipe)
         _prune(recipe.name, archive.path)
         size = archive.path.stat().st_size / 2**20
-        _progress(
+        _STEPS.progress(
             f"{recipe.name}: ready in {time.monotonic() - started:.0f}s at {archive.path} ({size:.0f} MiB)"
         )
     return archive
