@@ -27,7 +27,6 @@ from datastorage.config import DlqSettings
 from devstack.state import StackState
 from processes.child import log_tail
 from test.integration.datastorage.support import (
-    PATIENT_DB_TIMEOUT,
     OpenStack,
     OpenStackWithServers,
     Stack,
@@ -72,9 +71,7 @@ def ds_stack(
     # No test of this stack waits for the DLQ: it is polled at the service's pace (once a second),
     # not the outage tests' (20 times), because it idles in every worker until the session ends; and
     # none expects a write to go there.
-    with open_stack_on(
-        worker_databases, log_path=log_path, dlq=DlqSettings(), db_timeout=PATIENT_DB_TIMEOUT
-    ) as stack:
+    with open_stack_on(worker_databases, log_path=log_path, dlq=DlqSettings()) as stack:
         yield stack
 
 

@@ -134,7 +134,7 @@ class Stack:
         return self.datastorage.url
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        return httpx.Client(base_url=self.url, timeout=CLIENT_TIMEOUT)
 
 
 @dataclasses.dataclass
@@ -213,10 +213,15 @@ class WorkerDatabases:
             self._free_redis_dbs.append(number)
 
 
-# For a DataStorage whose specs expect every write answered 201: a write goes to the DLQ (202) only
-# after this long, which no loaded machine reaches (two suites, each with a node, on 2 cores have
-# kept a PostgreSQL write waiting over the service's default 10 s).
+# A DataStorage on the shared servers expects every write answered 201: a write goes to the DLQ (202)
+# only after this long, which no loaded machine reaches (two suites, each with a node, on 2 cores
+# have kept a PostgreSQL write waiting over the service's default 10 s, and over 5 s on a spec's own
+# DataStorage).
 PATIENT_DB_TIMEOUT: Final = 300.0
+# A spec that stops or kills its own PostgreSQL wants a write given up soon.
+OUTAGE_DB_TIMEOUT: Final = 5.0
+# How long a spec's HTTP client waits for DataStorage's answer.
+CLIENT_TIMEOUT: Final = 30.0
 
 
 @contextlib.contextmanager
@@ -254,14 +259,25 @@ def open_stack_at(
 
 @contextlib.contextmanager
 def open_stack_with_servers(
-    *, log_path: Path, clock: Clock = utc_now, dlq: DlqSettings = FAST_DLQ, **settings: Any
+    *,
+    log_path: Path,
+    clock: Clock = utc_now,
+    dlq: DlqSettings = FAST_DLQ,
+    db_timeout: float = OUTAGE_DB_TIMEOUT,
+    **settings: Any,
 ) -> Iterator[StackWithServers]:
     """PostgreSQL, Redis and DataStorage of one's own, for a test that stops or kills a server."""
     with (
         PostgresServer() as postgres,
         RedisServer() as redis_server,
         _datastorage(
-            postgres.url, redis_server.url, log_path=log_path, clock=clock, dlq=dlq, **settings
+            postgres.url,
+            redis_server.url,
+            log_path=log_path,
+            clock=clock,
+            dlq=dlq,
+            db_timeout=db_timeout,
+            **settings,
         ) as server,
     ):
         yield StackWithServers(postgres.url, redis_server.url, server, log_path, postgres, redis_server)
@@ -275,7 +291,7 @@ def _datastorage(
     log_path: Path,
     clock: Clock,
     dlq: DlqSettings,
-    db_timeout: float = 5.0,
+    db_timeout: float = PATIENT_DB_TIMEOUT,
     **settings: Any,
 ) -> Iterator[DataStorageServer]:
     """An in-process DataStorage on a reserved port, logging to `log_path` only."""

@@ -36,6 +36,7 @@ from schemathesis.specs.openapi.checks import (
 from datastorage.timestamps import format_timestamp
 from test.integration.datastorage.support import (
     BATCH_PATH,
+    CLIENT_TIMEOUT,
     EVENTS_PATH,
     LEGAL_HOLD_PATH,
     VERIFY_CHAIN_PATH,
@@ -91,7 +92,9 @@ def cases(operation: Any, kind: str) -> st.SearchStrategy[schemathesis.Case[Any]
     ],
 )
 def test_no_generated_request_gets_a_server_error(ds_stack: Stack, method: str, path: str, kind: str) -> None:
-    operation = schemathesis.openapi.from_url(f"{ds_stack.url}/openapi.json")[path][method]
+    # Schemathesis waits 10 s by default; two suites at once have kept DataStorage longer.
+    schema = schemathesis.openapi.from_url(f"{ds_stack.url}/openapi.json", timeout=CLIENT_TIMEOUT)
+    operation = schema[path][method]
     checks = [*CONFORMANCE, negative_data_rejection] if kind == "negative" else CONFORMANCE
 
     @given(case=cases(operation, kind))
@@ -102,6 +105,6 @@ def test_no_generated_request_gets_a_server_error(ds_stack: Stack, method: str, 
         suppress_health_check=list(HealthCheck),
     )
     def exchange(case: schemathesis.Case[Any]) -> None:
-        case.call_and_validate(base_url=ds_stack.url, checks=checks)
+        case.call_and_validate(base_url=ds_stack.url, checks=checks, timeout=CLIENT_TIMEOUT)
 
     exchange()
