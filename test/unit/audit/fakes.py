@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import pytest
 from aiohttp import web
 
 from controller.audit import DeliveryBackoff
@@ -23,8 +21,6 @@ from controller.audit_events import AuditEvent, AuditSubject, phase_transition
 IndexStyle = Literal["field", "detail", "none"]
 
 FAST_BACKOFF = DeliveryBackoff(base=0.001, factor=2.0, cap=0.005, jitter=0.0)
-# Generous: conditions normally hold within milliseconds; this only bounds a broken test.
-WAIT_LIMIT = 5.0
 
 
 class FakeDataStorage:
@@ -111,17 +107,6 @@ class FakeDataStorage:
 def _problem(status: int, detail: str, **extra: Any) -> web.Response:
     body = {"type": "https://kubernaut.ai/problems/test", "title": "Test", "status": status, "detail": detail}
     return web.Response(status=status, text=json.dumps(body | extra), content_type="application/problem+json")
-
-
-async def wait_until(predicate: Callable[[], bool], *, what: str) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``WAIT_LIMIT`` seconds."""
-    try:
-        async with asyncio.timeout(WAIT_LIMIT):
-            # Polling on purpose: the conditions (a request seen, a metric moved) have no event to await.
-            while not predicate():  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        pytest.fail(f"timed out after {WAIT_LIMIT}s waiting for {what}")
 
 
 def make_events(count: int, *, prefix: str = "sp", at: datetime | None = None) -> list[AuditEvent]:

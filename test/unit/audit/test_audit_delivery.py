@@ -14,9 +14,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.audit import AuditClient, DeliveryBackoff
+from test.unit.polling import wait_until
 
 from .conftest import MakeClient
-from .fakes import FakeDataStorage, ids, make_events, wait_until
+from .fakes import FakeDataStorage, ids, make_events
 
 
 def metric(registry: CollectorRegistry, name: str) -> float:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from controller.hotreload import Debouncer
+from test.unit.polling import wait_until
 
 DELAY = 0.2
 
@@ -62,9 +63,7 @@ class GatedAction:
 
 
 async def settle(debouncer: Debouncer) -> None:
-    async with asyncio.timeout(5):
-        while debouncer.running:  # noqa: ASYNC110 - the task has no completion event of its own
-            await asyncio.sleep(0)
+    await wait_until(lambda: not debouncer.running, what="the debounced run to end")
 
 
 async def test_a_burst_of_events_runs_once_after_the_last_one() -> None:
