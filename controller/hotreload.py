@@ -28,7 +28,12 @@ What each reload leaves behind:
   an error log with the engine's `file:line` message, a Warning Event
   `PolicyReloadRejected`, and the probe detail names the error;
 - missing (`policy.rego` deleted, or a directory with only the four-file
-  layout): the same, with result=missing and Event reason `PolicyFileMissing`.
+  layout): the same, with result=missing and Event reason `PolicyFileMissing`;
+- deferred (the engine could not be reached to load the text: an OPA sidecar
+  restarting): the last good set stays active, counter result=deferred, a
+  warning log, and the reload is asked again every `ENGINE_CHECK_SECONDS` until
+  the engine answers. No Event: there is nothing to fix in the text, and a
+  ConfigMap edit made while OPA restarts is not lost.
 
 Where the Events go: an Event needs an involvedObject, and a policy is no
 Kubernetes object of ours, so they are attached to the controller's own Pod,
@@ -112,6 +117,7 @@ class ReportedReloadResult:
     UNCHANGED: Final = "unchanged"
     REJECTED: Final = "rejected"
     MISSING: Final = "missing"
+    DEFERRED: Final = "deferred"
     RESTORED: Final = "restored"
 
 
@@ -408,6 +414,7 @@ class PolicyWatcher:
         self._debouncer = Debouncer(debounce, self.reload)
         self._observer: Any = None
         self._engine_check: asyncio.Task[None] | None = None
+        self._deferred_retry: asyncio.TimerHandle | None = None
         self._last: ReloadReport | None = None
         self._last_rejection: ReloadReport | None = None
 
@@ -435,6 +442,8 @@ class PolicyWatcher:
             self._engine_check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._engine_check
+        if self._deferred_retry is not None:
+            self._deferred_retry.cancel()
         await self._debouncer.close()
 
     def _watched_directories(self) -> dict[Path, set[str]]:
@@ -450,6 +459,11 @@ class PolicyWatcher:
         source = policy_source_dir(self._directory)
         outcome = await self._policies.reload(source)
         await self._report(outcome, source)
+        if outcome.status is CandidateVerdict.DEFERRED:
+            if self._deferred_retry is not None:
+                self._deferred_retry.cancel()
+            loop = asyncio.get_running_loop()
+            self._deferred_retry = loop.call_later(self._engine_check_interval, self._debouncer.poke)
         for companion in self._companions:
             await self._reload_companion(companion, source)
         return outcome
@@ -489,6 +503,8 @@ class PolicyWatcher:
             self._metrics.show_active_hashes({POLICY_FILE_NAME: outcome.active.sha256})
         elif outcome.status is CandidateVerdict.UNCHANGED:
             result = ReportedReloadResult.UNCHANGED
+        elif outcome.status is CandidateVerdict.DEFERRED:
+            result = ReportedReloadResult.DEFERRED
         else:
             # A read failure rejects before any text is compared, so nothing is "changed".
             missing = missing_policy_files(source) if not outcome.changed else []
@@ -496,6 +512,13 @@ class PolicyWatcher:
         self._metrics.policy_reloads.labels(result=result).inc()
         self._last = ReloadReport(result, now, changed, outcome.error)
         if result in (ReportedReloadResult.ACTIVATED, ReportedReloadResult.UNCHANGED):
+            return
+        if result == ReportedReloadResult.DEFERRED:
+            logger.warning(
+                "policy reload deferred, asked again in %.0f s: %s",
+                self._engine_check_interval,
+                outcome.error,
+            )
             return
         self._last_rejection = self._last
         if result == ReportedReloadResult.MISSING:

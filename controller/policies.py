@@ -221,11 +221,14 @@ SmokeCheck = Callable[[PolicyEvaluator], Awaitable[None]]
 
 class CandidateVerdict(enum.StrEnum):
     """What `ActivePolicies.reload` did with the text it read: made it active, found it equal to the
-    active text, or refused it (the active text stays). `hotreload` reports it in finer terms."""
+    active text, refused it, or could not have it judged because the engine was unreachable
+    (deferred: to be asked again). The active text stays unless activated. `hotreload` reports it
+    in finer terms."""
 
     ACTIVATED = "activated"
     UNCHANGED = "unchanged"
     REJECTED = "rejected"
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,14 @@ class ActivePolicies:
         loaded = False
         try:
             check_policy_text(candidate.source)
-            await self._engine.load(MODULE_ID, candidate.source)
+            try:
+                await self._engine.load(MODULE_ID, candidate.source)
+            except PolicyEngineUnavailable as error:
+                # Nothing was said about the text, so it is not refused. The engine may hold it
+                # anyway (an answer lost on the way back): evaluations load the active text first.
+                self._in_sync = False
+                detail = f"{type(error).__name__}: {error}"
+                return ReloadOutcome(CandidateVerdict.DEFERRED, current, True, detail)
             loaded = True
             await self._smoke_evaluate(candidate)
         except PolicyError as error:

@@ -481,3 +481,22 @@ def test_a_restarted_opa_gets_the_active_policy_again(
     assert custom_labels(status) == {"survives": ["restart"]}
     assert status["environmentClassification"]["environment"] == "Production"
     assert status["priorityAssignment"]["priority"] == "P0"
+
+
+@pytest.mark.br("BR-SP-072")
+def test_an_edit_while_opa_is_down_is_activated_once_it_is_back(
+    start_controller: StartController, custom_objects: client.CustomObjectsApi
+) -> None:
+    """An OPA sidecar restarting while its ConfigMap is edited: the edit waits for it, and is not refused."""
+    controller = start_controller()
+    namespace = controller.make_namespace()
+
+    controller.opa.stop()
+    edited = controller.write(labels_policy({"edited": ["while-opa-was-down"]}))
+    controller.wait_for_reloads(ReportedReloadResult.DEFERRED, 1)
+    controller.opa.start()
+    controller.wait_until_active(edited)
+
+    assert controller.reloads_if_any(ReportedReloadResult.REJECTED) == 0
+    status = controller.classify(custom_objects, namespace)
+    assert custom_labels(status) == {"edited": ["while-opa-was-down"]}

@@ -1,7 +1,9 @@
-"""The engine check: an engine that lost its module (an OPA restarted) gets the active policy again."""
+"""The engine check: an engine that lost its module (an OPA restarted) gets the active policy again;
+a reload the engine could not take (it was down) is asked again until it can."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -9,8 +11,9 @@ import pytest
 
 from controller.hotreload import PolicyWatcher, ReportedReloadResult
 from controller.metrics import ControllerMetrics
-from controller.policies import MODULE_ID, POLICY_FILE_NAME, ActivePolicies, PolicyEvaluator
+from controller.policies import MODULE_ID, POLICY_FILE_NAME, ActivePolicies, CandidateVerdict, PolicyEvaluator
 from controller.policy_engine import EmbeddedEngine, PolicyEngineUnavailable
+from test.unit.polling import wait_until
 
 Started = tuple["RestartingEngine", PolicyWatcher, ControllerMetrics]
 
@@ -23,6 +26,8 @@ class RestartingEngine:
         self.reachable = True
 
     async def load(self, module_id: str, source: str) -> None:
+        if not self.reachable:
+            raise PolicyEngineUnavailable("engine down")
         self.modules[module_id] = source
 
     async def evaluate(
@@ -53,10 +58,12 @@ async def started(tmp_path: Path) -> Started:
     return engine, PolicyWatcher(tmp_path, policies, metrics, engine=engine), metrics  # never started
 
 
+def reloads(metrics: ControllerMetrics, result: str) -> float | None:
+    return metrics.registry.get_sample_value("signalprocessing_policy_reloads_total", {"result": result})
+
+
 def restores(metrics: ControllerMetrics) -> float | None:
-    return metrics.registry.get_sample_value(
-        "signalprocessing_policy_reloads_total", {"result": ReportedReloadResult.RESTORED}
-    )
+    return reloads(metrics, ReportedReloadResult.RESTORED)
 
 
 async def test_an_engine_that_lost_its_module_gets_the_active_policy_again(started: Started) -> None:
@@ -95,3 +102,39 @@ async def test_the_embedded_engine_never_loses_a_module() -> None:
         assert await engine.lost_modules([MODULE_ID]) == []
     finally:
         await engine.close()
+
+
+async def test_a_reload_the_engine_could_not_take_is_asked_again_until_it_can(tmp_path: Path) -> None:
+    """An OPA sidecar restarting while its ConfigMap is edited: the edit is neither refused nor lost."""
+    (tmp_path / POLICY_FILE_NAME).write_text("package signalprocessing\n\nlabels := {}\n")
+    engine = RestartingEngine()
+    policies = ActivePolicies(engine, no_smoke_check)
+    good = await policies.start(tmp_path)
+    metrics = ControllerMetrics.create()
+    watcher = PolicyWatcher(
+        tmp_path, policies, metrics, engine=engine, debounce=0.01, engine_check_interval=0.01
+    )
+    edited = 'package signalprocessing\n\nlabels := {"team": "edited"}\n'
+    (tmp_path / POLICY_FILE_NAME).write_text(edited)
+    engine.reachable = False
+    try:
+        outcome = await watcher.reload()
+
+        assert (outcome.status, outcome.active) == (CandidateVerdict.DEFERRED, good)
+        assert reloads(metrics, ReportedReloadResult.DEFERRED) == 1
+        assert reloads(metrics, ReportedReloadResult.REJECTED) is None
+        detail = watcher.probe_detail()
+        assert detail["lastReload"]["result"] == ReportedReloadResult.DEFERRED
+        assert "lastRejection" not in detail
+
+        engine.reachable = True
+        edited_hash = hashlib.sha256(edited.encode()).hexdigest()
+
+        await wait_until(
+            lambda: policies.current is not None and policies.current.sha256 == edited_hash,
+            what="the edited policy activated",
+        )
+        assert engine.modules == {MODULE_ID: edited}
+        assert reloads(metrics, ReportedReloadResult.ACTIVATED) == 1
+    finally:
+        await watcher.close()

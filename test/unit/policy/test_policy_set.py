@@ -32,6 +32,7 @@ from controller.policy_engine import (
     PolicyRejected,
     PolicyTimeLimitExceeded,
 )
+from test.unit.polling import wait_until
 
 
 def source(marker: str = "v1") -> str:
@@ -262,6 +263,28 @@ async def test_an_unchanged_text_is_not_loaded_again(
     assert (outcome.status, outcome.changed, engine.loads) == (CandidateVerdict.ACTIVATED, True, [MODULE_ID])
 
 
+async def test_a_text_the_engine_could_not_take_is_deferred_not_refused(
+    active: ActivePolicies, engine: FakeEngine, tmp_path: Path
+) -> None:
+    good = active.current
+    assert good is not None
+    write(tmp_path, "v2")
+    engine.fail_loads_containing = "v2"
+
+    outcome = await active.reload(tmp_path)
+
+    assert (outcome.status, outcome.active, outcome.error) == (
+        CandidateVerdict.DEFERRED,
+        good,
+        "PolicyEngineUnavailable: engine down",
+    )
+    engine.fail_loads_containing = None
+    engine.modules[MODULE_ID] = source("v2")  # the engine took it after all; its answer was lost
+    decisions = await active.evaluate((Rule.ENVIRONMENT,), {})
+    assert decisions.value(Rule.ENVIRONMENT) == f"environment:{good.source}"
+    assert (await active.reload(tmp_path)).status is CandidateVerdict.ACTIVATED
+
+
 async def test_a_smoke_failure_reloads_the_previous_text(
     active: ActivePolicies, engine: FakeEngine, tmp_path: Path
 ) -> None:
@@ -372,9 +395,7 @@ async def test_an_evaluation_in_flight_finishes_with_the_policy_it_started_with(
 
     write(tmp_path, "v2")
     reload = asyncio.create_task(active.reload(tmp_path))
-    async with asyncio.timeout(5):
-        while not active._lock._writers_waiting:  # noqa: ASYNC110 - lock state has no event to await
-            await asyncio.sleep(0.001)
+    await wait_until(lambda: bool(active._lock._writers_waiting), what="the reload waiting for the lock")
     assert not reload.done()
     engine.gate.set()
     first = await in_flight
