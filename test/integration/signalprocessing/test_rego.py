@@ -491,14 +491,24 @@ async def test_a_policy_evaluation_is_bounded_by_its_rule_s_time_limit(
         await engine.close()
 
 
+START_ATTEMPTS = 5
+
+
 @pytest.mark.br("BR-SP-102")
 async def test_a_policy_too_slow_for_an_ordinary_input_is_never_activated(
     private_opa: OpaServer, tmp_path: Path
 ) -> None:
     engine = OpaServerEngine(private_opa.url, transport_allowance=0.2)
     directory = policy_dir(tmp_path)
+    policies = ActivePolicies(engine, classify.smoke_check)
     try:
-        policies = await started(engine, directory)
+        # With this short allowance a loaded machine's stall is no answer, and the shipped policy is
+        # refused at start; asked again, as kopf retries the controller's failed start.
+        for _ in range(START_ATTEMPTS):
+            if (await policies.reload(directory)).status is CandidateVerdict.ACTIVATED:
+                break
+        else:
+            pytest.fail(f"the shipped policy was not activated in {START_ATTEMPTS} attempts")
         good = policies.current
         write_policy(directory, policy_with_labels(SLOW_LABELS_RULE))
 
